@@ -1,0 +1,406 @@
+//! Typed configuration: a YAML file whose sections follow distribution's and the OpenShift
+//! operator's names, every key overridable by `REGISTRY_<PATH>` environment variables.
+//!
+//! Keys match case-insensitively: the file's keys are folded to lowercase before they are read, so
+//! `storage.s3.regionEndpoint`, `regionendpoint` and `REGISTRY_STORAGE_S3_REGIONENDPOINT` are one key.
+//! Unknown keys and bad values in the file fail with an error naming the key; an environment variable
+//! that names no key is ignored with a warning (as distribution does: Kubernetes injects `REGISTRY_*`
+//! service variables of its own), but a bad value in a known one fails.
+//!
+//! A leaf: nothing here depends on other modules of the crate.
+
+mod env;
+pub mod flex;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use env::EnvOverride;
+
+/// Default data folder when no storage is configured (the "emptyDir" default).
+pub const DEFAULT_ROOT: &str = "./registry-data";
+/// Where the operator mounts the emptyDir or PVC volume.
+pub const VOLUME_ROOT: &str = "/registry";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Accepted for distribution compatibility (`version: 0.1`); unused.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub version: Option<String>,
+    pub log: LogConfig,
+    /// The operator's `logLevel` (`Normal`, `Debug`, `Trace`, `TraceAll`); overrides `log.level`.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub loglevel: Option<String>,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+    /// Refuse every write (`readOnly`).
+    #[serde(deserialize_with = "flex::bool")]
+    pub readonly: bool,
+    /// Request limits (`requests`).
+    pub requests: RequestsConfig,
+    /// The OpenShift section: `REGISTRY_OPENSHIFT_REQUESTS_*` variables land here.
+    pub openshift: OpenShiftConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    #[serde(deserialize_with = "flex::string")]
+    pub level: String,
+    /// `text` or `json` (distribution calls it `formatter`).
+    #[serde(alias = "formatter")]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+    /// distribution's name for the text format.
+    Logstash,
+}
+
+/// `storage`: exactly one driver section plus the shared switches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub filesystem: Option<FilesystemConfig>,
+    /// The operator's emptyDir: a filesystem folder (default `./registry-data` here).
+    pub emptydir: Option<FilesystemConfig>,
+    /// The operator's PVC: the claim is mounted at `/registry` unless `rootDirectory` says otherwise.
+    pub pvc: Option<PvcConfig>,
+    pub inmemory: Option<EmptySection>,
+    pub delete: DeleteConfig,
+    pub maintenance: MaintenanceConfig,
+    /// Accepted for distribution compatibility; blob descriptor caching is internal here.
+    pub cache: Option<serde_yaml::Value>,
+    pub redirect: RedirectConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemConfig {
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub rootdirectory: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PvcConfig {
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub claim: Option<String>,
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub rootdirectory: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptySection {}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeleteConfig {
+    #[serde(deserialize_with = "flex::bool")]
+    pub enabled: bool,
+}
+
+impl Default for DeleteConfig {
+    fn default() -> Self {
+        // OpenShift configures deletes on.
+        DeleteConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    pub readonly: EnabledSwitch,
+    pub uploadpurging: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnabledSwitch {
+    #[serde(deserialize_with = "flex::bool")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedirectConfig {
+    #[serde(deserialize_with = "flex::bool")]
+    pub disable: bool,
+}
+
+/// The storage backend chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    Filesystem { root: PathBuf },
+    InMemory,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address (`:5000` or `host:port`).
+    #[serde(deserialize_with = "flex::string")]
+    pub addr: String,
+    /// Signs upload state; share it between replicas.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub secret: Option<String>,
+    /// Externally visible base URL, if different from the request's host.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub host: Option<String>,
+    /// Accepted for distribution compatibility; `Location` headers are always relative here.
+    #[serde(deserialize_with = "flex::bool")]
+    pub relativeurls: bool,
+    /// Time in-flight requests get to finish on shutdown.
+    #[serde(deserialize_with = "flex::duration")]
+    pub draintimeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "0.0.0.0:5000".into(),
+            secret: None,
+            host: None,
+            relativeurls: true,
+            draintimeout: Duration::from_secs(29),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsConfig {
+    pub read: LimitConfig,
+    pub write: LimitConfig,
+}
+
+/// One limiter. `maxRunning <= 0` turns it off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    #[serde(deserialize_with = "flex::i64")]
+    pub maxrunning: i64,
+    #[serde(deserialize_with = "flex::i64")]
+    pub maxinqueue: i64,
+    /// 0 = wait forever.
+    #[serde(deserialize_with = "flex::duration")]
+    pub maxwaitinqueue: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenShiftConfig {
+    pub requests: Option<RequestsConfig>,
+    /// Accepted: the Go registry's config version field.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub version: Option<String>,
+}
+
+impl Config {
+    /// Loads the file (if any), applies `REGISTRY_*` overrides from `env`, validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Config::from_yaml(&text, env)
+    }
+
+    /// Parses YAML text plus overrides. Returns the config and warnings to log.
+    pub fn from_yaml(
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut value: serde_yaml::Value = if text.trim().is_empty() {
+            serde_yaml::Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?
+        };
+        if value.is_null() {
+            value = serde_yaml::Value::Mapping(Default::default());
+        }
+        env::lowercase_keys(&mut value);
+        let overrides = EnvOverride::collect(env);
+        let (config, warnings) = env::deserialize_with_overrides(value, overrides)?;
+        config.validate()?;
+        Ok((config, warnings))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        self.storage_kind()?;
+        let level = self.log.level.to_ascii_lowercase();
+        if !["error", "warn", "warning", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(key_err(
+                "log.level",
+                format!(
+                    "unknown level {:?} (error, warn, info, debug, trace)",
+                    self.log.level
+                ),
+            ));
+        }
+        if let Some(l) = &self.loglevel {
+            if !["normal", "debug", "trace", "traceall"].contains(&l.to_ascii_lowercase().as_str())
+            {
+                return Err(key_err(
+                    "logLevel",
+                    format!("unknown level {l:?} (Normal, Debug, Trace, TraceAll)"),
+                ));
+            }
+        }
+        if self.http.secret.as_deref() == Some("") {
+            return Err(key_err("http.secret", "must not be empty when set"));
+        }
+        Ok(())
+    }
+
+    /// The listen address; Go-style `:5000` means all interfaces.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let a = self.http.addr.trim();
+        let a = if a.starts_with(':') {
+            format!("0.0.0.0{a}")
+        } else {
+            a.to_owned()
+        };
+        a.parse()
+            .map_err(|_| key_err("http.addr", format!("not a host:port address: {a:?}")))
+    }
+
+    /// The storage backend; filesystem in `./registry-data` when none is configured.
+    pub fn storage_kind(&self) -> Result<StorageKind, ConfigError> {
+        let s = &self.storage;
+        let count = [
+            s.filesystem.is_some(),
+            s.emptydir.is_some(),
+            s.pvc.is_some(),
+            s.inmemory.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if count > 1 {
+            return Err(key_err(
+                "storage",
+                "configure exactly one of filesystem, emptyDir, pvc, inmemory",
+            ));
+        }
+        let root =
+            |r: &Option<String>, default: &str, key: &str| -> Result<StorageKind, ConfigError> {
+                let r = r.clone().unwrap_or_else(|| default.to_owned());
+                if r.trim().is_empty() {
+                    return Err(key_err(key, "must not be empty"));
+                }
+                Ok(StorageKind::Filesystem { root: r.into() })
+            };
+        if let Some(f) = &s.filesystem {
+            return root(
+                &f.rootdirectory,
+                "/var/lib/registry",
+                "storage.filesystem.rootdirectory",
+            );
+        }
+        if let Some(f) = &s.emptydir {
+            return root(
+                &f.rootdirectory,
+                DEFAULT_ROOT,
+                "storage.emptyDir.rootdirectory",
+            );
+        }
+        if let Some(p) = &s.pvc {
+            return root(&p.rootdirectory, VOLUME_ROOT, "storage.pvc.rootdirectory");
+        }
+        if s.inmemory.is_some() {
+            return Ok(StorageKind::InMemory);
+        }
+        Ok(StorageKind::Filesystem {
+            root: DEFAULT_ROOT.into(),
+        })
+    }
+
+    /// Whether the registry refuses writes (`readOnly` or `storage.maintenance.readonly.enabled`).
+    pub fn read_only(&self) -> bool {
+        self.readonly || self.storage.maintenance.readonly.enabled
+    }
+
+    /// Request limits; the OpenShift section's (from `REGISTRY_OPENSHIFT_REQUESTS_*`) wins.
+    pub fn request_limits(&self) -> &RequestsConfig {
+        self.openshift.requests.as_ref().unwrap_or(&self.requests)
+    }
+
+    /// The tracing filter directive for the configured level.
+    pub fn log_filter(&self) -> String {
+        match self
+            .loglevel
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("normal") => "info".into(),
+            Some("debug") => "image_registry=debug,info".into(),
+            Some("trace") => "image_registry=trace,info".into(),
+            Some("traceall") => "trace".into(),
+            _ => {
+                let l = self.log.level.to_ascii_lowercase();
+                let l = if l == "warning" { "warn".into() } else { l };
+                format!(
+                    "image_registry={l},{}",
+                    if l == "trace" || l == "debug" {
+                        "info"
+                    } else {
+                        &l
+                    }
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

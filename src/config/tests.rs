@@ -1,0 +1,126 @@
+use std::time::Duration;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_without_any_config() {
+    let (c, w) = Config::from_yaml("", &[]).unwrap();
+    assert!(w.is_empty());
+    assert_eq!(c.listen_addr().unwrap().to_string(), "0.0.0.0:5000");
+    assert_eq!(
+        c.storage_kind().unwrap(),
+        StorageKind::Filesystem {
+            root: DEFAULT_ROOT.into()
+        }
+    );
+    assert!(c.storage.delete.enabled);
+    assert!(!c.read_only());
+}
+
+#[test]
+fn file_keys_are_case_insensitive() {
+    let y = "version: 0.1\nreadOnly: true\nstorage:\n  emptyDir: {}\n  delete:\n    enabled: false\nhttp:\n  addr: ':5001'\n  secret: s3cr3t\nrequests:\n  read:\n    maxRunning: 10\n    maxInQueue: 5\n    maxWaitInQueue: 1m30s\n";
+    let (c, _) = Config::from_yaml(y, &[]).unwrap();
+    assert!(c.read_only());
+    assert!(!c.storage.delete.enabled);
+    assert_eq!(c.listen_addr().unwrap().port(), 5001);
+    assert_eq!(c.http.secret.as_deref(), Some("s3cr3t"));
+    assert_eq!(c.requests.read.maxrunning, 10);
+    assert_eq!(c.requests.read.maxwaitinqueue, Duration::from_secs(90));
+    assert_eq!(
+        c.storage_kind().unwrap(),
+        StorageKind::Filesystem {
+            root: DEFAULT_ROOT.into()
+        }
+    );
+}
+
+#[test]
+fn env_overrides_every_level() {
+    let e = env(&[
+        ("REGISTRY_HTTP_ADDR", "127.0.0.1:6000"),
+        ("REGISTRY_HTTP_SECRET", "12345"),
+        ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/tmp/x"),
+        ("REGISTRY_READONLY", "true"),
+        ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
+        ("REGISTRY_OPENSHIFT_REQUESTS_READ_MAXRUNNING", "3"),
+        ("REGISTRY_LOG_LEVEL", "debug"),
+        ("PATH", "/usr/bin"),
+    ]);
+    // emptyDir from the file plus filesystem from the environment is two drivers: refused.
+    let err = Config::from_yaml("storage:\n  emptydir: {}\n", &e).unwrap_err();
+    assert!(err.to_string().contains("storage"), "{err}");
+    let (c, _) = Config::from_yaml("", &e).unwrap();
+    assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:6000");
+    assert_eq!(c.http.secret.as_deref(), Some("12345"));
+    assert_eq!(
+        c.storage_kind().unwrap(),
+        StorageKind::Filesystem {
+            root: "/tmp/x".into()
+        }
+    );
+    assert!(c.read_only());
+    assert!(!c.storage.delete.enabled);
+    assert_eq!(c.request_limits().read.maxrunning, 3);
+    assert_eq!(c.log.level, "debug");
+}
+
+#[test]
+fn registry_storage_selects_driver() {
+    let e = env(&[("REGISTRY_STORAGE", "inmemory")]);
+    let (c, _) = Config::from_yaml("storage:\n  filesystem:\n    rootdirectory: /x\n", &e).unwrap();
+    assert_eq!(c.storage_kind().unwrap(), StorageKind::InMemory);
+}
+
+#[test]
+fn unknown_file_keys_fail_naming_the_key() {
+    let err = Config::from_yaml("http:\n  adress: ':5000'\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("http.adress"), "{err}");
+    let err = Config::from_yaml("bogus: 1\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("bogus"), "{err}");
+    let err = Config::from_yaml("storage:\n  filesystem:\n    rootdir: /x\n", &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("storage.filesystem.rootdir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_fail_naming_the_key() {
+    let err = Config::from_yaml("readonly: maybe\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+    let err = Config::from_yaml("http:\n  addr: nowhere\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("http.addr"), "{err}");
+    let e = env(&[("REGISTRY_REQUESTS_WRITE_MAXINQUEUE", "lots")]);
+    let err = Config::from_yaml("", &e).unwrap_err();
+    let s = err.to_string();
+    assert!(
+        s.contains("requests.write.maxinqueue") && s.contains("REGISTRY_REQUESTS_WRITE_MAXINQUEUE"),
+        "{s}"
+    );
+    let err = Config::from_yaml("log:\n  level: loud\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("log.level"), "{err}");
+    let err = Config::from_yaml("storage:\n  filesystem: {}\n  inmemory: {}\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("storage"), "{err}");
+}
+
+#[test]
+fn unknown_env_keys_are_ignored_with_a_warning() {
+    // Kubernetes injects REGISTRY_PORT etc. for a Service named "registry".
+    let e = env(&[
+        ("REGISTRY_PORT", "tcp://10.0.0.1:5000"),
+        ("REGISTRY_SERVICE_HOST", "10.0.0.1"),
+        ("REGISTRY_HTTP_ADDR", "127.0.0.1:5002"),
+    ]);
+    let (c, w) = Config::from_yaml("", &e).unwrap();
+    assert_eq!(c.listen_addr().unwrap().port(), 5002);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w.iter().any(|m| m.contains("REGISTRY_PORT")));
+}

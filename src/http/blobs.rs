@@ -1,0 +1,234 @@
+//! Blob and upload endpoints.
+
+use axum::body::Body;
+use axum::body::Body as ReqBody;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::headers::{header_str, parse_content_range, parse_range, upload_range, RangeRequest};
+use super::{body_stream, encode, query, ApiError, AppState};
+use crate::oci::{Digest, DigestError, RepositoryName};
+use crate::registry::{RegistryError, UploadSession};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn blob_location(name: &RepositoryName, d: &Digest) -> String {
+    format!("/v2/{name}/blobs/{d}")
+}
+
+fn created_blob(name: &RepositoryName, d: &Digest) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(header::LOCATION, hv(&blob_location(name, d)));
+    h.insert("docker-content-digest", hv(&d.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    (StatusCode::CREATED, h).into_response()
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e: DigestError| ApiError::digest_invalid(s, &e))
+}
+
+pub async fn get(
+    state: &AppState,
+    name: &RepositoryName,
+    digest: &Digest,
+    req: &Parts,
+) -> Result<Response> {
+    let reg = &state.registry;
+    let size = reg.stat_blob(name, digest).await?;
+    let mut h = HeaderMap::new();
+    h.insert("docker-content-digest", hv(&digest.to_string()));
+    h.insert(header::ETAG, hv(&format!("\"{digest}\"")));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    let (status, offset, len) = match parse_range(header_str(&req.headers, &header::RANGE), size) {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Partial(s, e) => {
+            h.insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{size}")));
+            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
+        }
+        RangeRequest::Unsatisfiable => return Err(RegistryError::RangeInvalid { size }.into()),
+    };
+    h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+    if req.method == Method::HEAD {
+        return Ok((status, h).into_response());
+    }
+    let stream = reg.read_blob(digest, offset, Some(len)).await?;
+    Ok((status, h, Body::from_stream(stream)).into_response())
+}
+
+pub async fn delete(state: &AppState, name: &RepositoryName, digest: &Digest) -> Result<Response> {
+    state.registry.delete_blob(name, digest).await?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+/// `202 Accepted` with the session's `Location`, `Range` and `Docker-Upload-UUID`.
+fn session_response(state: &AppState, s: &UploadSession, status: StatusCode) -> Response {
+    let token = state.registry.upload_state_token(s);
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::LOCATION,
+        hv(&format!(
+            "/v2/{}/blobs/uploads/{}?_state={}",
+            s.name,
+            s.uuid,
+            encode(&token)
+        )),
+    );
+    h.insert(header::RANGE, hv(&upload_range(s.offset)));
+    h.insert("docker-upload-uuid", hv(&s.uuid));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    (status, h).into_response()
+}
+
+/// Whether the request carries a body (a declared non-zero length or a chunked one).
+fn has_body(h: &HeaderMap) -> bool {
+    match header_str(h, &header::CONTENT_LENGTH) {
+        Some(l) => l.trim() != "0",
+        None => h.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+/// Checks `Content-Range` against `Content-Length`; returns the range start.
+fn chunk_start(h: &HeaderMap) -> Result<Option<u64>> {
+    let Some(cr) = header_str(h, &header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let (start, end) = parse_content_range(cr).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            format!("invalid Content-Range {cr:?}"),
+        )
+    })?;
+    if let Some(len) =
+        header_str(h, &header::CONTENT_LENGTH).and_then(|l| l.trim().parse::<u64>().ok())
+    {
+        if len != end - start + 1 {
+            return Err(ApiError::size_invalid(format!(
+                "Content-Range {cr} does not match Content-Length {len}"
+            )));
+        }
+    }
+    Ok(Some(start))
+}
+
+pub async fn start_upload(
+    state: &AppState,
+    name: &RepositoryName,
+    req: &Parts,
+    body: ReqBody,
+) -> Result<Response> {
+    let q = query(req);
+    let reg = &state.registry;
+    if let Some(mount) = q.get("mount") {
+        let digest = parse_digest(mount)?;
+        let from = match q.get("from") {
+            Some(f) => Some(
+                f.parse::<RepositoryName>()
+                    .map_err(|_| ApiError::name_invalid(f))?,
+            ),
+            None => None,
+        };
+        if reg.mount_blob(name, &digest, from.as_ref()).await? {
+            return Ok(created_blob(name, &digest));
+        }
+    } else if let Some(d) = q.get("digest") {
+        let digest = parse_digest(d)?;
+        reg.put_blob(name, &digest, body_stream(body)).await?;
+        return Ok(created_blob(name, &digest));
+    }
+    let s = reg.start_upload(name).await?;
+    Ok(session_response(state, &s, StatusCode::ACCEPTED))
+}
+
+async fn session(
+    state: &AppState,
+    name: &RepositoryName,
+    uuid: &str,
+    req: &Parts,
+) -> Result<UploadSession> {
+    let q = query(req);
+    Ok(state
+        .registry
+        .resume_upload(name, uuid, q.get("_state").map(String::as_str))
+        .await?)
+}
+
+pub async fn upload_status(
+    state: &AppState,
+    name: &RepositoryName,
+    uuid: &str,
+    req: &Parts,
+) -> Result<Response> {
+    let s = session(state, name, uuid, req).await?;
+    Ok(session_response(state, &s, StatusCode::NO_CONTENT))
+}
+
+pub async fn patch_upload(
+    state: &AppState,
+    name: &RepositoryName,
+    uuid: &str,
+    req: &Parts,
+    body: ReqBody,
+) -> Result<Response> {
+    let mut s = session(state, name, uuid, req).await?;
+    let start = chunk_start(&req.headers)?;
+    state
+        .registry
+        .append_upload(&mut s, start, body_stream(body))
+        .await?;
+    Ok(session_response(state, &s, StatusCode::ACCEPTED))
+}
+
+pub async fn put_upload(
+    state: &AppState,
+    name: &RepositoryName,
+    uuid: &str,
+    req: &Parts,
+    body: ReqBody,
+) -> Result<Response> {
+    let mut s = session(state, name, uuid, req).await?;
+    let q = query(req);
+    let digest = match q.get("digest") {
+        Some(d) => parse_digest(d)?,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                "the digest query parameter is required to complete an upload",
+            ))
+        }
+    };
+    let start = chunk_start(&req.headers)?;
+    let body = has_body(&req.headers).then(|| body_stream(body));
+    state
+        .registry
+        .complete_upload(&mut s, &digest, start, body)
+        .await?;
+    Ok(created_blob(name, &digest))
+}
+
+pub async fn cancel_upload(
+    state: &AppState,
+    name: &RepositoryName,
+    uuid: &str,
+    req: &Parts,
+) -> Result<Response> {
+    let s = session(state, name, uuid, req).await?;
+    state.registry.cancel_upload(&s).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,211 @@
+//! The one map from errors to the spec's JSON (`{"errors":[{"code","message","detail"}]}`) and HTTP
+//! status. 5xx answers carry a generic message; the cause goes to the log only.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::oci::DigestError;
+use crate::registry::RegistryError;
+use crate::storage::StorageError;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "UNSUPPORTED", "no such endpoint")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "the method is not allowed on this endpoint",
+        )
+    }
+
+    pub fn name_invalid(name: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+            "invalid repository name",
+        )
+        .with_detail(json!({ "name": name }))
+    }
+
+    pub fn digest_invalid(d: &str, e: &DigestError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
+            .with_detail(json!({ "digest": d }))
+    }
+
+    pub fn tag_invalid(t: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            "manifest tag did not match URI",
+        )
+        .with_detail(json!({ "tag": t }))
+    }
+
+    pub fn upload_unknown() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown to registry",
+        )
+    }
+
+    pub fn upload_invalid(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", msg)
+    }
+
+    pub fn size_invalid(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "SIZE_INVALID", msg)
+    }
+
+    pub fn read_only() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "the registry is in read-only mode",
+        )
+    }
+
+    pub fn pagination_invalid() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_NUMBER_INVALID",
+            "invalid number of results requested",
+        )
+    }
+
+    fn internal(status: StatusCode, code: &'static str, cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(%cause, "request failed");
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "storage is unavailable, retry later"
+        } else {
+            "internal server error"
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        use RegistryError as E;
+        let msg = e.to_string();
+        match e {
+            E::BlobUnknown(d) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "BLOB_UNKNOWN",
+                "blob unknown to registry",
+            )
+            .with_detail(json!({ "digest": d.to_string() })),
+            E::BlobUploadUnknown => ApiError::upload_unknown(),
+            E::BlobUploadInvalid(_) => ApiError::upload_invalid(msg),
+            E::UploadOutOfOrder { offset } => ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                msg,
+            )
+            .with_header(
+                axum::http::header::RANGE,
+                &super::headers::upload_range(offset),
+            ),
+            E::DigestInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", msg),
+            E::ManifestUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", msg),
+            E::ManifestInvalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", msg)
+            }
+            E::ManifestBlobUnknown(d) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_BLOB_UNKNOWN",
+                "manifest references a blob or manifest unknown to this repository",
+            )
+            .with_detail(json!({ "digest": d.to_string() })),
+            E::NameUnknown(n) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                "repository name not known to registry",
+            )
+            .with_detail(json!({ "name": n.to_string() })),
+            E::ManifestTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", msg)
+            }
+            E::SizeInvalid(_) => ApiError::size_invalid(msg),
+            E::RangeInvalid { size } => {
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", msg).with_header(
+                    axum::http::header::CONTENT_RANGE,
+                    &format!("bytes */{size}"),
+                )
+            }
+            E::Unsupported(_) => ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg),
+            E::BodyRead(_) => ApiError::upload_invalid(msg),
+            E::Storage(s) => match s {
+                StorageError::NotFound(_)
+                | StorageError::InvalidPath(_)
+                | StorageError::Io { .. } => {
+                    ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &s)
+                }
+                StorageError::Backend(_) => {
+                    ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &s)
+                }
+            },
+            E::Internal(_) => {
+                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &msg)
+            }
+            #[allow(unreachable_patterns)]
+            _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &msg),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = json!({ "code": self.code, "message": self.message });
+        if let Some(d) = self.detail {
+            err["detail"] = d;
+        }
+        let body = json!({ "errors": [err] }).to_string();
+        let mut resp = (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        for (k, v) in self.headers {
+            resp.headers_mut().insert(k, v);
+        }
+        resp
+    }
+}

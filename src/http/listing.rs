@@ -1,0 +1,75 @@
+//! Tag listing and the catalog, both with `n`/`last` pagination and a `Link` header.
+
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{encode, query, ApiError, AppState};
+use crate::oci::RepositoryName;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// One page of a sorted list: entries after `last`, at most `n`; and whether more follow.
+fn page(all: Vec<String>, req: &Parts) -> Result<(Vec<String>, Option<(usize, String)>)> {
+    let q = query(req);
+    let n = match q.get("n") {
+        Some(n) if !n.is_empty() => Some(
+            n.parse::<usize>()
+                .map_err(|_| ApiError::pagination_invalid())?,
+        ),
+        _ => None,
+    };
+    let mut items: Vec<String> = match q.get("last").filter(|l| !l.is_empty()) {
+        Some(last) => all
+            .into_iter()
+            .filter(|t| t.as_str() > last.as_str())
+            .collect(),
+        None => all,
+    };
+    let mut next = None;
+    if let Some(n) = n {
+        if items.len() > n {
+            items.truncate(n);
+            if let Some(last) = items.last() {
+                next = Some((n, last.clone()));
+            }
+        }
+    }
+    Ok((items, next))
+}
+
+fn respond(body: serde_json::Value, link: Option<String>) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LINK, l);
+    }
+    (StatusCode::OK, h, body.to_string()).into_response()
+}
+
+pub async fn tags(state: &AppState, name: &RepositoryName, req: &Parts) -> Result<Response> {
+    let all = state.registry.list_tags(name).await?;
+    let (tags, next) = page(all, req)?;
+    let link = next.map(|(n, last)| {
+        format!(
+            "</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"",
+            encode(&last)
+        )
+    });
+    Ok(respond(
+        json!({ "name": name.as_str(), "tags": tags }),
+        link,
+    ))
+}
+
+pub async fn catalog(state: &AppState, req: &Parts) -> Result<Response> {
+    let all = state.registry.catalog().await?;
+    let (repos, next) = page(all, req)?;
+    let link =
+        next.map(|(n, last)| format!("</v2/_catalog?n={n}&last={}>; rel=\"next\"", encode(&last)));
+    Ok(respond(json!({ "repositories": repos }), link))
+}

@@ -1,0 +1,14 @@
+//! image-registry: an OCI distribution registry server, a drop-in for the OpenShift integrated
+//! registry and CNCF distribution (same API, same storage layout, same config conventions).
+//!
+//! Layers, dependencies pointing one way: `app` (wiring) -> `http` (axum) -> `registry` (domain) ->
+//! `storage` (drivers, layout) -> `oci` (vocabulary). `config` is a leaf anything may read.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod oci;
+pub mod registry;
+pub mod storage;

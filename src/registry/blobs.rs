@@ -1,0 +1,94 @@
+//! Blob reads, links and deletes.
+
+use super::{Registry, RegistryError, Result};
+use crate::oci::{Digest, RepositoryName};
+use crate::storage::{layout, ByteStream};
+
+impl Registry {
+    /// Whether `name` may serve `digest`: a layer link or a manifest revision link.
+    pub async fn is_linked(&self, name: &RepositoryName, digest: &Digest) -> Result<bool> {
+        Ok(self.exists(&layout::layer_link(name, digest)).await?
+            || self
+                .exists(&layout::manifest_revision_link(name, digest))
+                .await?)
+    }
+
+    /// Size of a blob that `name` may serve.
+    pub async fn stat_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if !self.is_linked(name, digest).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        self.stat_global_blob(digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Size of a blob in the shared blob store, whoever links it.
+    pub(crate) async fn stat_global_blob(&self, digest: &Digest) -> Result<Option<u64>> {
+        match self.driver.stat(&layout::blob_data(digest)).await {
+            Ok(info) if !info.is_dir => Ok(Some(info.size)),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams `len` bytes of a blob from `offset`. Callers check access with [`stat_blob`] first.
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<ByteStream> {
+        self.driver
+            .read(&layout::blob_data(digest), offset, len)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    RegistryError::BlobUnknown(digest.clone())
+                } else {
+                    e.into()
+                }
+            })
+    }
+
+    /// Lets `name` serve a blob that is already in the blob store.
+    pub(crate) async fn link_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.write_link(&layout::layer_link(name, digest), digest)
+            .await
+    }
+
+    /// Removes the blob from `name` (the bytes stay until garbage collection, as in distribution).
+    pub async fn delete_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.check_delete()?;
+        let link = layout::layer_link(name, digest);
+        if !self.exists(&link).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        // The link lives in `_layers/<alg>/<hex>/link`: remove the whole `<hex>` folder.
+        let dir = link.trim_end_matches("/link");
+        self.delete_if_exists(dir).await?;
+        Ok(())
+    }
+
+    /// Cross-repository mount: links `digest` into `name` if `from` links it (or, without `from`, if
+    /// the blob store has it). Returns whether it mounted.
+    pub async fn mount_blob(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<bool> {
+        let available = match from {
+            Some(from) => {
+                self.exists(&layout::layer_link(from, digest)).await?
+                    && self.stat_global_blob(digest).await?.is_some()
+            }
+            None => self.stat_global_blob(digest).await?.is_some(),
+        };
+        if available {
+            self.link_blob(name, digest).await?;
+        }
+        Ok(available)
+    }
+}

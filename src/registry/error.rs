@@ -1,0 +1,46 @@
+//! Domain errors. Each variant says what went wrong in registry terms; `http/error.rs` maps each to
+//! its OCI error code and status in one place.
+
+use crate::oci::{Digest, RepositoryName};
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error("blob unknown to registry: {0}")]
+    BlobUnknown(Digest),
+    #[error("blob upload unknown to registry")]
+    BlobUploadUnknown,
+    #[error("blob upload invalid: {0}")]
+    BlobUploadInvalid(String),
+    /// A chunk that does not start where the upload ends (answered 416 with the current range).
+    #[error("chunk out of order: the upload is at offset {offset}")]
+    UploadOutOfOrder { offset: u64 },
+    #[error("provided digest did not match uploaded content: {0}")]
+    DigestInvalid(String),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest references an unknown blob or manifest: {0}")]
+    ManifestBlobUnknown(Digest),
+    #[error("repository name not known to registry: {0}")]
+    NameUnknown(RepositoryName),
+    #[error("manifest too large: at most {limit} bytes")]
+    ManifestTooLarge { limit: usize },
+    #[error("provided length did not match content length: {0}")]
+    SizeInvalid(String),
+    #[error("requested range not satisfiable for a blob of {size} bytes")]
+    RangeInvalid { size: u64 },
+    #[error("the operation is unsupported: {0}")]
+    Unsupported(String),
+    /// The request body could not be read (client went away or sent a broken body).
+    #[error("reading the request body failed: {0}")]
+    BodyRead(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -1,0 +1,281 @@
+//! Manifests, tags and referrers.
+//!
+//! A manifest's bytes live in the blob store; a repository knows it through a revision link, a tag
+//! through `tags/<tag>/current/link` (plus the `index/` history distribution keeps). Pushes verify
+//! that every referenced blob and child manifest is in the repository first. A manifest with a
+//! `subject` is also recorded under `_referrers/` of its subject, which answers the referrers API
+//! without scanning.
+
+use bytes::Bytes;
+
+use super::{Registry, RegistryError, Result, MAX_MANIFEST_SIZE};
+use crate::oci::{
+    media, Algorithm, Descriptor, Digest, ParsedManifest, Reference, RepositoryName, Tag,
+};
+use crate::storage::layout;
+
+/// A stored manifest as served.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Bytes,
+    pub parsed: ParsedManifest,
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    /// Resolves a reference to a digest the repository holds.
+    pub async fn resolve(&self, name: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
+                .read_link(&layout::tag_current_link(name, t))
+                .await?
+                .ok_or_else(|| RegistryError::ManifestUnknown(format!("unknown tag {t}")))?,
+        };
+        if !self
+            .exists(&layout::manifest_revision_link(name, &digest))
+            .await?
+        {
+            return Err(RegistryError::ManifestUnknown(format!(
+                "unknown manifest {digest}"
+            )));
+        }
+        Ok(digest)
+    }
+
+    /// Reads a manifest by tag or digest.
+    pub async fn get_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Manifest> {
+        let digest = self.resolve(name, reference).await?;
+        self.read_manifest(&digest).await
+    }
+
+    async fn read_manifest(&self, digest: &Digest) -> Result<Manifest> {
+        let body = match self.driver.get_content(&layout::blob_data(digest)).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RegistryError::ManifestUnknown(format!(
+                    "manifest {digest} has no content"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let parsed = ParsedManifest::parse(&body, None).map_err(|e| {
+            RegistryError::Internal(format!("stored manifest {digest} does not parse: {e}"))
+        })?;
+        Ok(Manifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            body,
+            parsed,
+        })
+    }
+
+    /// Stores a manifest under a tag or digest.
+    pub async fn put_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PutManifest> {
+        if body.len() > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::ManifestTooLarge {
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &body);
+                if &actual != d {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest has digest {actual}, not {d}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        };
+        let parsed = ParsedManifest::parse(&body, content_type)
+            .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
+        for blob in parsed.blobs.iter().filter(|b| !b.is_foreign()) {
+            if !self.exists(&layout::layer_link(name, &blob.digest)).await?
+                || self.stat_global_blob(&blob.digest).await?.is_none()
+            {
+                return Err(RegistryError::ManifestBlobUnknown(blob.digest.clone()));
+            }
+        }
+        for child in &parsed.manifests {
+            if !self
+                .exists(&layout::manifest_revision_link(name, &child.digest))
+                .await?
+            {
+                return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
+            }
+        }
+        let data = layout::blob_data(&digest);
+        if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
+            self.driver.put_content(&data, body).await?;
+        }
+        self.write_link(&layout::manifest_revision_link(name, &digest), &digest)
+            .await?;
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        if let Some(subject) = &subject {
+            self.write_link(&layout::referrer_link(name, subject, &digest), &digest)
+                .await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.write_link(&layout::tag_index_link(name, tag, &digest), &digest)
+                .await?;
+            self.write_link(&layout::tag_current_link(name, tag), &digest)
+                .await?;
+        }
+        Ok(PutManifest { digest, subject })
+    }
+
+    /// Deletes by digest (the revision and every tag pointing at it) or by tag (untag only).
+    pub async fn delete_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        self.check_delete()?;
+        match reference {
+            Reference::Tag(tag) => {
+                if self
+                    .read_link(&layout::tag_current_link(name, tag))
+                    .await?
+                    .is_none()
+                {
+                    return Err(RegistryError::ManifestUnknown(format!("unknown tag {tag}")));
+                }
+                self.delete_if_exists(&layout::tag_dir(name, tag)).await?;
+                Ok(())
+            }
+            Reference::Digest(digest) => {
+                let link = layout::manifest_revision_link(name, digest);
+                if !self.exists(&link).await? {
+                    return Err(RegistryError::ManifestUnknown(format!(
+                        "unknown manifest {digest}"
+                    )));
+                }
+                // Remove the referrers entry while the manifest can still be read.
+                if let Ok(m) = self.read_manifest(digest).await {
+                    if let Some(subject) = &m.parsed.subject {
+                        let l = layout::referrer_link(name, &subject.digest, digest);
+                        self.delete_if_exists(l.trim_end_matches("/link")).await?;
+                    }
+                }
+                for tag in self.list_tags(name).await.unwrap_or_default() {
+                    let Ok(tag) = tag.parse::<Tag>() else {
+                        continue;
+                    };
+                    if self
+                        .read_link(&layout::tag_current_link(name, &tag))
+                        .await?
+                        .as_ref()
+                        == Some(digest)
+                    {
+                        self.delete_if_exists(&layout::tag_dir(name, &tag)).await?;
+                    }
+                }
+                self.delete_if_exists(link.trim_end_matches("/link"))
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// All tags of a repository, sorted.
+    pub async fn list_tags(&self, name: &RepositoryName) -> Result<Vec<String>> {
+        let mut tags = match self.driver.list(&layout::tags_dir(name)).await {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => {
+                if self.repository_exists(name).await? {
+                    Vec::new()
+                } else {
+                    return Err(RegistryError::NameUnknown(name.clone()));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tags.retain(|t| t.parse::<Tag>().is_ok());
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Manifests in `name` whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        name: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let dir = layout::referrers_dir(name, subject);
+        let mut digests = Vec::new();
+        for alg in ["sha256", "sha512"] {
+            match self.driver.list(&format!("{dir}/{alg}")).await {
+                Ok(hexes) => digests.extend(
+                    hexes
+                        .iter()
+                        .filter_map(|h| format!("{alg}:{h}").parse::<Digest>().ok()),
+                ),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        digests.sort();
+        let mut out = Vec::new();
+        for d in digests {
+            if !self
+                .exists(&layout::manifest_revision_link(name, &d))
+                .await?
+            {
+                continue;
+            }
+            let m = match self.read_manifest(&d).await {
+                Ok(m) => m,
+                Err(RegistryError::ManifestUnknown(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if artifact_type.is_some_and(|t| m.parsed.artifact_type.as_deref() != Some(t)) {
+                continue;
+            }
+            out.push(Descriptor {
+                media_type: m.media_type.clone(),
+                size: m.body.len() as u64,
+                digest: d,
+                artifact_type: m.parsed.artifact_type.clone(),
+                annotations: m.parsed.annotations.clone(),
+                urls: None,
+                platform: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Picks the child of an index for clients that cannot take an index: linux/amd64, as distribution
+/// does for old clients.
+pub fn default_platform_child(m: &ParsedManifest) -> Option<&Descriptor> {
+    if !media::is_index(&m.media_type) {
+        return None;
+    }
+    m.manifests.iter().find(|d| {
+        d.platform.as_ref().is_some_and(|p| {
+            p.get("os").and_then(|v| v.as_str()) == Some("linux")
+                && p.get("architecture").and_then(|v| v.as_str()) == Some("amd64")
+        })
+    })
+}

@@ -1,0 +1,115 @@
+//! The registry domain: blobs, uploads, manifests, tags, referrers and the catalog, on top of one
+//! [`StorageDriver`] laid out as CNCF distribution lays it out.
+//!
+//! Depends on `oci` and `storage` only; never on HTTP types. Every operation takes validated names
+//! and digests. Visibility rules:
+//! - A blob is served from repository R only if R links it (`_layers` link or manifest revision).
+//! - A finished upload becomes visible only after its digest is verified, by an atomic move into
+//!   `blobs/`; a failed or interrupted upload never leaves a blob whose bytes do not match its digest.
+//! - Tags are single link files replaced atomically: concurrent pushes of one tag end with the last
+//!   writer's manifest, never a torn file.
+
+mod blobs;
+mod catalog;
+mod error;
+pub mod hasher;
+mod manifests;
+mod upload_state;
+mod uploads;
+
+use std::sync::Arc;
+
+pub use error::{RegistryError, Result};
+pub use manifests::{default_platform_child, Manifest, PutManifest};
+pub use upload_state::{UploadSecret, UploadState};
+pub use uploads::UploadSession;
+
+use crate::oci::Digest;
+use crate::storage::{layout, StorageDriver};
+
+/// Largest manifest accepted (the spec suggests at least 4 MiB).
+pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
+
+/// Behaviour switches from config.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// `storage.delete.enabled`: whether blob and manifest deletes are allowed.
+    pub delete_enabled: bool,
+    /// Signs upload state (`http.secret`).
+    pub secret: UploadSecret,
+}
+
+/// The registry over one storage driver. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    driver: Arc<dyn StorageDriver>,
+    options: Arc<RegistryOptions>,
+}
+
+impl Registry {
+    pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
+        Registry {
+            driver,
+            options: Arc::new(options),
+        }
+    }
+
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.driver
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
+    fn check_delete(&self) -> Result<()> {
+        if self.options.delete_enabled {
+            Ok(())
+        } else {
+            Err(RegistryError::Unsupported(
+                "deletes are disabled (storage.delete.enabled: false)".into(),
+            ))
+        }
+    }
+
+    /// Reads a link file; `None` if absent or not a digest.
+    async fn read_link(&self, path: &str) -> Result<Option<Digest>> {
+        match self.driver.get_content(path).await {
+            Ok(b) => Ok(layout::parse_link(&b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool> {
+        match self.driver.stat(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_link(&self, path: &str, d: &Digest) -> Result<()> {
+        Ok(self
+            .driver
+            .put_content(path, bytes::Bytes::from(d.to_string()))
+            .await?)
+    }
+
+    /// Deletes a path, treating "already gone" as success.
+    async fn delete_if_exists(&self, path: &str) -> Result<bool> {
+        match self.driver.delete(path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the repository exists at all.
+    pub async fn repository_exists(&self, name: &crate::oci::RepositoryName) -> Result<bool> {
+        self.exists(&layout::repo_root(name)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Domain tests on the in-memory and filesystem drivers.

@@ -1,0 +1,300 @@
+//! Blob uploads: start, append (chunked or streamed), status, complete, cancel.
+//!
+//! Bytes stream from the request into the upload's `data` file while being hashed; the hash state is
+//! saved after every append under `hashstates/sha256/<offset>` (Go's format), so another process
+//! sharing the storage and `http.secret` continues the upload without re-reading it. The size of the
+//! `data` file is the truth about the upload's offset: a chunk cut short by a dropped connection
+//! leaves the upload at whatever arrived, and the client learns that from the status or a 416.
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
+
+use super::hasher::ResumableSha256;
+use super::{Registry, RegistryError, Result, UploadState};
+use crate::oci::{Algorithm, Digest, RepositoryName};
+use crate::storage::{layout, ByteStream, FileWriter};
+
+/// An upload in progress, as known after validating the request.
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    pub name: RepositoryName,
+    pub uuid: String,
+    /// Bytes received so far.
+    pub offset: u64,
+    pub started_at: DateTime<Utc>,
+}
+
+fn valid_uuid(uuid: &str) -> bool {
+    uuid::Uuid::parse_str(uuid).is_ok()
+}
+
+impl Registry {
+    /// Starts an upload session.
+    pub async fn start_upload(&self, name: &RepositoryName) -> Result<UploadSession> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let started_at = Utc::now();
+        self.driver
+            .put_content(
+                &layout::upload_started_at(name, &uuid),
+                Bytes::from(started_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            )
+            .await?;
+        Ok(UploadSession {
+            name: name.clone(),
+            uuid,
+            offset: 0,
+            started_at,
+        })
+    }
+
+    /// The signed `_state` token for a session.
+    pub fn upload_state_token(&self, s: &UploadSession) -> String {
+        self.options.secret.pack(&UploadState {
+            name: s.name.to_string(),
+            uuid: s.uuid.clone(),
+            offset: s.offset,
+            started_at: s.started_at,
+        })
+    }
+
+    /// Finds an upload from its URL and optional `_state` token.
+    pub async fn resume_upload(
+        &self,
+        name: &RepositoryName,
+        uuid: &str,
+        state: Option<&str>,
+    ) -> Result<UploadSession> {
+        if !valid_uuid(uuid) {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
+        let mut started_at = None;
+        if let Some(token) = state {
+            let st = self.options.secret.unpack(token).ok_or_else(|| {
+                RegistryError::BlobUploadInvalid(
+                    "upload state was not signed by this registry".into(),
+                )
+            })?;
+            if st.name != name.as_str() || st.uuid != uuid {
+                return Err(RegistryError::BlobUploadInvalid(
+                    "upload state names another upload".into(),
+                ));
+            }
+            started_at = Some(st.started_at);
+        }
+        let started = match self
+            .driver
+            .get_content(&layout::upload_started_at(name, uuid))
+            .await
+        {
+            Ok(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            Err(e) if e.is_not_found() => return Err(RegistryError::BlobUploadUnknown),
+            Err(e) => return Err(e.into()),
+        };
+        let offset = match self.driver.stat(&layout::upload_data(name, uuid)).await {
+            Ok(info) => info.size,
+            Err(e) if e.is_not_found() => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(UploadSession {
+            name: name.clone(),
+            uuid: uuid.to_owned(),
+            offset,
+            started_at: started_at.or(started).unwrap_or_else(Utc::now),
+        })
+    }
+
+    /// Restores the hash of the first `size` bytes: from the saved state at `size`, else the latest
+    /// saved state below it plus a re-read of the rest, else by reading everything.
+    async fn restore_hasher(&self, s: &UploadSession, size: u64) -> Result<ResumableSha256> {
+        if size == 0 {
+            return Ok(ResumableSha256::new());
+        }
+        let dir = layout::upload_hashstates_dir(&s.name, &s.uuid);
+        let mut offsets: Vec<u64> = match self.driver.list(&dir).await {
+            Ok(names) => names.iter().filter_map(|n| n.parse().ok()).collect(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut hasher = ResumableSha256::new();
+        for off in offsets.into_iter().filter(|&o| o <= size) {
+            let path = layout::upload_hashstate(&s.name, &s.uuid, off);
+            match self.driver.get_content(&path).await {
+                Ok(b) => {
+                    if let Some(h) = ResumableSha256::unmarshal(&b).filter(|h| h.len() == off) {
+                        hasher = h;
+                        break;
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if hasher.len() < size {
+            let mut rest = self
+                .driver
+                .read(
+                    &layout::upload_data(&s.name, &s.uuid),
+                    hasher.len(),
+                    Some(size - hasher.len()),
+                )
+                .await?;
+            while let Some(chunk) = rest.next().await {
+                let chunk = chunk.map_err(|e| RegistryError::Internal(e.to_string()))?;
+                hasher.update(&chunk);
+            }
+        }
+        if hasher.len() != size {
+            return Err(RegistryError::BlobUploadInvalid(
+                "upload data is shorter than expected".into(),
+            ));
+        }
+        Ok(hasher)
+    }
+
+    /// Appends a request body. `start` is the first byte of a `Content-Range`, which must equal the
+    /// current offset. Returns the new offset.
+    pub async fn append_upload(
+        &self,
+        s: &mut UploadSession,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let (_, size) = self.append_inner(s, start, body).await?;
+        Ok(size)
+    }
+
+    async fn append_inner(
+        &self,
+        s: &mut UploadSession,
+        start: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<(ResumableSha256, u64)> {
+        let path = layout::upload_data(&s.name, &s.uuid);
+        let mut writer = self.driver.writer(&path, true).await?;
+        let size = writer.size();
+        s.offset = size;
+        if let Some(start) = start {
+            if start != size {
+                writer.cancel().await?;
+                return Err(RegistryError::UploadOutOfOrder { offset: size });
+            }
+        }
+        let mut hasher = self.restore_hasher(s, size).await?;
+        let copied = copy_hashing(&mut body, writer.as_mut(), &mut hasher).await;
+        let new_size = writer.size();
+        writer.commit().await?;
+        s.offset = new_size;
+        copied?;
+        self.driver
+            .put_content(
+                &layout::upload_hashstate(&s.name, &s.uuid, new_size),
+                Bytes::from(hasher.marshal()),
+            )
+            .await?;
+        Ok((hasher, new_size))
+    }
+
+    /// Finishes an upload: appends the optional final body, verifies `digest`, moves the bytes into
+    /// the blob store and links the blob into the repository.
+    pub async fn complete_upload(
+        &self,
+        s: &mut UploadSession,
+        digest: &Digest,
+        start: Option<u64>,
+        body: Option<ByteStream>,
+    ) -> Result<u64> {
+        let data = layout::upload_data(&s.name, &s.uuid);
+        let (hasher, size) = match body {
+            Some(body) => self.append_inner(s, start, body).await?,
+            None => {
+                let size = match self.driver.stat(&data).await {
+                    Ok(i) => i.size,
+                    Err(e) if e.is_not_found() => {
+                        self.driver.put_content(&data, Bytes::new()).await?;
+                        0
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                s.offset = size;
+                (self.restore_hasher(s, size).await?, size)
+            }
+        };
+        let actual = match digest.algorithm() {
+            Algorithm::Sha256 => Digest::from_raw(Algorithm::Sha256, &hasher.finish()),
+            Algorithm::Sha512 => self.digest_file(&data, Algorithm::Sha512).await?,
+        };
+        if &actual != digest {
+            return Err(RegistryError::DigestInvalid(format!(
+                "content has digest {actual}, not {digest}"
+            )));
+        }
+        let target = layout::blob_data(digest);
+        if self.stat_global_blob(digest).await? != Some(size) {
+            self.driver.rename(&data, &target).await?;
+        }
+        self.link_blob(&s.name, digest).await?;
+        self.delete_if_exists(&layout::upload_dir(&s.name, &s.uuid))
+            .await?;
+        Ok(size)
+    }
+
+    async fn digest_file(&self, path: &str, alg: Algorithm) -> Result<Digest> {
+        use sha2::Digest as _;
+        let mut stream = self.driver.read(path, 0, None).await?;
+        let mut h = sha2::Sha512::new();
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
+        {
+            h.update(&chunk);
+        }
+        Ok(Digest::from_raw(alg, &h.finalize()))
+    }
+
+    /// Cancels an upload and removes its data.
+    pub async fn cancel_upload(&self, s: &UploadSession) -> Result<()> {
+        if !self
+            .delete_if_exists(&layout::upload_dir(&s.name, &s.uuid))
+            .await?
+        {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
+        Ok(())
+    }
+
+    /// A whole blob in one request (`POST ?digest=` or `PUT` on a fresh session).
+    pub async fn put_blob(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let mut s = self.start_upload(name).await?;
+        let r = self.complete_upload(&mut s, digest, None, Some(body)).await;
+        if r.is_err() {
+            // A failed one-shot upload has no session the client knows of: clean it up.
+            let _ = self.cancel_upload(&s).await;
+        }
+        r
+    }
+}
+
+/// Copies a body into a writer while hashing it. Stops at the first error.
+async fn copy_hashing(
+    body: &mut ByteStream,
+    writer: &mut dyn FileWriter,
+    hasher: &mut ResumableSha256,
+) -> Result<()> {
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(RegistryError::BodyRead)?;
+        hasher.update(&chunk);
+        writer.write(chunk).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The filesystem driver (emptyDir, PVC, or any local folder): paths map below a root directory.
+//!
+//! Small files are replaced atomically (write a hidden temporary file beside, then `rename(2)`); blob
+//! bytes are written through a writer that batches socket-sized chunks into large writes and makes them
+//! durable with `fdatasync` on commit. Reads stream the file in large blocks. Hidden entries (names
+//! starting with `.`) are temporary files and are never listed: no valid repository component, tag or
+//! digest starts with a dot.
+
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+
+/// Size of read blocks and of batched writes.
+const IO_BLOCK: usize = 1 << 20;
+
+/// Filesystem storage below `root`.
+#[derive(Debug, Clone)]
+pub struct FsDriver {
+    root: PathBuf,
+}
+
+impl FsDriver {
+    /// Creates the driver, making `root` if it does not exist.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<FsDriver> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(FsDriver { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf> {
+        check_path(path)?;
+        Ok(self.root.join(&path[1..]))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| StorageError::io(path, e)),
+        Err(e) => Err(StorageError::Backend(format!("blocking task failed: {e}"))),
+    }
+}
+
+fn temp_sibling(p: &Path) -> PathBuf {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    p.with_file_name(format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()))
+}
+
+fn create_parent(p: &Path) -> io::Result<()> {
+    match p.parent() {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl StorageDriver for FsDriver {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes> {
+        let p = self.full(path)?;
+        let data = tokio::fs::read(&p)
+            .await
+            .map_err(|e| StorageError::io(path, e))?;
+        Ok(Bytes::from(data))
+    }
+
+    async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
+        let p = self.full(path)?;
+        blocking(path, move || {
+            create_parent(&p)?;
+            let tmp = temp_sibling(&p);
+            let write = || -> io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_data()?;
+                std::fs::rename(&tmp, &p)
+            };
+            let r = write();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        })
+        .await
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
+        let p = self.full(path)?;
+        let mut f = tokio::fs::File::open(&p)
+            .await
+            .map_err(|e| StorageError::io(path, e))?;
+        if f.metadata()
+            .await
+            .map_err(|e| StorageError::io(path, e))?
+            .is_dir()
+        {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        if offset > 0 {
+            f.seek(SeekFrom::Start(offset))
+                .await
+                .map_err(|e| StorageError::io(path, e))?;
+        }
+        let stream: ByteStream = match len {
+            Some(n) => Box::pin(ReaderStream::with_capacity(f.take(n), IO_BLOCK)),
+            None => Box::pin(ReaderStream::with_capacity(f, IO_BLOCK)),
+        };
+        Ok(stream.boxed())
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        let p = self.full(path)?;
+        let m = tokio::fs::metadata(&p)
+            .await
+            .map_err(|e| StorageError::io(path, e))?;
+        Ok(FileInfo {
+            size: m.len(),
+            is_dir: m.is_dir(),
+            modified: m.modified().ok(),
+        })
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        let p = self.full(path)?;
+        blocking(path, move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&p)? {
+                let entry = entry?;
+                if let Some(name) = entry.file_name().to_str() {
+                    if !name.starts_with('.') {
+                        out.push(name.to_owned());
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+        let p = self.full(path)?;
+        let (file, size) = blocking(path, move || {
+            create_parent(&p)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(!append)
+                .open(&p)?;
+            let size = f.seek(SeekFrom::End(0))?;
+            Ok((f, size))
+        })
+        .await?;
+        Ok(Box::new(FsWriter {
+            path: path.to_owned(),
+            file: Some(file),
+            pending: Vec::new(),
+            pending_len: 0,
+            size,
+        }))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let src = self.full(from)?;
+        let dst = self.full(to)?;
+        blocking(from, move || {
+            std::fs::metadata(&src)?;
+            create_parent(&dst)?;
+            std::fs::rename(&src, &dst)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let p = self.full(path)?;
+        blocking(path, move || {
+            let m = std::fs::symlink_metadata(&p)?;
+            if m.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            }
+        })
+        .await
+    }
+}
+
+/// Batches chunks and writes them in blocks of at least [`IO_BLOCK`] on a blocking thread.
+struct FsWriter {
+    path: String,
+    file: Option<std::fs::File>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    size: u64,
+}
+
+impl FsWriter {
+    async fn flush_pending(&mut self, sync: bool) -> Result<()> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| StorageError::Backend("writer already failed".into()))?;
+        let chunks = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let file = blocking(&self.path, move || {
+            for c in &chunks {
+                file.write_all(c)?;
+            }
+            if sync {
+                file.sync_data()?;
+            }
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FileWriter for FsWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.size += data.len() as u64;
+        self.pending_len += data.len();
+        self.pending.push(data);
+        if self.pending_len >= IO_BLOCK {
+            self.flush_pending(false).await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.flush_pending(true).await
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Modification time helper for callers that need it.
+pub fn modified_or_epoch(info: &FileInfo) -> SystemTime {
+    info.modified.unwrap_or(SystemTime::UNIX_EPOCH)
+}

@@ -1,0 +1,189 @@
+//! An in-memory driver for tests and throwaway registries. Directories are implied by file paths, as
+//! in an object store. Not for production: content lives in process memory.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+
+#[derive(Default, Clone)]
+pub struct MemoryDriver {
+    files: Arc<Mutex<BTreeMap<String, (Bytes, SystemTime)>>>,
+}
+
+impl MemoryDriver {
+    pub fn new() -> MemoryDriver {
+        MemoryDriver::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, (Bytes, SystemTime)>> {
+        // A poisoned lock only means another test thread panicked; the map itself is intact.
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn dir_prefix(path: &str) -> String {
+    format!("{}/", path.trim_end_matches('/'))
+}
+
+#[async_trait]
+impl StorageDriver for MemoryDriver {
+    fn name(&self) -> &'static str {
+        "inmemory"
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes> {
+        check_path(path)?;
+        self.lock()
+            .get(path)
+            .map(|(b, _)| b.clone())
+            .ok_or_else(|| StorageError::NotFound(path.to_owned()))
+    }
+
+    async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
+        check_path(path)?;
+        self.lock()
+            .insert(path.to_owned(), (data, SystemTime::now()));
+        Ok(())
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
+        let data = self.get_content(path).await?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let end = match len {
+            Some(n) => start.saturating_add(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => data.len(),
+        }
+        .min(data.len());
+        let slice = data.slice(start..end);
+        Ok(Box::pin(futures::stream::iter([Ok(slice)])))
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        check_path(path)?;
+        let files = self.lock();
+        if let Some((b, t)) = files.get(path) {
+            return Ok(FileInfo {
+                size: b.len() as u64,
+                is_dir: false,
+                modified: Some(*t),
+            });
+        }
+        let prefix = dir_prefix(path);
+        if files
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+        {
+            return Ok(FileInfo {
+                size: 0,
+                is_dir: true,
+                modified: None,
+            });
+        }
+        Err(StorageError::NotFound(path.to_owned()))
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        check_path(path)?;
+        let prefix = dir_prefix(path);
+        let files = self.lock();
+        let mut out: Vec<String> = Vec::new();
+        for (k, _) in files.range(prefix.clone()..) {
+            let Some(rest) = k.strip_prefix(&prefix) else {
+                break;
+            };
+            let child = rest.split('/').next().unwrap_or(rest);
+            if out.last().map(String::as_str) != Some(child) {
+                out.push(child.to_owned());
+            }
+        }
+        if out.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(out)
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+        check_path(path)?;
+        let mut buf = BytesMut::new();
+        if append {
+            if let Some((b, _)) = self.lock().get(path) {
+                buf.extend_from_slice(b);
+            }
+        }
+        Ok(Box::new(MemWriter {
+            driver: self.clone(),
+            path: path.to_owned(),
+            buf,
+        }))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        check_path(from)?;
+        check_path(to)?;
+        let mut files = self.lock();
+        let v = files
+            .remove(from)
+            .ok_or_else(|| StorageError::NotFound(from.to_owned()))?;
+        files.insert(to.to_owned(), v);
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        check_path(path)?;
+        let prefix = dir_prefix(path);
+        let mut files = self.lock();
+        let mut found = files.remove(path).is_some();
+        let keys: Vec<String> = files
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            files.remove(&k);
+            found = true;
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound(path.to_owned()))
+        }
+    }
+}
+
+struct MemWriter {
+    driver: MemoryDriver,
+    path: String,
+    buf: BytesMut,
+}
+
+#[async_trait]
+impl FileWriter for MemWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.buf.extend_from_slice(&data);
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        let MemWriter { driver, path, buf } = *self;
+        driver
+            .lock()
+            .insert(path, (buf.freeze(), SystemTime::now()));
+        Ok(())
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}

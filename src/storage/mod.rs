@@ -1,0 +1,126 @@
+//! Storage: one async driver trait that every backend implements (filesystem, in-memory, and the
+//! object stores of a later issue), plus the on-disk layout of CNCF distribution drawn once in
+//! [`layout`].
+//!
+//! Depends on nothing above it (no HTTP, no registry types besides `oci` in `layout`).
+//!
+//! Contract of every driver (checked by the shared suite in `suite.rs`, run on each backend):
+//! - Paths are absolute, `/`-separated, made only by [`layout`]; drivers refuse `..` and empty parts.
+//! - `get_content` / `stat` / `read` / `rename` / `delete` of a missing path answer
+//!   [`StorageError::NotFound`]; `list` of a missing directory too.
+//! - `put_content` replaces a file atomically: readers see the old or the new bytes, never a mix.
+//! - `rename` moves a file atomically where the backend can (filesystem `rename(2)`); the target is
+//!   replaced if it exists.
+//! - `writer(path, append=true)` continues a file that earlier writers (possibly in another process)
+//!   committed; `size()` starts at its current length. Bytes written become durable on `commit`.
+//! - `delete` removes a file or a whole directory tree.
+
+pub mod fs;
+pub mod layout;
+pub mod memory;
+#[cfg(test)]
+mod suite;
+
+use std::io;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+/// A stream of bytes read from (or written to) storage.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Errors a driver reports. Only `NotFound` carries meaning for callers; everything else is a
+/// backend failure that the registry answers with a generic 5xx.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("path not found: {0}")]
+    NotFound(String),
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    #[error("storage I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(path: &str, source: io::Error) -> StorageError {
+        if source.kind() == io::ErrorKind::NotFound {
+            StorageError::NotFound(path.to_owned())
+        } else {
+            StorageError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound(_))
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What `stat` reports.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub size: u64,
+    pub is_dir: bool,
+    pub modified: Option<SystemTime>,
+}
+
+/// The storage driver trait.
+#[async_trait]
+pub trait StorageDriver: Send + Sync + 'static {
+    /// Driver name for logs and metrics.
+    fn name(&self) -> &'static str;
+    /// Reads a small file whole.
+    async fn get_content(&self, path: &str) -> Result<Bytes>;
+    /// Writes a small file whole, atomically replacing it.
+    async fn put_content(&self, path: &str, data: Bytes) -> Result<()>;
+    /// Streams `len` bytes (or to the end) of a file from `offset`.
+    async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream>;
+    async fn stat(&self, path: &str) -> Result<FileInfo>;
+    /// Names (not paths) of the direct children of a directory, in any order.
+    async fn list(&self, path: &str) -> Result<Vec<String>>;
+    /// Opens a writer; with `append` it continues the existing file.
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>>;
+    /// Moves a file, replacing the target.
+    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Deletes a file or a directory tree.
+    async fn delete(&self, path: &str) -> Result<()>;
+}
+
+/// A streaming writer to one file.
+#[async_trait]
+pub trait FileWriter: Send {
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+    /// Bytes in the file so far, counting those not yet committed.
+    fn size(&self) -> u64;
+    /// Flushes and makes the written bytes durable.
+    async fn commit(self: Box<Self>) -> Result<()>;
+    /// Abandons the writer; bytes already committed by earlier writers stay.
+    async fn cancel(self: Box<Self>) -> Result<()>;
+}
+
+/// Checks a driver path: absolute, no empty, `.` or `..` parts.
+pub(crate) fn check_path(path: &str) -> Result<()> {
+    let ok = path.starts_with('/')
+        && path.len() > 1
+        && path[1..]
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidPath(path.to_owned()))
+    }
+}
