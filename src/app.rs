@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -77,6 +78,14 @@ async fn classify(mut req: Request, next: Next) -> Response {
             req.extensions_mut().insert(route);
             next.run(req).await
         }
+        // A malformed tag can only name a manifest that does not exist: reads and deletes answer
+        // 404 MANIFEST_UNKNOWN (the spec's codes); a push under it is refused with TAG_INVALID.
+        Some(Err(e)) if e.code == "TAG_INVALID" && req.method() != Method::PUT => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            "manifest unknown: the reference is not a valid tag",
+        )
+        .into_response(),
         Some(Err(e)) => e.into_response(),
         None => next.run(req).await,
     }

@@ -75,7 +75,7 @@ impl ResumableSha256 {
         for batch in blocks.chunks(64 * BATCH) {
             self.scratch.clear();
             self.scratch
-                .extend(batch.chunks_exact(64).map(Block::clone_from_slice));
+                .extend(batch.chunks_exact(64).map(|c| *Block::from_slice(c)));
             sha2::compress256(&mut self.h, &self.scratch);
         }
         self.buf[..rest.len()].copy_from_slice(rest);
