@@ -10,8 +10,11 @@ use crate::oci::RepositoryName;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// Where the next page starts: the page size and the last entry served.
+type NextPage = Option<(usize, String)>;
+
 /// One page of a sorted list: entries after `last`, at most `n`; and whether more follow.
-fn page(all: Vec<String>, req: &Parts) -> Result<(Vec<String>, Option<(usize, String)>)> {
+fn page(all: Vec<String>, req: &Parts) -> Result<(Vec<String>, NextPage)> {
     let q = query(req);
     let n = match q.get("n") {
         Some(n) if !n.is_empty() => Some(
