@@ -1,1 +1,204 @@
 //! Domain tests on the in-memory and filesystem drivers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::*;
+use crate::oci::{Digest, Reference, RepositoryName};
+use crate::storage::memory::MemoryDriver;
+use crate::storage::{layout, ByteStream};
+
+fn body(data: &[u8]) -> ByteStream {
+    let chunks: Vec<std::io::Result<Bytes>> = data
+        .chunks(7000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+fn registry(driver: Arc<dyn StorageDriver>, secret: &str) -> Registry {
+    Registry::new(
+        driver,
+        RegistryOptions {
+            delete_enabled: true,
+            secret: UploadSecret::new(secret),
+        },
+    )
+}
+
+fn name() -> RepositoryName {
+    "ns/app".parse().unwrap()
+}
+
+async fn read_blob(r: &Registry, d: &Digest) -> Vec<u8> {
+    let chunks: Vec<Bytes> = r
+        .read_blob(d, 0, None)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    chunks.concat()
+}
+
+#[tokio::test]
+async fn upload_continues_on_another_instance() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let a = registry(driver.clone(), "shared");
+    let b = registry(driver.clone(), "shared");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+
+    let mut s = a.start_upload(&name()).await.unwrap();
+    a.append_upload(&mut s, Some(0), body(&data[..40_000]))
+        .await
+        .unwrap();
+    let token = a.upload_state_token(&s);
+
+    let mut s2 = b
+        .resume_upload(&name(), &s.uuid, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(s2.offset, 40_000);
+    let out_of_order = b.append_upload(&mut s2, Some(10), body(b"x")).await;
+    assert!(matches!(
+        out_of_order,
+        Err(RegistryError::UploadOutOfOrder { offset: 40_000 })
+    ));
+    b.append_upload(&mut s2, Some(40_000), body(&data[40_000..70_000]))
+        .await
+        .unwrap();
+    // The hash state saved by the other instance is there, in Go's 108-byte format.
+    let st = driver
+        .get_content(&layout::upload_hashstate(&name(), &s.uuid, 70_000))
+        .await
+        .unwrap();
+    assert_eq!(st.len(), hasher::MARSHALLED_LEN);
+
+    let mut s3 = a.resume_upload(&name(), &s.uuid, None).await.unwrap();
+    a.complete_upload(&mut s3, &digest, Some(70_000), Some(body(&data[70_000..])))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.stat_blob(&name(), &digest).await.unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(read_blob(&a, &digest).await, data);
+    // The upload folder is gone.
+    assert!(driver
+        .stat(&layout::upload_dir(&name(), &s.uuid))
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn lost_hash_state_is_rebuilt_from_the_data() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let r = registry(driver.clone(), "s");
+    let data = vec![9u8; 50_000];
+    let digest = Digest::sha256_of(&data);
+    let mut s = r.start_upload(&name()).await.unwrap();
+    r.append_upload(&mut s, None, body(&data[..20_000]))
+        .await
+        .unwrap();
+    r.append_upload(&mut s, None, body(&data[20_000..30_000]))
+        .await
+        .unwrap();
+    driver
+        .delete(&layout::upload_hashstate(&name(), &s.uuid, 30_000))
+        .await
+        .unwrap();
+    let mut s = r.resume_upload(&name(), &s.uuid, None).await.unwrap();
+    r.complete_upload(&mut s, &digest, None, Some(body(&data[30_000..])))
+        .await
+        .unwrap();
+    assert_eq!(read_blob(&r, &digest).await, data);
+}
+
+#[tokio::test]
+async fn state_from_another_secret_or_upload_is_refused() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let a = registry(driver.clone(), "one");
+    let b = registry(driver.clone(), "two");
+    let s = a.start_upload(&name()).await.unwrap();
+    let token = a.upload_state_token(&s);
+    assert!(matches!(
+        b.resume_upload(&name(), &s.uuid, Some(&token)).await,
+        Err(RegistryError::BlobUploadInvalid(_))
+    ));
+    let other: RepositoryName = "ns/other".parse().unwrap();
+    assert!(matches!(
+        a.resume_upload(&other, &s.uuid, Some(&token)).await,
+        Err(RegistryError::BlobUploadInvalid(_))
+    ));
+    assert!(matches!(
+        a.resume_upload(&name(), "not-a-uuid", None).await,
+        Err(RegistryError::BlobUploadUnknown)
+    ));
+}
+
+#[tokio::test]
+async fn digest_mismatch_leaves_nothing_visible() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let r = registry(driver.clone(), "s");
+    let claimed = Digest::sha256_of(b"what the client claims");
+    let err = r.put_blob(&name(), &claimed, body(b"other bytes")).await;
+    assert!(matches!(err, Err(RegistryError::DigestInvalid(_))));
+    assert!(r.stat_global_blob(&claimed).await.unwrap().is_none());
+    assert!(matches!(
+        r.stat_blob(&name(), &claimed).await,
+        Err(RegistryError::BlobUnknown(_))
+    ));
+    // The failed one-shot upload left no upload folder behind.
+    let uploads = driver
+        .list(&format!("{}/_uploads", layout::repo_root(&name())))
+        .await;
+    assert!(uploads.map(|u| u.is_empty()).unwrap_or(true));
+}
+
+#[tokio::test]
+async fn broken_body_keeps_what_arrived_and_resumes() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let r = registry(driver, "s");
+    let data = vec![3u8; 30_000];
+    let mut s = r.start_upload(&name()).await.unwrap();
+    let broken: ByteStream = Box::pin(futures::stream::iter(vec![
+        Ok(Bytes::copy_from_slice(&data[..10_000])),
+        Err(std::io::Error::other("connection reset")),
+    ]));
+    assert!(matches!(
+        r.append_upload(&mut s, Some(0), broken).await,
+        Err(RegistryError::BodyRead(_))
+    ));
+    let mut s = r.resume_upload(&name(), &s.uuid, None).await.unwrap();
+    assert_eq!(s.offset, 10_000);
+    let digest = Digest::sha256_of(&data);
+    r.complete_upload(&mut s, &digest, Some(10_000), Some(body(&data[10_000..])))
+        .await
+        .unwrap();
+    assert_eq!(read_blob(&r, &digest).await, data);
+}
+
+#[tokio::test]
+async fn deletes_can_be_disabled() {
+    let r = Registry::new(
+        Arc::new(MemoryDriver::new()),
+        RegistryOptions {
+            delete_enabled: false,
+            secret: UploadSecret::new("s"),
+        },
+    );
+    let d = Digest::sha256_of(b"x");
+    r.put_blob(&name(), &d, body(b"x")).await.unwrap();
+    assert!(matches!(
+        r.delete_blob(&name(), &d).await,
+        Err(RegistryError::Unsupported(_))
+    ));
+    assert!(matches!(
+        r.delete_manifest(&name(), &Reference::Digest(d)).await,
+        Err(RegistryError::Unsupported(_))
+    ));
+}
