@@ -138,6 +138,16 @@ impl ParsedManifest {
                 })
             }
             (Some(b), _) => b.clone(),
+            // A stored manifest's type is read back from its body, so the Docker types, which
+            // distribution also requires to carry it, must name it there or be served as OCI.
+            (None, Some(h)) if h == media::DOCKER_MANIFEST || h == media::DOCKER_LIST => {
+                let mt = if h == media::DOCKER_LIST {
+                    media::DOCKER_LIST
+                } else {
+                    media::DOCKER_MANIFEST
+                };
+                return Err(ManifestError::Missing(mt, "mediaType"));
+            }
             (None, Some(h)) => h.clone(),
             (None, None) if raw.manifests.is_some() => media::OCI_INDEX.to_owned(),
             (None, None) => media::OCI_MANIFEST.to_owned(),
@@ -202,8 +212,13 @@ mod tests {
             p.artifact_type.as_deref(),
             Some("application/vnd.oci.image.config.v1+json")
         );
-        let p = ParsedManifest::parse(m.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap();
-        assert_eq!(p.media_type, media::DOCKER_MANIFEST);
+        // Docker schema2 must carry its mediaType: served back from the body, it would read as OCI.
+        assert_eq!(
+            ParsedManifest::parse(m.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap_err(),
+            ManifestError::Missing(media::DOCKER_MANIFEST, "mediaType")
+        );
+        let p = ParsedManifest::parse(m.as_bytes(), Some(media::OCI_MANIFEST)).unwrap();
+        assert_eq!(p.media_type, media::OCI_MANIFEST);
         let m2 = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{CFG},"layers":[]}}"#,
             media::OCI_MANIFEST

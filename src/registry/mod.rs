@@ -105,9 +105,15 @@ impl Registry {
         }
     }
 
-    /// Whether the repository exists at all.
+    /// Whether the repository exists at all: it holds manifests or layers. The folder of `a`
+    /// exists as soon as `a/b` does, but `a` is no repository then.
     pub async fn repository_exists(&self, name: &crate::oci::RepositoryName) -> Result<bool> {
-        self.exists(&layout::repo_root(name)).await
+        for dir in layout::repo_content_dirs(name) {
+            if self.exists(&dir).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 

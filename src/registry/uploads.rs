@@ -164,15 +164,19 @@ impl Registry {
         start: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let (_, size) = self.append_inner(s, start, body).await?;
+        let (_, size) = self.append_inner(s, start, Some(body), false).await?;
         Ok(size)
     }
 
+    /// Streams `body` (if any) onto the upload's data while hashing it, then closes the writer (or,
+    /// with `finalize`, commits it). The hash state is saved for the new offset even when the body
+    /// broke off, so the next request continues from whatever arrived.
     async fn append_inner(
         &self,
         s: &mut UploadSession,
         start: Option<u64>,
-        mut body: ByteStream,
+        body: Option<ByteStream>,
+        finalize: bool,
     ) -> Result<(ResumableSha256, u64)> {
         let path = layout::upload_data(&s.name, &s.uuid);
         let mut writer = self.driver.writer(&path, true).await?;
@@ -184,18 +188,33 @@ impl Registry {
                 return Err(RegistryError::UploadOutOfOrder { offset: size });
             }
         }
-        let mut hasher = self.restore_hasher(s, size).await?;
-        let copied = copy_hashing(&mut body, writer.as_mut(), &mut hasher).await;
+        let mut hasher = match self.restore_hasher(s, size).await {
+            Ok(h) => h,
+            Err(e) => {
+                writer.cancel().await?;
+                return Err(e);
+            }
+        };
+        let copied = match body {
+            Some(mut body) => copy_hashing(&mut body, writer.as_mut(), &mut hasher).await,
+            None => Ok(()),
+        };
         let new_size = writer.size();
-        writer.commit().await?;
+        if finalize && copied.is_ok() {
+            writer.commit().await?;
+        } else {
+            writer.close().await?;
+        }
         s.offset = new_size;
+        if hasher.len() == new_size && new_size > size {
+            self.driver
+                .put_content(
+                    &layout::upload_hashstate(&s.name, &s.uuid, new_size),
+                    Bytes::from(hasher.marshal()),
+                )
+                .await?;
+        }
         copied?;
-        self.driver
-            .put_content(
-                &layout::upload_hashstate(&s.name, &s.uuid, new_size),
-                Bytes::from(hasher.marshal()),
-            )
-            .await?;
         Ok((hasher, new_size))
     }
 
@@ -209,21 +228,7 @@ impl Registry {
         body: Option<ByteStream>,
     ) -> Result<u64> {
         let data = layout::upload_data(&s.name, &s.uuid);
-        let (hasher, size) = match body {
-            Some(body) => self.append_inner(s, start, body).await?,
-            None => {
-                let size = match self.driver.stat(&data).await {
-                    Ok(i) => i.size,
-                    Err(e) if e.is_not_found() => {
-                        self.driver.put_content(&data, Bytes::new()).await?;
-                        0
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                s.offset = size;
-                (self.restore_hasher(s, size).await?, size)
-            }
-        };
+        let (hasher, size) = self.append_inner(s, start, body, true).await?;
         let actual = match digest.algorithm() {
             Algorithm::Sha256 => Digest::from_raw(Algorithm::Sha256, &hasher.finish()),
             Algorithm::Sha512 => self.digest_file(&data, Algorithm::Sha512).await?,

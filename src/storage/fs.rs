@@ -8,7 +8,6 @@
 
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -173,6 +172,7 @@ impl StorageDriver for FsDriver {
             pending: Vec::new(),
             pending_len: 0,
             size,
+            start: size,
         }))
     }
 
@@ -208,6 +208,8 @@ struct FsWriter {
     pending: Vec<Bytes>,
     pending_len: usize,
     size: u64,
+    /// Length of the file when this writer opened it.
+    start: u64,
 }
 
 impl FsWriter {
@@ -249,16 +251,22 @@ impl FileWriter for FsWriter {
         self.size
     }
 
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        self.flush_pending(false).await
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         self.flush_pending(true).await
     }
 
-    async fn cancel(self: Box<Self>) -> Result<()> {
-        Ok(())
+    async fn cancel(mut self: Box<Self>) -> Result<()> {
+        // Unwrite what this writer added: truncate back to the length it found.
+        let start = self.start;
+        let file = self.file.take();
+        blocking(&self.path, move || match file {
+            Some(f) => f.set_len(start),
+            None => Ok(()),
+        })
+        .await
     }
-}
-
-/// Modification time helper for callers that need it.
-pub fn modified_or_epoch(info: &FileInfo) -> SystemTime {
-    info.modified.unwrap_or(SystemTime::UNIX_EPOCH)
 }

@@ -48,6 +48,13 @@ pub fn repo_root(name: &RepositoryName) -> String {
     format!("{ROOT}/repositories/{name}")
 }
 
+/// The folders whose presence makes `repositories/<name>` a repository (and not just a folder
+/// above one): what the catalog and the tags list go by.
+pub fn repo_content_dirs(name: &RepositoryName) -> [String; 2] {
+    let root = repo_root(name);
+    [format!("{root}/_manifests"), format!("{root}/_layers")]
+}
+
 pub fn layer_link(name: &RepositoryName, d: &Digest) -> String {
     format!(
         "{}/_layers/{}/{}/link",

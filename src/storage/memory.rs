@@ -175,6 +175,10 @@ impl FileWriter for MemWriter {
         self.buf.len() as u64
     }
 
+    async fn close(self: Box<Self>) -> Result<()> {
+        self.commit().await
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         let MemWriter { driver, path, buf } = *self;
         driver

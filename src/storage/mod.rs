@@ -12,7 +12,7 @@
 //! - `rename` moves a file atomically where the backend can (filesystem `rename(2)`); the target is
 //!   replaced if it exists.
 //! - `writer(path, append=true)` continues a file that earlier writers (possibly in another process)
-//!   committed; `size()` starts at its current length. Bytes written become durable on `commit`.
+//!   closed or committed; `size()` starts at its current length. See [`FileWriter`].
 //! - `delete` removes a file or a whole directory tree.
 
 pub mod fs;
@@ -99,15 +99,22 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn delete(&self, path: &str) -> Result<()>;
 }
 
-/// A streaming writer to one file.
+/// A streaming writer to one file: the bytes of an upload in progress.
+///
+/// Lifecycle: `writer(path, append)` → `write`* → exactly one of `close` (this request's bytes are
+/// persisted; a later writer, in any process, may append after them), `commit` (the file is final:
+/// one complete object, ready to be renamed) or `cancel`. After `close` or `commit`, `stat` reports
+/// the full size and `read` returns every byte.
 #[async_trait]
 pub trait FileWriter: Send {
     async fn write(&mut self, data: Bytes) -> Result<()>;
-    /// Bytes in the file so far, counting those not yet committed.
+    /// Bytes in the file so far, counting those not yet persisted.
     fn size(&self) -> u64;
-    /// Flushes and makes the written bytes durable.
+    /// Persists the written bytes so the file can be continued later.
+    async fn close(self: Box<Self>) -> Result<()>;
+    /// Persists and finalizes the file (durable; no more appends expected).
     async fn commit(self: Box<Self>) -> Result<()>;
-    /// Abandons the writer; bytes already committed by earlier writers stay.
+    /// Abandons this writer's bytes where the backend can; what earlier writers persisted stays.
     async fn cancel(self: Box<Self>) -> Result<()>;
 }
 

@@ -74,7 +74,8 @@ async fn writer_append_and_resume(d: &dyn StorageDriver) {
     w.write(Bytes::from_static(b"hello ")).await.unwrap();
     w.write(Bytes::from(vec![b'x'; 2 << 20])).await.unwrap();
     assert_eq!(w.size(), 6 + (2 << 20));
-    w.commit().await.unwrap();
+    w.close().await.unwrap();
+    assert_eq!(d.stat("/w/data").await.unwrap().size, 6 + (2 << 20));
     // A second writer (as another process would) continues the file.
     let mut w = d.writer("/w/data", true).await.unwrap();
     assert_eq!(w.size(), 6 + (2 << 20));
@@ -84,6 +85,11 @@ async fn writer_append_and_resume(d: &dyn StorageDriver) {
     assert_eq!(all.len(), 11 + (2 << 20));
     assert!(all.starts_with(b"hello x"));
     assert!(all.ends_with(b"xworld"));
+    // A cancelled writer leaves what earlier writers persisted.
+    let mut w = d.writer("/w/data", true).await.unwrap();
+    w.write(Bytes::from_static(b"discard me")).await.unwrap();
+    w.cancel().await.unwrap();
+    assert_eq!(d.stat("/w/data").await.unwrap().size, 11 + (2 << 20));
     // Truncating writer starts over.
     let mut w = d.writer("/w/data", false).await.unwrap();
     w.write(Bytes::from_static(b"new")).await.unwrap();
