@@ -24,9 +24,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body::Body as _;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
@@ -250,7 +254,11 @@ where
             let Some(limiter) = limiter else {
                 return inner.call(req).await;
             };
-            match limiter.acquire().await {
+            let (parts, mut body) = req.into_parts();
+            let mut early = Vec::new();
+            let admitted = acquire_watching(&limiter, &mut body, &mut early).await;
+            let req = Request::from_parts(parts, rebuild_body(early, body));
+            match admitted {
                 Ok(permit) => {
                     let resp = inner.call(req).await?;
                     Ok(resp.map(|b| Observed::wrap(b, move |_, _| drop(permit))))
@@ -265,6 +273,56 @@ where
                 }
             }
         })
+    }
+}
+
+/// How much of a queued request's body may be read ahead while it waits (per request).
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Waits for a slot while watching the request body: HTTP/1 servers notice a client that went away
+/// only by reading its socket, so while queued the body is read ahead (at most [`READ_AHEAD`] bytes,
+/// kept in `early`); a broken body means the client is gone and the wait ends as `Canceled`.
+/// Requests without a body are not watched (their client is noticed when the answer is written).
+async fn acquire_watching(
+    limiter: &Limiter,
+    body: &mut Body,
+    early: &mut Vec<Bytes>,
+) -> Result<Permit, Rejection> {
+    use http_body_util::BodyExt as _;
+    let acquire = limiter.acquire();
+    tokio::pin!(acquire);
+    let mut watching = !body.is_end_stream();
+    let mut buffered = 0usize;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut acquire => return r,
+            frame = body.frame(), if watching => match frame {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        buffered += d.len();
+                        early.push(d);
+                    }
+                    watching = buffered < READ_AHEAD;
+                }
+                // Dropping `acquire` here leaves the queue and counts the request as canceled.
+                Some(Err(_)) => return Err(Rejection::Canceled),
+                None => watching = false,
+            },
+        }
+    }
+}
+
+/// The body a handler sees: the bytes read ahead, then the rest.
+fn rebuild_body(early: Vec<Bytes>, rest: Body) -> Body {
+    if early.is_empty() {
+        return rest;
+    }
+    let head = futures::stream::iter(early.into_iter().map(Ok::<_, axum::Error>));
+    if rest.is_end_stream() {
+        Body::from_stream(head)
+    } else {
+        Body::from_stream(head.chain(rest.into_data_stream()))
     }
 }
 
