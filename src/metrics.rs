@@ -253,6 +253,9 @@ impl Metrics {
         for l in ["read", "write"] {
             m.limiter_running.with_label_values(&[l]).set(0);
             m.limiter_queued.with_label_values(&[l]).set(0);
+            for r in ["queue_full", "timeout", "canceled"] {
+                m.limiter_rejected.with_label_values(&[l, r]).inc_by(0);
+            }
         }
         m
     }
