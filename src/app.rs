@@ -2,26 +2,104 @@
 //! cross-cutting layer in one place, in one commented order.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::Router;
+use axum::{Extension, Router};
 
-use crate::config::{Config, StorageKind};
+use crate::config::{Config, RequestsConfig, StorageKind};
+use crate::health::{Health, METRICS_PATH};
 use crate::http::{dispatch, ApiError, AppState, Route, API_VERSION, API_VERSION_HEADER};
+use crate::layers::access_log::access_log;
+use crate::layers::limits::LimitLayer;
+use crate::layers::metrics::{track, RouteKind};
+use crate::layers::readonly::read_only;
+use crate::metrics::{AnyGuard, Metrics, MetricsGuard, OpenGuard, SecretGuard};
 use crate::registry::{Registry, RegistryOptions, UploadSecret};
 use crate::storage::fs::FsDriver;
+use crate::storage::instrumented::Instrumented;
 use crate::storage::memory::MemoryDriver;
 use crate::storage::StorageDriver;
 
-/// Switches for the HTTP stack.
-#[derive(Debug, Clone, Default)]
+/// Switches for the HTTP stack. `Default` is a plain writable registry: no limits, metrics
+/// collected but not served, always ready.
+#[derive(Clone, Default)]
 pub struct AppOptions {
     pub read_only: bool,
+    /// Request limits (`requests`); off unless `maxRunning > 0`.
+    pub limits: RequestsConfig,
+    /// Metric families; a fresh set when `None`.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Serve `/extensions/v2/metrics` to scrapes this guard allows (`None`: not served).
+    pub metrics_guard: Option<Arc<dyn MetricsGuard>>,
+    /// Readiness state; always ready when `None`.
+    pub health: Option<Arc<Health>>,
+}
+
+/// A server built from config: the router and the handles `main` and tests need.
+pub struct Built {
+    pub router: Router,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Whether `http.secret` was missing and a random one was made.
+    pub secret_generated: bool,
+}
+
+/// The metrics guard a config asks for: `None` when metrics are disabled; the secret (plus `extra`,
+/// e.g. the auth layer's `registry/metrics` review) when a secret is set; otherwise `extra`, or
+/// open to all when there is none.
+pub fn metrics_guard(
+    config: &Config,
+    extra: Vec<Arc<dyn MetricsGuard>>,
+) -> Option<Arc<dyn MetricsGuard>> {
+    let m = config.metrics();
+    if !m.enabled {
+        return None;
+    }
+    let mut guards: Vec<Arc<dyn MetricsGuard>> = Vec::new();
+    if let Some(s) = &m.secret {
+        guards.push(Arc::new(SecretGuard::new(&s.0)));
+    }
+    guards.extend(extra);
+    if guards.is_empty() {
+        return Some(Arc::new(OpenGuard));
+    }
+    Some(Arc::new(AnyGuard(guards)))
+}
+
+/// Builds everything from config: storage (instrumented), registry, metrics, health checks and the
+/// HTTP stack. Must run inside a tokio runtime (it starts the storage health check).
+pub fn build_server(
+    config: &Config,
+    extra_guards: Vec<Arc<dyn MetricsGuard>>,
+) -> anyhow::Result<Built> {
+    let metrics = Arc::new(Metrics::new());
+    let driver = Instrumented::wrap(build_driver(config)?, metrics.clone());
+    let health = Health::start(
+        &config.health.storagedriver,
+        driver.clone(),
+        metrics.clone(),
+    );
+    let (registry, secret_generated) = build_registry(config, driver);
+    let router = build_app(
+        registry,
+        AppOptions {
+            read_only: config.read_only(),
+            limits: config.request_limits().clone(),
+            metrics: Some(metrics.clone()),
+            metrics_guard: metrics_guard(config, extra_guards),
+            health: Some(health.clone()),
+        },
+    );
+    Ok(Built {
+        router,
+        metrics,
+        health,
+        secret_generated,
+    })
 }
 
 /// Builds the storage driver a config names.
@@ -55,28 +133,70 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
 /// The whole HTTP application.
 pub fn build_app(registry: Registry, options: AppOptions) -> Router {
     let state = AppState { registry };
-    let options = Arc::new(options);
-    // Layers run outermost first:
-    //   access log -> API version header -> classify (URL -> Route) -> read-only -> handler.
-    // Classification comes before every policy layer so each of them reads the typed Route.
-    Router::new()
+    let metrics = options.metrics.clone().unwrap_or_default();
+    let health = options.health.clone().unwrap_or_else(Health::always_ready);
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz/ready", get(readiness))
+        .route("/readyz", get(readiness))
         .route("/", get(|| async { "" }))
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
-        .route("/v2/{*rest}", any(dispatch))
-        .layer(middleware::from_fn_with_state(options, read_only))
+        .route("/v2/{*rest}", any(dispatch));
+    if let Some(guard) = options.metrics_guard.clone() {
+        let m = metrics.clone();
+        router = router.route(
+            METRICS_PATH,
+            get(move |headers: HeaderMap| serve_metrics(m.clone(), guard.clone(), headers)),
+        );
+    }
+    // Layers run outermost first:
+    //   access log -> metrics -> API version header -> limits -> classify (URL -> Route)
+    //   -> read-only -> handler.
+    // The access log and metrics see every answer, 429s included, and measure to the last body
+    // byte. Limits come before classification so a refused request costs no parsing. Classification
+    // comes before every policy layer that needs the typed Route.
+    router
+        .layer(middleware::from_fn_with_state(options.read_only, read_only))
         .layer(middleware::from_fn(classify))
+        .layer(LimitLayer::new(&options.limits, &metrics))
         .layer(middleware::map_response(api_version))
+        .layer(middleware::from_fn_with_state(metrics, track))
         .layer(middleware::from_fn(access_log))
+        .layer(Extension(health))
         .with_state(state)
+}
+
+async fn readiness(Extension(health): Extension<Arc<Health>>) -> Response {
+    health.readiness_response()
+}
+
+async fn serve_metrics(
+    metrics: Arc<Metrics>,
+    guard: Arc<dyn MetricsGuard>,
+    headers: HeaderMap,
+) -> Response {
+    if !guard.allowed(&headers).await {
+        return ApiError::metrics_unauthorized().into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn classify(mut req: Request, next: Next) -> Response {
     match Route::parse(req.uri().path()) {
         Some(Ok(route)) => {
+            let kind = RouteKind(route.kind());
             req.extensions_mut().insert(route);
-            next.run(req).await
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(kind);
+            resp
         }
         // A malformed tag can only name a manifest that does not exist: reads and deletes answer
         // 404 MANIFEST_UNKNOWN (the spec's codes); a push under it is refused with TAG_INVALID.
@@ -91,35 +211,7 @@ async fn classify(mut req: Request, next: Next) -> Response {
     }
 }
 
-async fn read_only(State(opts): State<Arc<AppOptions>>, req: Request, next: Next) -> Response {
-    if opts.read_only {
-        if let Some(route) = req.extensions().get::<Route>() {
-            if route.is_write(req.method()) {
-                return ApiError::read_only().into_response();
-            }
-        }
-    }
-    next.run(req).await
-}
-
 async fn api_version(mut resp: Response) -> Response {
     resp.headers_mut().insert(API_VERSION_HEADER, API_VERSION);
-    resp
-}
-
-async fn access_log(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    // The path only: query strings carry upload state and are not worth logging.
-    let path = req.uri().path().to_owned();
-    let resp = next.run(req).await;
-    tracing::info!(
-        target: "image_registry::access",
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
     resp
 }

@@ -8,7 +8,13 @@
 
 pub mod app;
 pub mod config;
+pub mod health;
 pub mod http;
+pub mod layers;
+pub mod metrics;
 pub mod oci;
+pub mod outbound;
 pub mod registry;
+pub mod server;
 pub mod storage;
+pub mod tls;

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use image_registry::app::{build_app, build_driver, build_registry, AppOptions};
+use image_registry::app::build_server;
 use image_registry::config::{Config, LogFormat, StorageKind};
+use image_registry::server;
+use image_registry::tls::Tls;
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +80,9 @@ fn real_main() -> anyhow::Result<()> {
             println!("listen: {}", c.listen_addr()?);
             println!("storage: {:?}", c.storage_kind()?);
             println!("readOnly: {}", c.read_only());
+            println!("tls: {}", c.tls_enabled());
+            println!("metrics enabled: {}", c.metrics().enabled);
+            println!("drain timeout: {:?}", c.http.draintimeout);
             println!("delete enabled: {}", c.storage.delete.enabled);
             println!(
                 "http.secret: {}",
@@ -110,37 +115,50 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
-    let driver = build_driver(&config)?;
+    let built = build_server(&config, Vec::new())?;
     match config.storage_kind()? {
         StorageKind::Filesystem { root } => {
             let shown = std::fs::canonicalize(&root).unwrap_or(root);
-            tracing::info!(driver = driver.name(), root = %shown.display(), "storing data on the filesystem");
+            tracing::info!(root = %shown.display(), "storing data on the filesystem");
         }
         StorageKind::InMemory => {
             tracing::warn!("storing data in memory: it is lost when the process exits")
         }
     }
-    let (registry, generated) = build_registry(&config, driver);
-    if generated {
+    if built.secret_generated {
         tracing::warn!(
             "no http.secret configured: generated a random one; uploads cannot continue on another \
              replica or after a restart. Set REGISTRY_HTTP_SECRET (the same on every replica)."
         );
     }
-    let app = build_app(
-        registry,
-        AppOptions {
-            read_only: config.read_only(),
-        },
-    );
+    let metrics = config.metrics();
+    if metrics.enabled && metrics.secret.is_none() {
+        tracing::warn!(
+            "metrics are enabled without metrics.secret: /extensions/v2/metrics is open to anyone"
+        );
+    }
+    let tls = Tls::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, read_only = config.read_only(), version = env!("CARGO_PKG_VERSION"), "image-registry listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        read_only = config.read_only(),
+        metrics = metrics.enabled,
+        version = env!("CARGO_PKG_VERSION"),
+        "image-registry listening"
+    );
+    let health = built.health.clone();
+    server::serve(
+        listener,
+        built.router,
+        tls,
+        shutdown_signal(),
+        config.http.draintimeout,
+        move || health.set_shutting_down(),
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

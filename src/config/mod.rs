@@ -11,6 +11,7 @@
 
 mod env;
 pub mod flex;
+pub mod ops;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use env::EnvOverride;
+pub use ops::{
+    HealthConfig, MetricsConfig, ProxyConfig, RouteConfig, Secret, TlsConfig, TrustConfig,
+};
 
 /// Default data folder when no storage is configured (the "emptyDir" default).
 pub const DEFAULT_ROOT: &str = "./registry-data";
@@ -65,6 +69,16 @@ pub struct Config {
     pub requests: RequestsConfig,
     /// The OpenShift section: `REGISTRY_OPENSHIFT_REQUESTS_*` variables land here.
     pub openshift: OpenShiftConfig,
+    /// Prometheus metrics (`metrics: {enabled, secret}`).
+    pub metrics: MetricsConfig,
+    /// Background health checks (`health.storagedriver`).
+    pub health: HealthConfig,
+    /// Extra hostnames served with their own certificates, chosen by SNI.
+    pub routes: Vec<RouteConfig>,
+    /// Outbound proxy (falls back to `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: ProxyConfig,
+    /// CAs trusted by outbound clients, per registry host or for all.
+    pub additionaltrustedca: TrustConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +208,8 @@ pub struct HttpConfig {
     /// Time in-flight requests get to finish on shutdown.
     #[serde(deserialize_with = "flex::duration")]
     pub draintimeout: Duration,
+    /// Serve HTTPS (`http.tls`).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -204,6 +220,7 @@ impl Default for HttpConfig {
             host: None,
             relativeurls: true,
             draintimeout: Duration::from_secs(29),
+            tls: None,
         }
     }
 }
@@ -232,6 +249,8 @@ pub struct LimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OpenShiftConfig {
     pub requests: Option<RequestsConfig>,
+    /// The Go registry's `openshift.metrics` (`REGISTRY_OPENSHIFT_METRICS_*`); wins over `metrics`.
+    pub metrics: Option<MetricsConfig>,
     /// Accepted: the Go registry's config version field.
     #[serde(deserialize_with = "flex::opt_string")]
     pub version: Option<String>,
@@ -298,7 +317,7 @@ impl Config {
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }
-        Ok(())
+        self.validate_ops()
     }
 
     /// The listen address; Go-style `:5000` means all interfaces.
@@ -367,6 +386,48 @@ impl Config {
     /// Whether the registry refuses writes (`readOnly` or `storage.maintenance.readonly.enabled`).
     pub fn read_only(&self) -> bool {
         self.readonly || self.storage.maintenance.readonly.enabled
+    }
+
+    /// Metrics settings; the OpenShift section's (`REGISTRY_OPENSHIFT_METRICS_*`) wins.
+    pub fn metrics(&self) -> &MetricsConfig {
+        self.openshift.metrics.as_ref().unwrap_or(&self.metrics)
+    }
+
+    fn validate_ops(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.http.tls {
+            tls.min_tls()
+                .map_err(|m| key_err("http.tls.minimumtls", m))?;
+            if tls.certificate.is_some() != tls.key.is_some() {
+                return Err(key_err(
+                    "http.tls",
+                    "set both certificate and key (or neither)",
+                ));
+            }
+            if tls.certificate.is_none() && self.routes.is_empty() {
+                return Err(key_err(
+                    "http.tls",
+                    "needs certificate and key, or at least one route with a certificate",
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.hostname.trim().is_empty() {
+                return Err(key_err(&format!("routes[{i}].hostname"), "must be set"));
+            }
+            r.files().map_err(|m| key_err(&format!("routes[{i}]"), m))?;
+        }
+        if self.health.storagedriver.enabled && self.health.storagedriver.interval.is_zero() {
+            return Err(key_err(
+                "health.storagedriver.interval",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the server speaks TLS (`http.tls` set, or routes with certificates).
+    pub fn tls_enabled(&self) -> bool {
+        self.http.tls.is_some() || !self.routes.is_empty()
     }
 
     /// Request limits; the OpenShift section's (from `REGISTRY_OPENSHIFT_REQUESTS_*`) wins.

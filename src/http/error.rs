@@ -101,6 +101,29 @@ impl ApiError {
         )
     }
 
+    /// The request limiters are full: `429 TOOMANYREQUESTS` with `Retry-After: 1`.
+    pub fn too_many_requests() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            "too many requests: the registry is busy, retry later",
+        )
+        .with_header(axum::http::header::RETRY_AFTER, "1")
+    }
+
+    /// A metrics scrape without the metrics secret (or another allowed credential).
+    pub fn metrics_unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required to read metrics",
+        )
+        .with_header(
+            axum::http::header::WWW_AUTHENTICATE,
+            "Basic realm=\"image-registry metrics\"",
+        )
+    }
+
     pub fn pagination_invalid() -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -72,6 +72,21 @@ impl StorageDriver for FsDriver {
         "filesystem"
     }
 
+    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy).
+    async fn health(&self) -> Result<()> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(StorageError::Backend(format!(
+                "storage root {} is not a directory",
+                self.root.display()
+            ))),
+            Err(e) => Err(StorageError::Backend(format!(
+                "storage root {}: {e}",
+                self.root.display()
+            ))),
+        }
+    }
+
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         let p = self.full(path)?;
         let data = tokio::fs::read(&p)

@@ -16,6 +16,7 @@
 //! - `delete` removes a file or a whole directory tree.
 
 pub mod fs;
+pub mod instrumented;
 pub mod layout;
 pub mod memory;
 #[cfg(test)]
@@ -97,6 +98,15 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Deletes a file or a directory tree.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Whether the backend answers (the health check behind readiness). The default stats the
+    /// layout root: found or not found both mean the backend is reachable.
+    async fn health(&self) -> Result<()> {
+        match self.stat(layout::ROOT).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// A streaming writer to one file: the bytes of an upload in progress.

@@ -158,6 +158,7 @@ impl TestServer {
             registry,
             AppOptions {
                 read_only: config.read_only(),
+                ..AppOptions::default()
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

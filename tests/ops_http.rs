@@ -1,0 +1,309 @@
+//! Metrics endpoint (guard, families, `promtool check metrics`), readiness following storage
+//! health, the access log (one line per request, request id, no secrets), read-only mode.
+
+mod ops_support;
+
+use std::io::Write;
+
+use ops_support::{client, e2e_required, eventually, sample, start};
+use reqwest::StatusCode;
+use sha2::Digest as _;
+
+const SECRET: &str = "metrics-s3cret";
+
+fn metrics_yaml(extra: &str) -> String {
+    format!(
+        "storage:\n  inmemory: {{}}\nhttp:\n  secret: s\nlog:\n  level: error\nmetrics:\n  enabled: true\n  secret: {SECRET}\n{extra}"
+    )
+}
+
+async fn push_small_image(base: &str, c: &reqwest::Client) {
+    let blob = b"layer bytes".to_vec();
+    let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
+    let r = c
+        .post(format!("{base}/v2/ns/app/blobs/uploads/?digest={d}"))
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let cfg = b"{}".to_vec();
+    let cd = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&cfg)));
+    let r = c
+        .post(format!("{base}/v2/ns/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(format!("{base}{loc}{sep}digest={cd}"))
+        .body(cfg.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": blob.len()}]
+    });
+    let r = c
+        .put(format!("{base}/v2/ns/app/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = c
+        .get(format!("{base}/v2/ns/app/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{base}/v2/ns/app/manifests/missing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn metrics_need_the_secret_and_export_the_openshift_families() {
+    let s = start(&metrics_yaml("")).await;
+    let c = client();
+    let url = format!("{}/extensions/v2/metrics", s.base);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = c
+        .get(&url)
+        .basic_auth("anyuser", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.get(&url).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    push_small_image(&s.base, &c).await;
+    let r = c
+        .get(&url)
+        .basic_auth("anyuser", Some(SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    for series in [
+        "imageregistry_http_requests_total{code=\"201\",method=\"PUT\"}",
+        "imageregistry_http_requests_total{code=\"404\",method=\"GET\"}",
+        "imageregistry_http_request_duration_seconds_count{method=\"PUT\"}",
+        "imageregistry_request_duration_seconds_count{operation=\"manifest.put\"}",
+        "imageregistry_request_duration_seconds_count{operation=\"blob_upload.post\"}",
+        "imageregistry_storage_duration_seconds_count{operation=\"put_content\"}",
+        "imageregistry_storage_errors_total{code=\"PATH_NOT_FOUND\",operation=\"get_content\"}",
+        "imageregistry_http_request_size_bytes_count",
+        "imageregistry_http_response_size_bytes_count",
+        "imageregistry_http_upload_bytes_total",
+        "imageregistry_http_in_flight_requests",
+        "imageregistry_storage_health_up",
+    ] {
+        let v = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        assert!(v >= 0.0);
+    }
+    // The small blob (11 bytes) and the config ("{}", 2 bytes) came through upload routes.
+    assert_eq!(
+        sample(&text, "imageregistry_http_upload_bytes_total"),
+        Some(13.0)
+    );
+    // The scrape itself is in flight.
+    assert_eq!(
+        sample(&text, "imageregistry_http_in_flight_requests"),
+        Some(1.0)
+    );
+    assert!(text.contains("imageregistry_build_info{gitCommit="));
+    assert!(text.contains("process_resident_memory_bytes"));
+    assert!(!text.contains(SECRET));
+
+    promtool_check(&text);
+}
+
+fn promtool_check(text: &str) {
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            !e2e_required(),
+            "promtool is missing (apt-get install prometheus) and IMAGE_REGISTRY_E2E=1"
+        );
+        eprintln!("promtool not installed: skipping the lint");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The one finding allowed: imageregistry_build_info keeps the OpenShift registry's label names
+    // (gitCommit, gitVersion) so existing dashboards keep working; promtool prefers snake_case.
+    let unexpected: Vec<&str> = all
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            *l != "imageregistry_build_info label names should be written in 'snake_case' not 'camelCase'"
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "promtool: {all}");
+}
+
+#[tokio::test]
+async fn metrics_are_off_by_default_and_openshift_section_works() {
+    let s = start("storage:\n  inmemory: {}\nhttp:\n  secret: s\n").await;
+    let r = client()
+        .get(format!("{}/extensions/v2/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let (cfg, w) = image_registry::config::Config::from_yaml(
+        "",
+        &[
+            ("REGISTRY_OPENSHIFT_METRICS_ENABLED".into(), "true".into()),
+            ("REGISTRY_OPENSHIFT_METRICS_SECRET".into(), "x".into()),
+        ],
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert!(cfg.metrics().enabled);
+    assert_eq!(
+        cfg.metrics().secret.as_ref().map(|s| s.0.as_str()),
+        Some("x")
+    );
+    assert!(!format!("{cfg:?}").contains("secret: Some(\"x\")"));
+}
+
+#[tokio::test]
+async fn readiness_follows_storage_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let s = start(&format!(
+        "storage:\n  filesystem:\n    rootdirectory: {:?}\nhttp:\n  secret: s\nhealth:\n  storagedriver:\n    interval: 50ms\n    threshold: 2\nmetrics:\n  enabled: true\n",
+        root.display().to_string()
+    ))
+    .await;
+    let c = client();
+    let status = |p: &'static str| {
+        let c = c.clone();
+        let base = s.base.clone();
+        async move { c.get(format!("{base}{p}")).send().await.unwrap().status() }
+    };
+    eventually(10, "ready", || async {
+        (status("/healthz/ready").await == StatusCode::OK).then_some(())
+    })
+    .await;
+    // The volume goes away.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&root, &moved).unwrap();
+    eventually(10, "unready", || async {
+        (status("/healthz/ready").await == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    let body = c
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("storage unavailable"), "{body}");
+    assert!(
+        !body.contains(&root.display().to_string()),
+        "no paths: {body}"
+    );
+    assert_eq!(
+        status("/healthz").await,
+        StatusCode::OK,
+        "liveness stays up"
+    );
+    let text = c
+        .get(format!("{}/extensions/v2/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&text, "imageregistry_storage_health_up"), Some(0.0));
+    // And comes back.
+    std::fs::rename(&moved, &root).unwrap();
+    eventually(10, "ready again", || async {
+        (status("/healthz/ready").await == StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn read_only_refuses_every_write_with_a_readable_message() {
+    let s = start("storage:\n  inmemory: {}\nhttp:\n  secret: s\nreadOnly: true\n").await;
+    let c = client();
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (m, p) in [
+        (
+            reqwest::Method::POST,
+            "/v2/ns/app/blobs/uploads/".to_owned(),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v2/ns/app/blobs/uploads/?mount={d}&from=other/app"),
+        ),
+        (reqwest::Method::PUT, "/v2/ns/app/manifests/v1".to_owned()),
+        (reqwest::Method::DELETE, format!("/v2/ns/app/manifests/{d}")),
+        (reqwest::Method::DELETE, format!("/v2/ns/app/blobs/{d}")),
+        (
+            reqwest::Method::PATCH,
+            "/v2/ns/app/blobs/uploads/x".to_owned(),
+        ),
+    ] {
+        let r = c
+            .request(m.clone(), format!("{}{p}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("UNSUPPORTED") && body.contains("read-only"),
+            "{body}"
+        );
+    }
+    let r = c.get(format!("{}/v2/", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{}/v2/ns/app/tags/list", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
