@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
+use crate::auth::Auth;
 use crate::config::{Config, StorageKind};
 use crate::http::{dispatch, ApiError, AppState, Route, API_VERSION, API_VERSION_HEADER};
 use crate::registry::{Registry, RegistryOptions, UploadSecret};
@@ -52,20 +53,51 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
     (registry, generated)
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, without authentication.
 pub fn build_app(registry: Registry, options: AppOptions) -> Router {
+    build_app_with_auth(registry, options, None)
+}
+
+/// The whole HTTP application; `auth` is `None` for auth mode `none`.
+pub fn build_app_with_auth(
+    registry: Registry,
+    options: AppOptions,
+    auth: Option<Arc<Auth>>,
+) -> Router {
     let state = AppState { registry };
     let options = Arc::new(options);
     // Layers run outermost first:
-    //   access log -> API version header -> classify (URL -> Route) -> read-only -> handler.
-    // Classification comes before every policy layer so each of them reads the typed Route.
-    Router::new()
+    //   access log -> API version header -> classify (URL -> Route) -> auth (401/403/503, grants
+    //   into extensions) -> read-only -> handler.
+    // Classification comes before every policy layer so each of them reads the typed Route; auth
+    // comes before read-only so an unauthenticated write learns it must log in, not that the
+    // registry is read-only.
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(|| async { "" }))
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
-        .route("/v2/{*rest}", any(dispatch))
-        .layer(middleware::from_fn_with_state(options, read_only))
+        .route("/v2/{*rest}", any(dispatch));
+    if let Some(path) = auth.as_ref().and_then(|a| a.token_path()) {
+        let a = auth.clone();
+        router = router.route(
+            path,
+            get(move |req: Request| async move {
+                match a {
+                    Some(a) => crate::layers::auth::token_endpoint(a, req).await,
+                    None => ApiError::not_found().into_response(),
+                }
+            }),
+        );
+    }
+    router = router.layer(middleware::from_fn_with_state(options, read_only));
+    if let Some(auth) = auth {
+        router = router.layer(middleware::from_fn_with_state(
+            auth,
+            crate::layers::auth::authorize,
+        ));
+    }
+    router
         .layer(middleware::from_fn(classify))
         .layer(middleware::map_response(api_version))
         .layer(middleware::from_fn(access_log))

@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod http;
+pub mod layers;
 pub mod oci;
 pub mod registry;
 pub mod storage;

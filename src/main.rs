@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use image_registry::app::{build_app, build_driver, build_registry, AppOptions};
+use image_registry::app::{build_app_with_auth, build_driver, build_registry, AppOptions};
+use image_registry::auth::Auth;
 use image_registry::config::{Config, LogFormat, StorageKind};
 
 #[derive(Parser)]
@@ -79,6 +80,7 @@ fn real_main() -> anyhow::Result<()> {
             println!("storage: {:?}", c.storage_kind()?);
             println!("readOnly: {}", c.read_only());
             println!("delete enabled: {}", c.storage.delete.enabled);
+            println!("auth: {:?}", c.auth.mode().map_err(anyhow::Error::msg)?);
             println!(
                 "http.secret: {}",
                 if c.http.secret.is_some() {
@@ -127,11 +129,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
              replica or after a restart. Set REGISTRY_HTTP_SECRET (the same on every replica)."
         );
     }
-    let app = build_app(
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let auth = Auth::from_config(&config, &env)?.map(std::sync::Arc::new);
+    match &auth {
+        Some(a) => tracing::info!(mode = a.mode_name(), "authentication on"),
+        None => tracing::warn!("auth mode none: anyone who reaches the port may pull, push and delete"),
+    }
+    let app = build_app_with_auth(
         registry,
         AppOptions {
             read_only: config.read_only(),
         },
+        auth,
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -9,6 +9,7 @@
 //!
 //! A leaf: nothing here depends on other modules of the crate.
 
+pub mod auth;
 mod env;
 pub mod flex;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use auth::{AuthConfig, AuthMode};
 pub use env::EnvOverride;
 
 /// Default data folder when no storage is configured (the "emptyDir" default).
@@ -65,6 +67,8 @@ pub struct Config {
     pub requests: RequestsConfig,
     /// The OpenShift section: `REGISTRY_OPENSHIFT_REQUESTS_*` variables land here.
     pub openshift: OpenShiftConfig,
+    /// Authentication and authorization (`auth`); none by default.
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +299,8 @@ impl Config {
                 ));
             }
         }
+        self.auth.mode().map_err(|m| key_err("auth", m))?;
+        auth::validate(&self.auth)?;
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }
