@@ -133,7 +133,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let auth = Auth::from_config(&config, &env)?.map(std::sync::Arc::new);
     match &auth {
         Some(a) => tracing::info!(mode = a.mode_name(), "authentication on"),
-        None => tracing::warn!("auth mode none: anyone who reaches the port may pull, push and delete"),
+        None => {
+            tracing::warn!("auth mode none: anyone who reaches the port may pull, push and delete")
+        }
     }
     let app = build_app_with_auth(
         registry,

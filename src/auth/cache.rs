@@ -110,7 +110,9 @@ where
         if ours {
             match &result {
                 Ok(v) if !self.ttl.is_zero() => {
-                    inner.map.insert(key, Slot::Ready(v.clone(), Instant::now()));
+                    inner
+                        .map
+                        .insert(key, Slot::Ready(v.clone(), Instant::now()));
                 }
                 _ => {
                     inner.map.remove(&key);

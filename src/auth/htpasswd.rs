@@ -137,7 +137,9 @@ fn parse(text: &str, source: &str) -> HashMap<String, String> {
         match line.split_once(':') {
             Some((u, h))
                 if !u.is_empty()
-                    && (h.starts_with("$2y$") || h.starts_with("$2a$") || h.starts_with("$2b$")) =>
+                    && (h.starts_with("$2y$")
+                        || h.starts_with("$2a$")
+                        || h.starts_with("$2b$")) =>
             {
                 users.insert(u.to_owned(), h.to_owned());
             }
@@ -165,7 +167,10 @@ mod tests {
         assert!(h.verify("alice", "pw1").await);
         assert!(h.verify("alice", "pw1").await, "remembered");
         assert!(!h.verify("alice", "nope").await);
-        assert!(!h.verify("bob", "plaintext").await, "non-bcrypt lines are skipped");
+        assert!(
+            !h.verify("bob", "plaintext").await,
+            "non-bcrypt lines are skipped"
+        );
         assert!(!h.verify("carol", "x").await);
 
         let h2 = bcrypt::hash("pw2", 4).unwrap();

@@ -167,7 +167,10 @@ impl OpenShift {
         };
         let server = match &cfg.server {
             Some(s) if !s.is_empty() => s.trim_end_matches('/').to_owned(),
-            _ => match (var("KUBERNETES_SERVICE_HOST"), var("KUBERNETES_SERVICE_PORT")) {
+            _ => match (
+                var("KUBERNETES_SERVICE_HOST"),
+                var("KUBERNETES_SERVICE_PORT"),
+            ) {
                 (Some(h), p) => {
                     let h = if h.contains(':') { format!("[{h}]") } else { h };
                     format!("https://{h}:{}", p.unwrap_or_else(|| "443".into()))
@@ -404,7 +407,8 @@ impl Client {
 }
 
 fn allowed(v: &Value) -> Review {
-    if v["status"]["allowed"].as_bool() == Some(true) && v["status"]["denied"].as_bool() != Some(true)
+    if v["status"]["allowed"].as_bool() == Some(true)
+        && v["status"]["denied"].as_bool() != Some(true)
     {
         Review::Allowed
     } else {

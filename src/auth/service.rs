@@ -12,8 +12,8 @@ use super::htpasswd::Htpasswd;
 use super::openshift::{OpenShift, ResourceAttributes, Review};
 use super::token::{requested, AccessEntry, Claims, Issuer, Verifier};
 use super::{
-    scope_string, Access, Action, AuthError, CatalogVisibility, Credentials, ScopeRequest,
-    Subject, Verdict,
+    scope_string, Access, Action, AuthError, CatalogVisibility, Credentials, ScopeRequest, Subject,
+    Verdict,
 };
 use crate::config::{AuthMode, Config};
 
@@ -38,7 +38,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("mode", &self.mode_name()).finish()
+        f.debug_struct("Auth")
+            .field("mode", &self.mode_name())
+            .finish()
     }
 }
 
@@ -64,7 +66,9 @@ impl Auth {
             AuthMode::OpenShift => {
                 let cfg = a.openshift.clone().unwrap_or_default();
                 if !a.bindings.is_empty() {
-                    tracing::warn!("auth.bindings are ignored in openshift mode: the cluster's RBAC decides");
+                    tracing::warn!(
+                        "auth.bindings are ignored in openshift mode: the cluster's RBAC decides"
+                    );
                 }
                 Mode::OpenShift(OpenShift::new(&cfg, env)?)
             }

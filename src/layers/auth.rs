@@ -162,8 +162,11 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
                 .into_response();
         }
         if verdict.scope_limited {
-            return ApiError::unauthorized(&challenge(true), "the token does not grant this access")
-                .into_response();
+            return ApiError::unauthorized(
+                &challenge(true),
+                "the token does not grant this access",
+            )
+            .into_response();
         }
         return ApiError::denied("requested access to the resource is denied").into_response();
     }
@@ -220,6 +223,9 @@ fn token_unauthorized(msg: &str) -> Response {
 }
 
 /// [`MetricsAccess::allowed`] on a request's headers, for the metrics endpoint.
-pub async fn metrics_allowed(access: &MetricsAccess, headers: &HeaderMap) -> Result<bool, AuthError> {
+pub async fn metrics_allowed(
+    access: &MetricsAccess,
+    headers: &HeaderMap,
+) -> Result<bool, AuthError> {
     access.allowed(authorization(headers)).await
 }
