@@ -215,3 +215,71 @@ pub(super) fn validate(a: &AuthConfig) -> Result<(), super::ConfigError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AuthMode, Config};
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_yaml(yaml, &env)
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn modes_and_env_forms() {
+        assert_eq!(load("", &[]).unwrap().auth.mode(), Ok(AuthMode::None));
+        let c = load(
+            "",
+            &[
+                ("REGISTRY_AUTH_OPENSHIFT_SERVER", "https://api:6443"),
+                ("REGISTRY_AUTH_OPENSHIFT_CACHETTL", "3s"),
+                ("REGISTRY_AUTH_OPENSHIFT_TIMEOUT", "750ms"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode(), Ok(AuthMode::OpenShift));
+        let o = c.auth.openshift.unwrap();
+        assert_eq!(o.server.as_deref(), Some("https://api:6443"));
+        assert_eq!(o.cachettl, std::time::Duration::from_secs(3));
+        assert_eq!(o.timeout, std::time::Duration::from_millis(750));
+        assert_eq!(o.cachesize, 10_000);
+        let c = load(
+            "auth:\n  htpasswd:\n    path: /etc/htpasswd\n  bindings:\n    - role: registry-viewer\n      namespaces: ['*']\n      anonymous: true\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode(), Ok(AuthMode::Htpasswd));
+        assert_eq!(c.auth.htpasswd.unwrap().tokenttl.as_secs(), 300);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load(
+            "auth:\n  htpasswd:\n    path: /x\n  openshift:\n    server: http://a\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("`auth`"), "{e}");
+        let e = load("auth:\n  htpasswd: {}\n", &[]).unwrap_err();
+        assert!(e.contains("auth.htpasswd.path"), "{e}");
+        let e = load(
+            "auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("auth.token.rootcertbundle"), "{e}");
+        let e = load(
+            "auth:\n  htpasswd:\n    path: /x\n  bindings:\n    - role: god\n      namespaces: ['*']\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("auth.bindings[0].role"), "{e}");
+        let e = load("auth:\n  openshift:\n    bogus: 1\n", &[]).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}
