@@ -86,7 +86,7 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-fn query_values<'a>(query: Option<&'a str>, key: &str) -> Vec<String> {
+fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
     query
         .unwrap_or("")
         .split('&')
