@@ -24,6 +24,7 @@ ctr_sandbox_init
 # The htpasswd fixture: user e2e, password e2e-pass-7f3a (bcrypt, cost 5); admin the same hash.
 E2E_USER=e2e
 E2E_PASS=e2e-pass-7f3a
+# shellcheck disable=SC2016 # a literal bcrypt hash
 E2E_HASH='$2b$05$qmr8HmEOo/nM5rd5ruSM4.OuLo3sSBF2WPLXIPn0ZfvBy2ErbCKo6'
 
 bin=$(ours_bin)
