@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Router};
 
+use crate::auth::{Auth, MetricsAccess};
 use crate::config::{Config, RequestsConfig, StorageKind};
 use crate::health::{Health, METRICS_PATH};
 use crate::http::{dispatch, ApiError, AppState, Route, API_VERSION, API_VERSION_HEADER};
@@ -37,6 +38,8 @@ pub struct AppOptions {
     pub metrics_guard: Option<Arc<dyn MetricsGuard>>,
     /// Readiness state; always ready when `None`.
     pub health: Option<Arc<Health>>,
+    /// Authentication and authorization; `None` is auth mode `none`.
+    pub auth: Option<Arc<Auth>>,
 }
 
 /// A server built from config: the router and the handles `main` and tests need.
@@ -46,6 +49,8 @@ pub struct Built {
     pub health: Arc<Health>,
     /// Whether `http.secret` was missing and a random one was made.
     pub secret_generated: bool,
+    /// The auth mode in force (`None`: mode `none`).
+    pub auth_mode: Option<&'static str>,
 }
 
 /// The metrics guard a config asks for: `None` when metrics are disabled; the secret (plus `extra`,
@@ -77,6 +82,17 @@ pub fn build_server(
     extra_guards: Vec<Arc<dyn MetricsGuard>>,
 ) -> anyhow::Result<Built> {
     let metrics = Arc::new(Metrics::new());
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let auth = Auth::from_config(config, &env)?.map(Arc::new);
+    let auth_mode = auth.as_ref().map(|a| a.mode_name());
+    let mut extra_guards = extra_guards;
+    if let Some(a) = &auth {
+        // In openshift mode a token allowed `get registry/metrics` may scrape too.
+        extra_guards.push(Arc::new(AuthMetricsGuard(MetricsAccess::new(
+            None,
+            Some(a.clone()),
+        ))));
+    }
     let driver = Instrumented::wrap(build_driver(config)?, metrics.clone());
     let health = Health::start(
         &config.health.storagedriver,
@@ -92,6 +108,7 @@ pub fn build_server(
             metrics: Some(metrics.clone()),
             metrics_guard: metrics_guard(config, extra_guards),
             health: Some(health.clone()),
+            auth,
         },
     );
     Ok(Built {
@@ -99,6 +116,7 @@ pub fn build_server(
         metrics,
         health,
         secret_generated,
+        auth_mode,
     })
 }
 
@@ -130,6 +148,15 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
     (registry, generated)
 }
 
+/// The whole HTTP application with the given authentication (`None`: auth mode `none`).
+pub fn build_app_with_auth(
+    registry: Registry,
+    options: AppOptions,
+    auth: Option<Arc<Auth>>,
+) -> Router {
+    build_app(registry, AppOptions { auth, ..options })
+}
+
 /// The whole HTTP application.
 pub fn build_app(registry: Registry, options: AppOptions) -> Router {
     let state = AppState { registry };
@@ -150,14 +177,32 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
             get(move |headers: HeaderMap| serve_metrics(m.clone(), guard.clone(), headers)),
         );
     }
+    let auth = options.auth.clone();
+    if let Some((path, a)) = auth
+        .as_ref()
+        .and_then(|a| a.token_path().map(|p| (p, a.clone())))
+    {
+        router = router.route(
+            path,
+            get(move |req: Request| crate::layers::auth::token_endpoint(a.clone(), req)),
+        );
+    }
     // Layers run outermost first:
     //   access log -> metrics -> API version header -> limits -> classify (URL -> Route)
-    //   -> read-only -> handler.
+    //   -> auth (401/403/503; grants into extensions) -> read-only -> handler.
     // The access log and metrics see every answer, 429s included, and measure to the last body
-    // byte. Limits come before classification so a refused request costs no parsing. Classification
-    // comes before every policy layer that needs the typed Route.
+    // byte. Limits come before classification so a refused request costs no parsing.
+    // Classification comes before every policy layer that needs the typed Route; auth comes before
+    // read-only so an unauthenticated write learns it must log in, not that the registry is
+    // read-only.
+    router = router.layer(middleware::from_fn_with_state(options.read_only, read_only));
+    if let Some(auth) = auth {
+        router = router.layer(middleware::from_fn_with_state(
+            auth,
+            crate::layers::auth::authorize,
+        ));
+    }
     router
-        .layer(middleware::from_fn_with_state(options.read_only, read_only))
         .layer(middleware::from_fn(classify))
         .layer(LimitLayer::new(&options.limits, &metrics))
         .layer(middleware::map_response(api_version))
@@ -165,6 +210,20 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         .layer(middleware::from_fn(access_log))
         .layer(Extension(health))
         .with_state(state)
+}
+
+/// Lets the auth layer's `registry/metrics` review admit a scrape (openshift mode). A review the
+/// cluster cannot answer counts as "not allowed".
+struct AuthMetricsGuard(MetricsAccess);
+
+#[async_trait::async_trait]
+impl MetricsGuard for AuthMetricsGuard {
+    async fn allowed(&self, headers: &HeaderMap) -> bool {
+        let authz = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.0.allowed(authz).await.unwrap_or(false)
+    }
 }
 
 async fn readiness(Extension(health): Extension<Arc<Health>>) -> Response {

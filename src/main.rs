@@ -84,6 +84,7 @@ fn real_main() -> anyhow::Result<()> {
             println!("metrics enabled: {}", c.metrics().enabled);
             println!("drain timeout: {:?}", c.http.draintimeout);
             println!("delete enabled: {}", c.storage.delete.enabled);
+            println!("auth: {:?}", c.auth.mode().map_err(anyhow::Error::msg)?);
             println!(
                 "http.secret: {}",
                 if c.http.secret.is_some() {
@@ -131,8 +132,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
              replica or after a restart. Set REGISTRY_HTTP_SECRET (the same on every replica)."
         );
     }
+    match built.auth_mode {
+        Some(mode) => tracing::info!(mode, "authentication on"),
+        None => {
+            tracing::warn!("auth mode none: anyone who reaches the port may pull, push and delete")
+        }
+    }
     let metrics = config.metrics();
-    if metrics.enabled && metrics.secret.is_none() {
+    if metrics.enabled && metrics.secret.is_none() && built.auth_mode.is_none() {
         tracing::warn!(
             "metrics are enabled without metrics.secret: /extensions/v2/metrics is open to anyone"
         );

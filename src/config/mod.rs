@@ -9,6 +9,7 @@
 //!
 //! A leaf: nothing here depends on other modules of the crate.
 
+pub mod auth;
 mod env;
 pub mod flex;
 pub mod ops;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use auth::{AuthConfig, AuthMode};
 pub use env::EnvOverride;
 pub use ops::{
     HealthConfig, MetricsConfig, ProxyConfig, RouteConfig, Secret, TlsConfig, TrustConfig,
@@ -79,6 +81,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// CAs trusted by outbound clients, per registry host or for all.
     pub additionaltrustedca: TrustConfig,
+    /// Authentication and authorization (`auth`); none by default.
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +318,8 @@ impl Config {
                 ));
             }
         }
+        self.auth.mode().map_err(|m| key_err("auth", m))?;
+        auth::validate(&self.auth)?;
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }

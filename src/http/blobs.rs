@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::headers::{header_str, parse_content_range, parse_range, upload_range, RangeRequest};
 use super::{body_stream, encode, query, ApiError, AppState};
+use crate::auth::RequestAuth;
 use crate::oci::{Digest, DigestError, RepositoryName};
 use crate::registry::{RegistryError, UploadSession};
 
@@ -143,7 +144,13 @@ pub async fn start_upload(
             ),
             None => None,
         };
-        if reg.mount_blob(name, &digest, from.as_ref()).await? {
+        // With auth on, mount only from a repository the caller may pull (the auth layer asked);
+        // a mount without `from` would reveal blobs of any repository, so it never links then.
+        let may_mount = match req.extensions.get::<RequestAuth>() {
+            None => true,
+            Some(a) => from.is_some() && a.mount_from == Some(true),
+        };
+        if may_mount && reg.mount_blob(name, &digest, from.as_ref()).await? {
             return Ok(created_blob(name, &digest));
         }
     } else if let Some(d) = q.get("digest") {

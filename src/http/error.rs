@@ -111,6 +111,27 @@ impl ApiError {
         .with_header(axum::http::header::RETRY_AFTER, "1")
     }
 
+    /// 401 `UNAUTHORIZED` with a `WWW-Authenticate` challenge (which carries the `scope`).
+    pub fn unauthorized(challenge: &str, message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+            .with_header(axum::http::header::WWW_AUTHENTICATE, challenge)
+    }
+
+    /// 403 `DENIED`: the caller is known and may not do this.
+    pub fn denied(message: &str) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "DENIED", message)
+    }
+
+    /// 503 when the authorization service (the cluster API) cannot answer: retry, do not log in.
+    pub fn auth_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the authorization service is unavailable, retry later",
+        )
+        .with_header(axum::http::header::RETRY_AFTER, "1")
+    }
+
     /// A metrics scrape without the metrics secret (or another allowed credential).
     pub fn metrics_unauthorized() -> ApiError {
         ApiError::new(

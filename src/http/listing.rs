@@ -70,7 +70,15 @@ pub async fn tags(state: &AppState, name: &RepositoryName, req: &Parts) -> Resul
 }
 
 pub async fn catalog(state: &AppState, req: &Parts) -> Result<Response> {
-    let all = state.registry.catalog().await?;
+    let mut all = state.registry.catalog().await?;
+    // With auth on, the auth layer says which names the caller may see.
+    if let Some(vis) = req
+        .extensions
+        .get::<crate::auth::RequestAuth>()
+        .and_then(|a| a.catalog.as_ref())
+    {
+        all.retain(|n| vis.allows(n));
+    }
     let (repos, next) = page(all, req)?;
     let link =
         next.map(|(n, last)| format!("</v2/_catalog?n={n}&last={}>; rel=\"next\"", encode(&last)));

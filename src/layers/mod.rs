@@ -6,6 +6,7 @@
 //! reach.
 
 pub mod access_log;
+pub mod auth;
 pub mod body;
 pub mod limits;
 pub mod metrics;
