@@ -6,17 +6,15 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::headers::{header_str, parse_content_range, parse_range, upload_range, RangeRequest};
+use super::headers::{
+    header_str, hv, parse_content_range, parse_range, upload_range, RangeRequest,
+};
 use super::{body_stream, encode, query, ApiError, AppState};
 use crate::auth::RequestAuth;
 use crate::oci::{Digest, DigestError, RepositoryName};
 use crate::registry::{RegistryError, UploadSession};
 
 type Result<T> = std::result::Result<T, ApiError>;
-
-fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
 
 fn blob_location(name: &RepositoryName, d: &Digest) -> String {
     format!("/v2/{name}/blobs/{d}")

@@ -2,6 +2,13 @@
 
 use axum::http::HeaderMap;
 
+/// A header value from text the handlers made themselves (digests, paths, numbers); anything
+/// unrepresentable becomes empty rather than failing the request.
+pub fn hv(s: &str) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(s)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static(""))
+}
+
 /// The `Range` value reporting an upload's progress: `0-<last byte>` (`0-0` when empty, as
 /// distribution answers).
 pub fn upload_range(offset: u64) -> String {

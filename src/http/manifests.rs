@@ -6,16 +6,12 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::headers::{accepted_types, accepts, header_str};
+use super::headers::{accepted_types, accepts, header_str, hv};
 use super::{query, ApiError, AppState};
 use crate::oci::{media, Digest, Reference, RepositoryName};
 use crate::registry::{default_platform_child, Manifest, RegistryError, MAX_MANIFEST_SIZE};
 
 type Result<T> = std::result::Result<T, ApiError>;
-
-fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
 
 pub async fn get(
     state: &AppState,
