@@ -119,7 +119,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         StorageKind::InMemory => {
             tracing::warn!("storing data in memory: it is lost when the process exits")
         }
+        _ => tracing::info!(driver = driver.name(), "storing data in object storage"),
     }
+    driver
+        .check()
+        .await
+        .map_err(|e| anyhow::anyhow!("storage {}: {e}", driver.name()))?;
     let (registry, generated) = build_registry(&config, driver);
     if generated {
         tracing::warn!(
