@@ -18,6 +18,8 @@
 //!   URLs); `None` (the default) means "serve it yourself". `check` is a start-up probe.
 
 pub mod azure;
+#[cfg(test)]
+mod cloud_tests;
 pub mod fs;
 pub mod gcs;
 pub mod layout;
