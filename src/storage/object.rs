@@ -405,6 +405,7 @@ impl StorageDriver for ObjectDriver {
             permit: None,
             sink: None,
             replaces_object: false,
+            exists: true,
         };
         if !append {
             let mut stale = self
@@ -414,6 +415,7 @@ impl StorageDriver for ObjectDriver {
                 .unwrap_or_default();
             stale.push(key);
             self.backend.delete_many(stale).await?;
+            w.exists = false;
             return Ok(Box::new(w));
         }
         match self.backend.head(&key).await {
@@ -433,6 +435,7 @@ impl StorageDriver for ObjectDriver {
             }
             Err(e) if e.is_not_found() => {
                 let segs = self.segments(&key).await?;
+                w.exists = !segs.is_empty();
                 if let Some(last) = segs.last() {
                     if last.size < self.part_size as u64 {
                         // Continue the small tail: read it back and rewrite it longer.
@@ -522,6 +525,8 @@ struct ObjectWriter {
     sink: Option<Box<dyn PartSink>>,
     /// The file existed as a whole object that this session's segments supersede.
     replaces_object: bool,
+    /// The file existed when the writer opened (else `close` creates it, even empty).
+    exists: bool,
 }
 
 impl ObjectWriter {
@@ -573,7 +578,7 @@ impl FileWriter for ObjectWriter {
         let rest = self.buf.split().freeze();
         match self.sink.take() {
             Some(sink) => sink.finish(rest).await?,
-            None if !rest.is_empty() || self.replaces_object => {
+            None if !rest.is_empty() || self.replaces_object || !self.exists => {
                 self.driver.backend.put(&seg, rest).await?
             }
             None => {}

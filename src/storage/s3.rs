@@ -381,14 +381,40 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn head(&self, key: &str) -> Result<ObjMeta> {
-        let out = self
+        let out = match self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| map_err("head", key, e))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                if status == Some(404) {
+                    return Err(StorageError::NotFound(key.to_owned()));
+                }
+                // Some S3-compatible stores (file-backed ones) fail a HEAD of a key that is also
+                // a "folder": a listing tells whether the key exists at all.
+                if status.is_some_and(|s| s >= 500) {
+                    let l = self
+                        .client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(key)
+                        .max_keys(1)
+                        .send()
+                        .await;
+                    if let Ok(l) = l {
+                        if !l.contents().iter().any(|o| o.key() == Some(key)) {
+                            return Err(StorageError::NotFound(key.to_owned()));
+                        }
+                    }
+                }
+                return Err(backend_err("head", key, e));
+            }
+        };
         Ok(ObjMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             modified: to_system_time(out.last_modified()),

@@ -23,6 +23,19 @@ pub async fn run_all(d: &dyn StorageDriver) {
     invalid_paths(d).await;
     small_appends(d).await;
     large_writes_and_rename(d).await;
+    empty_writer(d).await;
+}
+
+/// A writer that writes nothing still leaves a (empty) file: the empty blob's upload.
+async fn empty_writer(d: &dyn StorageDriver) {
+    let w = d.writer("/e/data", true).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(d.stat("/e/data").await.unwrap().size, 0);
+    d.rename("/e/data", "/e2/data").await.unwrap();
+    assert_eq!(d.stat("/e2/data").await.unwrap().size, 0);
+    assert!(read_all(d, "/e2/data", 0, None).await.is_empty());
+    let _ = d.delete("/e").await;
+    d.delete("/e2").await.unwrap();
 }
 
 /// Runs the checks that need two instances of one driver over the same storage (two processes).
