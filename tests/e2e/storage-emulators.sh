@@ -12,6 +12,9 @@
 #   5. a skopeo round trip with S3 storage (when tests/e2e/lib.sh and skopeo are there).
 #
 # Stops everything it started (by pid) on exit. Prints `storage-emulators: N passed, M failed`.
+# `tests/e2e/storage-emulators.sh measure` instead measures (not part of CI): peak RSS of the
+# registry during 32 concurrent 100 MiB pushes to S3 on moto, and the throughput of one 1 GiB push
+# to each emulator (set TEST_PROFILE=release for meaningful numbers).
 # Environment: EMU_CACHE (default /var/tmp/image-registry-emulators), TEST_PROFILE (debug),
 # STORAGE_E2E_SKIP_SUITE=1 (skip step 2), KEEP_TMP=1.
 set -euo pipefail
@@ -187,10 +190,12 @@ start_registry() { # NAME KIND(s3|azure) BUCKET
   case "$kind" in
   s3) storage=(REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET="$bucket" REGISTRY_STORAGE_S3_REGION=us-east-1
     REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" REGISTRY_STORAGE_S3_ACCESSKEY=test
-    REGISTRY_STORAGE_S3_SECRETKEY=test REGISTRY_STORAGE_S3_CHUNKSIZEMIB=5) ;;
+    REGISTRY_STORAGE_S3_SECRETKEY=test REGISTRY_STORAGE_S3_CHUNKSIZEMIB="${S3_CHUNK_MIB:-5}") ;;
   s3s) storage=(REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET="$bucket" REGISTRY_STORAGE_S3_REGION=us-east-1
     REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3S_ENDPOINT" REGISTRY_STORAGE_S3_ACCESSKEY="$S3S_KEY"
     REGISTRY_STORAGE_S3_SECRETKEY="$S3S_SECRET") ;;
+  gcs) storage=(REGISTRY_STORAGE=gcs REGISTRY_STORAGE_GCS_BUCKET="$bucket"
+    REGISTRY_STORAGE_GCS_ENDPOINT="$IMAGE_REGISTRY_GCS_ENDPOINT" REGISTRY_STORAGE_GCS_NOAUTH=true) ;;
   azure) storage=(REGISTRY_STORAGE=azure REGISTRY_STORAGE_AZURE_ACCOUNTNAME="$AZ_ACCOUNT"
     REGISTRY_STORAGE_AZURE_ACCOUNTKEY="$AZ_KEY" REGISTRY_STORAGE_AZURE_CONTAINER="$bucket"
     REGISTRY_STORAGE_AZURE_ENDPOINT="$IMAGE_REGISTRY_AZURE_ENDPOINT") ;;
@@ -335,10 +340,59 @@ skopeo_round_trip() {
   ) >"$TMP/skopeo.log" 2>&1
 }
 
+# push_blob URL REPO FILE DIGEST: POST, one streamed PATCH, PUT ?digest=.
+push_blob() {
+  local loc sep='&'
+  loc=$(curl -fsS -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  loc=$(curl -fsS -X PATCH -D - -o /dev/null -H 'Content-Type: application/octet-stream' -H 'Expect:' \
+    -T "$3" "$1$loc" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  [[ "$loc" == *\?* ]] || sep='?'
+  curl -fsS -X PUT -o /dev/null "$1$loc${sep}digest=$4"
+}
+
+measure() {
+  if [ "$TEST_PROFILE" = release ]; then cargo build --release -p image-registry --quiet; fi
+  S3_CHUNK_MIB=10
+  BIN=$(target_dir)/$TEST_PROFILE/image-registry
+  head -c $((100 << 20)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass pass:m100 >"$TMP/b100"
+  local d100 pid t0 t1 i
+  d100=sha256:$(sha256sum "$TMP/b100" | cut -d' ' -f1)
+  s3_bucket measure
+  start_registry m s3 measure
+  pid=${PIDS[-1]}
+  log "RSS at start: $(grep VmRSS "/proc/$pid/status")"
+  t0=$(date +%s.%N)
+  for i in $(seq 1 32); do push_blob "http://${SRV_ADDR[m]}" "measure/r$i" "$TMP/b100" "$d100" & done
+  wait_jobs_ok=0
+  for j in $(jobs -p); do wait "$j" || wait_jobs_ok=1; done
+  t1=$(date +%s.%N)
+  log "32 x 100 MiB to S3 (moto): $(grep VmHWM "/proc/$pid/status") (peak RSS), $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f s, %.0f MiB/s", b-a, 3200/(b-a)}'), failures: $wait_jobs_ok"
+  head -c $((1 << 30)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass pass:g1 >"$TMP/b1g"
+  local dg
+  dg=sha256:$(sha256sum "$TMP/b1g" | cut -d' ' -f1)
+  s3_bucket big
+  mkdir -p "$TMP/s3s-data/big"
+  azure_container big
+  curl -fsS -X POST -o /dev/null "$IMAGE_REGISTRY_GCS_ENDPOINT/storage/v1/b?project=test" -d '{"name":"big"}' -H 'Content-Type: application/json'
+  local kind
+  for kind in s3 s3s azure gcs; do
+    start_registry "big-$kind" "$kind" big
+    pid=${PIDS[-1]}
+    t0=$(date +%s.%N)
+    push_blob "http://${SRV_ADDR[big-$kind]}" measure/big "$TMP/b1g" "$dg" || log "push to $kind failed"
+    t1=$(date +%s.%N)
+    log "1 GiB push to $kind: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f s, %.0f MiB/s", b-a, 1024/(b-a)}'), $(grep VmHWM "/proc/$pid/status")"
+  done
+}
+
 # ---------------------------------------------------------------------------------------------
 
 install_emulators
 start_emulators
+if [ "${1:-}" = measure ]; then
+  measure
+  exit 0
+fi
 
 if [ -z "${STORAGE_E2E_SKIP_SUITE:-}" ]; then
   log "--- driver suite against the emulators"
