@@ -27,7 +27,6 @@ pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 fn emulator(var: &str) -> Option<String> {
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var("IMAGE_REGISTRY_STORAGE_E2E").as_deref() == Ok("1") => {

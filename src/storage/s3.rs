@@ -151,12 +151,10 @@ impl S3Backend {
                  REGISTRY_STORAGE_S3_SECRETKEY), or neither to use the AWS credential chain"
             ),
             _ => {
-                if let Some(path) = cfg.credentialsconfigpath.as_deref() {
-                    // The operator mounts a shared credentials file and names it here.
-                    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", path);
-                }
                 let p = SharedCredentialsProvider::new(LazyChain {
                     region: region.clone(),
+                    // The operator mounts a shared credentials file and names it here.
+                    credentials_file: cfg.credentialsconfigpath.clone().filter(|p| !p.is_empty()),
                     chain: Arc::new(tokio::sync::OnceCell::new()),
                 });
                 chain = Some(p.clone());
@@ -748,9 +746,8 @@ impl PartSink for S3Parts {
 #[derive(Debug, Clone)]
 struct LazyChain {
     region: Region,
-    chain: Arc<
-        tokio::sync::OnceCell<aws_config::default_provider::credentials::DefaultCredentialsChain>,
-    >,
+    credentials_file: Option<String>,
+    chain: Arc<tokio::sync::OnceCell<Option<SharedCredentialsProvider>>>,
 }
 
 impl aws_sdk_s3::config::ProvideCredentials for LazyChain {
@@ -764,13 +761,28 @@ impl aws_sdk_s3::config::ProvideCredentials for LazyChain {
             let chain = self
                 .chain
                 .get_or_init(|| async {
-                    aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-                        .region(self.region.clone())
-                        .build()
-                        .await
+                    let mut b =
+                        aws_config::defaults(BehaviorVersion::latest()).region(self.region.clone());
+                    if let Some(f) = &self.credentials_file {
+                        use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+                        b = b.profile_files(
+                            EnvConfigFiles::builder()
+                                .with_file(EnvConfigFileKind::Credentials, f)
+                                .include_default_config_file(true)
+                                .build(),
+                        );
+                    }
+                    b.load().await.credentials_provider()
                 })
                 .await;
-            chain.provide_credentials().await
+            match chain {
+                Some(c) => c.provide_credentials().await,
+                None => Err(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded(
+                        "no credential source found",
+                    ),
+                ),
+            }
         })
     }
 }

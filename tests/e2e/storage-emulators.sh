@@ -437,6 +437,11 @@ out=$(env -u AWS_CA_BUNDLE REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET=no-suc
   REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" REGISTRY_STORAGE_S3_ACCESSKEY=test \
   REGISTRY_STORAGE_S3_SECRETKEY=test REGISTRY_HTTP_ADDR=127.0.0.1:0 timeout 20 "$BIN" serve 2>&1 || true)
 check "absent bucket fails at start" grep -q "does not exist" <<<"$out"
+mkdir -p "$TMP/empty-home"
+out=$(env -u AWS_CA_BUNDLE HOME="$TMP/empty-home" REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET=registry-e2e \
+  REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" REGISTRY_HTTP_ADDR=127.0.0.1:0 \
+  timeout 30 "$BIN" serve 2>&1 || true)
+check "no credentials fails at start naming REGISTRY_STORAGE_S3_ACCESSKEY" grep -q "no AWS credentials: set REGISTRY_STORAGE_S3_ACCESSKEY" <<<"$out"
 
 echo
 if [ "$FAILED" -gt 0 ]; then printf 'failed: %s\n' "${FAILED_NAMES[@]}"; fi
