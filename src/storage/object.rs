@@ -531,7 +531,9 @@ struct ObjectWriter {
 
 impl ObjectWriter {
     async fn flush_part(&mut self) -> Result<()> {
-        let part = self.buf.split().freeze();
+        // Take the buffer whole: an emptied `split()` view would keep the part's allocation
+        // alive (without a permit) while this writer waits for its next buffer.
+        let part = std::mem::take(&mut self.buf).freeze();
         let permit = match self.permit.take() {
             Some(p) => p,
             None => self.driver.acquire().await?,
@@ -575,7 +577,7 @@ impl FileWriter for ObjectWriter {
 
     async fn close(mut self: Box<Self>) -> Result<()> {
         let seg = ObjectDriver::seg_key(&self.key, self.start);
-        let rest = self.buf.split().freeze();
+        let rest = std::mem::take(&mut self.buf).freeze();
         match self.sink.take() {
             Some(sink) => sink.finish(rest).await?,
             None if !rest.is_empty() || self.replaces_object || !self.exists => {
