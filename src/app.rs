@@ -49,6 +49,8 @@ pub struct Built {
     pub health: Arc<Health>,
     /// Whether `http.secret` was missing and a random one was made.
     pub secret_generated: bool,
+    /// The storage driver (instrumented), for the start-up check.
+    pub driver: Arc<dyn StorageDriver>,
     /// The auth mode in force (`None`: mode `none`).
     pub auth_mode: Option<&'static str>,
 }
@@ -99,7 +101,7 @@ pub fn build_server(
         driver.clone(),
         metrics.clone(),
     );
-    let (registry, secret_generated) = build_registry(config, driver);
+    let (registry, secret_generated) = build_registry(config, driver.clone());
     let router = build_app(
         registry,
         AppOptions {
@@ -116,6 +118,7 @@ pub fn build_server(
         metrics,
         health,
         secret_generated,
+        driver,
         auth_mode,
     })
 }
@@ -129,6 +132,10 @@ pub fn build_driver(config: &Config) -> anyhow::Result<Arc<dyn StorageDriver>> {
             })?)
         }
         StorageKind::InMemory => Arc::new(MemoryDriver::new()),
+        kind => {
+            crate::storage::object::build_object_driver(&kind, !config.storage.redirect.disable)?
+                .ok_or_else(|| anyhow::anyhow!("unsupported storage"))?
+        }
     })
 }
 

@@ -125,7 +125,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         StorageKind::InMemory => {
             tracing::warn!("storing data in memory: it is lost when the process exits")
         }
+        _ => tracing::info!(
+            driver = built.driver.name(),
+            "storing data in object storage"
+        ),
     }
+    built
+        .driver
+        .check()
+        .await
+        .map_err(|e| anyhow::anyhow!("storage {}: {e}", built.driver.name()))?;
     if built.secret_generated {
         tracing::warn!(
             "no http.secret configured: generated a random one; uploads cannot continue on another \

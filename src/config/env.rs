@@ -15,7 +15,15 @@ pub struct EnvOverride {
 }
 
 /// Storage driver names that `REGISTRY_STORAGE=<name>` may select.
-const DRIVERS: &[&str] = &["filesystem", "emptydir", "pvc", "inmemory"];
+const DRIVERS: &[&str] = &[
+    "filesystem",
+    "emptydir",
+    "pvc",
+    "inmemory",
+    "s3",
+    "gcs",
+    "azure",
+];
 
 impl EnvOverride {
     /// The `REGISTRY_*` variables of `env`, in a stable order (parents before children).

@@ -13,6 +13,7 @@ pub mod auth;
 mod env;
 pub mod flex;
 pub mod ops;
+mod storage_cloud;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use env::EnvOverride;
 pub use ops::{
     HealthConfig, MetricsConfig, ProxyConfig, RouteConfig, Secret, TlsConfig, TrustConfig,
 };
+pub use storage_cloud::{AzureConfig, GcsConfig, S3Config};
 
 /// Default data folder when no storage is configured (the "emptyDir" default).
 pub const DEFAULT_ROOT: &str = "./registry-data";
@@ -125,6 +127,9 @@ pub struct StorageConfig {
     /// The operator's PVC: the claim is mounted at `/registry` unless `rootDirectory` says otherwise.
     pub pvc: Option<PvcConfig>,
     pub inmemory: Option<EmptySection>,
+    pub s3: Option<S3Config>,
+    pub gcs: Option<GcsConfig>,
+    pub azure: Option<AzureConfig>,
     pub delete: DeleteConfig,
     pub maintenance: MaintenanceConfig,
     /// Accepted for distribution compatibility; blob descriptor caching is internal here.
@@ -192,6 +197,9 @@ pub struct RedirectConfig {
 pub enum StorageKind {
     Filesystem { root: PathBuf },
     InMemory,
+    S3(Box<S3Config>),
+    Gcs(Box<GcsConfig>),
+    Azure(Box<AzureConfig>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +354,9 @@ impl Config {
             s.emptydir.is_some(),
             s.pvc.is_some(),
             s.inmemory.is_some(),
+            s.s3.is_some(),
+            s.gcs.is_some(),
+            s.azure.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -353,7 +364,7 @@ impl Config {
         if count > 1 {
             return Err(key_err(
                 "storage",
-                "configure exactly one of filesystem, emptyDir, pvc, inmemory",
+                "configure exactly one of filesystem, emptyDir, pvc, inmemory, s3, gcs, azure",
             ));
         }
         let root =
@@ -383,6 +394,17 @@ impl Config {
         }
         if s.inmemory.is_some() {
             return Ok(StorageKind::InMemory);
+        }
+        if let Some(c) = &s.s3 {
+            return Ok(StorageKind::S3(Box::new(c.clone())));
+        }
+        if let Some(c) = &s.gcs {
+            return Ok(StorageKind::Gcs(Box::new(c.clone())));
+        }
+        if let Some(c) = &s.azure {
+            c.endpoint_suffix()
+                .map_err(|m| key_err("storage.azure.cloudname", m))?;
+            return Ok(StorageKind::Azure(Box::new(c.clone())));
         }
         Ok(StorageKind::Filesystem {
             root: DEFAULT_ROOT.into(),

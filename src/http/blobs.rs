@@ -65,6 +65,15 @@ pub async fn get(
     if req.method == Method::HEAD {
         return Ok((status, h).into_response());
     }
+    // Object storage: send the client to a presigned URL (a Range header goes along and is
+    // honoured by the store). HEAD stays here.
+    if let Some(url) = reg.blob_redirect(digest).await? {
+        let mut r = HeaderMap::new();
+        r.insert(header::LOCATION, hv(&url));
+        r.insert("docker-content-digest", hv(&digest.to_string()));
+        r.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        return Ok((StatusCode::TEMPORARY_REDIRECT, r).into_response());
+    }
     let stream = reg.read_blob(digest, offset, Some(len)).await?;
     Ok((status, h, Body::from_stream(stream)).into_response())
 }

@@ -52,6 +52,12 @@ impl Registry {
             })
     }
 
+    /// A URL of the storage where a client may fetch the blob directly (presigned), if the driver
+    /// offers one and redirects are not disabled. Callers check access with [`stat_blob`] first.
+    pub async fn blob_redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        Ok(self.driver.redirect_url(&layout::blob_data(digest)).await?)
+    }
+
     /// Lets `name` serve a blob that is already in the blob store.
     pub(crate) async fn link_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
         self.write_link(&layout::layer_link(name, digest), digest)

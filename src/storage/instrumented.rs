@@ -125,6 +125,20 @@ impl StorageDriver for Instrumented {
         let t = Instant::now();
         record(&*self.observer, "health", t, self.inner.health().await)
     }
+
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "redirect_url",
+            t,
+            self.inner.redirect_url(path).await,
+        )
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.inner.check().await
+    }
 }
 
 struct InstrumentedWriter {

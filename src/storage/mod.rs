@@ -14,11 +14,19 @@
 //! - `writer(path, append=true)` continues a file that earlier writers (possibly in another process)
 //!   closed or committed; `size()` starts at its current length. See [`FileWriter`].
 //! - `delete` removes a file or a whole directory tree.
+//! - `redirect_url` may give a URL where a client can GET a file directly (object stores' presigned
+//!   URLs); `None` (the default) means "serve it yourself". `check` is a start-up probe.
 
+pub mod azure;
+#[cfg(test)]
+mod cloud_tests;
 pub mod fs;
+pub mod gcs;
 pub mod instrumented;
 pub mod layout;
 pub mod memory;
+pub mod object;
+pub mod s3;
 #[cfg(test)]
 mod suite;
 
@@ -106,6 +114,15 @@ pub trait StorageDriver: Send + Sync + 'static {
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// A URL where a client may GET the file directly for a while, if the driver offers one.
+    async fn redirect_url(&self, _path: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Start-up probe: fails with a message naming what to fix (bucket, credentials).
+    async fn check(&self) -> Result<()> {
+        Ok(())
     }
 }
 

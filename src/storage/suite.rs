@@ -21,6 +21,139 @@ pub async fn run_all(d: &dyn StorageDriver) {
     rename_replaces(d).await;
     delete_tree(d).await;
     invalid_paths(d).await;
+    small_appends(d).await;
+    large_writes_and_rename(d).await;
+    empty_writer(d).await;
+}
+
+/// A writer that writes nothing still leaves a (empty) file: the empty blob's upload.
+async fn empty_writer(d: &dyn StorageDriver) {
+    let w = d.writer("/e/data", true).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(d.stat("/e/data").await.unwrap().size, 0);
+    d.rename("/e/data", "/e2/data").await.unwrap();
+    assert_eq!(d.stat("/e2/data").await.unwrap().size, 0);
+    assert!(read_all(d, "/e2/data", 0, None).await.is_empty());
+    let _ = d.delete("/e").await;
+    d.delete("/e2").await.unwrap();
+}
+
+/// Runs the checks that need two instances of one driver over the same storage (two processes).
+pub async fn run_shared(a: &dyn StorageDriver, b: &dyn StorageDriver) {
+    cross_instance_writer(a, b).await;
+}
+
+/// Deterministic pseudo-random bytes (no two MiB alike, so misplaced parts show).
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn write_all(w: &mut dyn super::FileWriter, data: &[u8], chunk: usize) {
+    for c in data.chunks(chunk) {
+        w.write(Bytes::copy_from_slice(c)).await.unwrap();
+    }
+}
+
+/// Many writers in a row, each below any multipart minimum, each closed (as chunked PATCHes of
+/// a few hundred KiB are); then reads across their boundaries and a rename.
+async fn small_appends(d: &dyn StorageDriver) {
+    let data = pattern(23 * 300_000 + 17, 1);
+    let mut off = 0;
+    for (i, piece) in data.chunks(300_000).enumerate() {
+        let mut w = d.writer("/s/data", true).await.unwrap();
+        assert_eq!(w.size(), off as u64, "writer {i} starts at the end");
+        write_all(w.as_mut(), piece, 65_536).await;
+        off += piece.len();
+        assert_eq!(w.size(), off as u64);
+        w.close().await.unwrap();
+        assert_eq!(d.stat("/s/data").await.unwrap().size, off as u64);
+    }
+    assert_eq!(read_all(d, "/s/data", 0, None).await, data);
+    assert_eq!(
+        read_all(d, "/s/data", 299_990, Some(600_020)).await,
+        &data[299_990..900_010]
+    );
+    let mut names = d.list("/s").await.unwrap();
+    names.sort();
+    assert_eq!(names, ["data"]);
+    let w = d.writer("/s/data", true).await.unwrap();
+    w.commit().await.unwrap();
+    d.rename("/s/data", "/s2/blob").await.unwrap();
+    assert!(d.stat("/s/data").await.unwrap_err().is_not_found());
+    assert_eq!(read_all(d, "/s2/blob", 0, None).await, data);
+    d.delete("/s2").await.unwrap();
+    let _ = d.delete("/s").await;
+}
+
+/// Writes big enough for several multipart parts, in sessions of different sizes, then a rename
+/// (server-side assembly on object stores).
+async fn large_writes_and_rename(d: &dyn StorageDriver) {
+    let a = pattern(12 << 20, 2);
+    let b = pattern(7 << 20, 3);
+    let c = pattern(100, 4);
+    let mut w = d.writer("/big/data", false).await.unwrap();
+    write_all(w.as_mut(), &a, 1 << 16).await;
+    w.close().await.unwrap();
+    let mut w = d.writer("/big/data", true).await.unwrap();
+    write_all(w.as_mut(), &b, 1_000_000).await;
+    w.close().await.unwrap();
+    let mut w = d.writer("/big/data", true).await.unwrap();
+    w.write(Bytes::from(c.clone())).await.unwrap();
+    w.commit().await.unwrap();
+    let total = a.len() + b.len() + c.len();
+    assert_eq!(d.stat("/big/data").await.unwrap().size, total as u64);
+    let all: Vec<u8> = [a.as_slice(), &b, &c].concat();
+    let start = a.len() - 10;
+    assert_eq!(
+        read_all(d, "/big/data", start as u64, Some(20)).await,
+        &all[start..start + 20]
+    );
+    d.rename("/big/data", "/big2/x/data").await.unwrap();
+    assert_eq!(d.stat("/big2/x/data").await.unwrap().size, total as u64);
+    let got = read_all(d, "/big2/x/data", 0, None).await;
+    assert!(got == all, "renamed content differs");
+    assert!(d.stat("/big/data").await.unwrap_err().is_not_found());
+    // A rename of a large whole file (copy of a single object).
+    d.rename("/big2/x/data", "/big3/data").await.unwrap();
+    assert_eq!(d.stat("/big3/data").await.unwrap().size, total as u64);
+    let _ = d.delete("/big").await;
+    let _ = d.delete("/big2").await;
+    d.delete("/big3").await.unwrap();
+}
+
+/// An upload begun by one instance, continued by another, finished by the first.
+async fn cross_instance_writer(a: &dyn StorageDriver, b: &dyn StorageDriver) {
+    let p1 = pattern(1_500_000, 5);
+    let p2 = pattern(6 << 20, 6);
+    let p3 = pattern(333, 7);
+    let mut w = a.writer("/x/data", true).await.unwrap();
+    write_all(w.as_mut(), &p1, 1 << 16).await;
+    w.close().await.unwrap();
+    let mut w = b.writer("/x/data", true).await.unwrap();
+    assert_eq!(w.size(), p1.len() as u64);
+    write_all(w.as_mut(), &p2, 1 << 16).await;
+    w.close().await.unwrap();
+    assert_eq!(
+        a.stat("/x/data").await.unwrap().size,
+        (p1.len() + p2.len()) as u64
+    );
+    let mut w = a.writer("/x/data", true).await.unwrap();
+    w.write(Bytes::from(p3.clone())).await.unwrap();
+    w.commit().await.unwrap();
+    let all: Vec<u8> = [p1.as_slice(), &p2, &p3].concat();
+    assert!(read_all(b, "/x/data", 0, None).await == all);
+    b.rename("/x/data", "/x2/data").await.unwrap();
+    assert!(read_all(a, "/x2/data", 0, None).await == all);
+    a.delete("/x").await.ok();
+    a.delete("/x2").await.unwrap();
 }
 
 async fn content_round_trip(d: &dyn StorageDriver) {
@@ -159,9 +292,13 @@ async fn filesystem_driver() {
     let dir = tempfile::tempdir().unwrap();
     let d = super::fs::FsDriver::new(dir.path()).unwrap();
     run_all(&d).await;
+    let d2 = super::fs::FsDriver::new(dir.path()).unwrap();
+    run_shared(&d, &d2).await;
 }
 
 #[tokio::test]
 async fn memory_driver() {
-    run_all(&super::memory::MemoryDriver::new()).await;
+    let d = super::memory::MemoryDriver::new();
+    run_all(&d).await;
+    run_shared(&d, &d.clone()).await;
 }

@@ -1,0 +1,605 @@
+//! The object-store driver: one [`StorageDriver`] over any [`ObjectBackend`] (S3, Azure Blob, GCS).
+//!
+//! Object stores cannot append, so a file being written (an upload's `data`) is kept as *segment
+//! objects* beside its key, `<key>@parts/<start offset, 20 digits>`, until it is renamed into place:
+//!
+//! - A writer session streams its bytes into one segment: buffers of `part_size` go out as the parts
+//!   of a native multipart upload (a few in flight), so memory stays at a few buffers per writer, and
+//!   all writers of the process share one budget of buffers ([`ObjectDriver::with_buffer_budget`]):
+//!   a writer waits for a free buffer (back-pressure on its client) rather than grow memory.
+//! - `close` completes that segment. A segment smaller than `part_size` (the rest of a small PATCH)
+//!   is the *tail*: the next writer, in this process or any other, reads the tail back into its
+//!   buffer and rewrites it, longer, under the same key. So every segment but the last is at least
+//!   `part_size` long (what S3's multipart copy needs) and nothing lives in process memory between
+//!   requests: any replica can continue an upload.
+//! - `stat` and `read` of such a file see the concatenation of its segments (so the registry can
+//!   re-hash an upload if a hash state was lost); `list` shows it under its own name.
+//! - `commit` is `close`: the file is complete and readable. `rename` assembles the segments
+//!   server-side straight into the target key (S3 multipart copy, GCS compose, Azure copy/blocks) and
+//!   then deletes them; the target appears atomically, complete, or not at all. Large data is never
+//!   downloaded through the registry (except Azure with several segments, see `azure.rs`).
+//! - `cancel` aborts the session's multipart upload: what earlier writers persisted stays as it was.
+//!
+//! Keys are `rootDirectory` + the driver path without its leading `/`, exactly as distribution's
+//! object drivers lay them out, so existing buckets are read unchanged. Directories are implied by
+//! keys. `delete` of a directory lists and deletes every key under it.
+//!
+//! Crash safety: a writer that dies mid-session leaves its segment's multipart upload incomplete (a
+//! bucket lifecycle rule for incomplete multipart uploads cleans those); the file stays at what the
+//! last `close` persisted, which is what the registry's saved hash states describe.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::StorageKind;
+
+use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+
+/// Metadata of one object.
+#[derive(Debug, Clone)]
+pub struct ObjMeta {
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// One level of a listing: objects directly under the prefix and the "folders" below it (both as
+/// full keys; folder keys end with `/`).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<(String, ObjMeta)>,
+    pub prefixes: Vec<String>,
+}
+
+/// The few primitives every object store offers. Keys are full object keys (no leading `/`).
+/// NotFound is reported as [`StorageError::NotFound`]; every other failure as `Backend`. Each
+/// backend retries idempotent calls on transient errors itself.
+#[async_trait]
+pub trait ObjectBackend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Size of the parts the writer buffers (the native multipart part size).
+    fn part_size(&self) -> usize;
+    /// Writes a whole object (replacing it atomically).
+    async fn put(&self, key: &str, data: Bytes) -> Result<()>;
+    /// Reads `len` bytes (or to the end) from `offset`; `offset` is below the object's size.
+    async fn get(&self, key: &str, offset: u64, len: Option<u64>) -> Result<ByteStream>;
+    async fn head(&self, key: &str) -> Result<ObjMeta>;
+    /// One level under `prefix` (which ends with `/`), every page.
+    async fn list_dir(&self, prefix: &str) -> Result<Listing>;
+    /// Every key under `prefix`, recursively, every page.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Deletes one object; a missing one is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes many objects (missing ones are not an error).
+    async fn delete_many(&self, keys: Vec<String>) -> Result<()> {
+        futures::stream::iter(keys)
+            .map(|k| async move { self.delete(&k).await })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+    /// Server-side: `to` becomes the concatenation of `sources` (key, size), atomically. Every
+    /// source but the last is at least `part_size` long. One source is a plain copy.
+    async fn compose(&self, to: &str, sources: &[(String, u64)]) -> Result<()>;
+    /// Starts a multipart upload of `key`; see [`PartSink`].
+    async fn start_parts(&self, key: &str) -> Result<Box<dyn PartSink>>;
+    /// A URL that lets a client GET `key` directly for `expires`, if the backend can sign one.
+    async fn presign_get(&self, key: &str, expires: Duration) -> Result<Option<String>>;
+    /// Start-up check (bucket exists, credentials work). `Err` with a message saying what to fix.
+    async fn check(&self) -> Result<()>;
+}
+
+/// A multipart upload in progress. Parts are `part_size` long (the last one may be shorter); each
+/// holds a buffer permit until its upload finished. Nothing is visible before `finish`.
+#[async_trait]
+pub trait PartSink: Send {
+    /// Uploads a part; may return while it is still in flight (a small bounded number at a time).
+    async fn put_part(&mut self, data: Bytes, permit: OwnedSemaphorePermit) -> Result<()>;
+    /// Uploads `last` (may be empty) and completes the object.
+    async fn finish(self: Box<Self>, last: Bytes) -> Result<()>;
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// How long presigned blob URLs stay valid (distribution uses 20 minutes).
+pub const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
+/// Default budget of write buffers per process.
+pub const DEFAULT_BUFFER_BUDGET: usize = 64 << 20;
+
+const SEGMENTS: &str = "@parts";
+
+/// The driver. Cheap to clone.
+#[derive(Clone)]
+pub struct ObjectDriver {
+    backend: Arc<dyn ObjectBackend>,
+    /// `rootDirectory` without leading `/`, with a trailing `/` unless empty.
+    root: String,
+    part_size: usize,
+    buffers: Arc<Semaphore>,
+    redirect: bool,
+}
+
+/// Builds the object driver for an object-store [`StorageKind`] (`None` for other kinds).
+/// `redirect`: whether blob GETs may be redirected to presigned URLs (`storage.redirect.disable`
+/// turns it off).
+pub fn build_object_driver(
+    kind: &StorageKind,
+    redirect: bool,
+) -> anyhow::Result<Option<Arc<dyn StorageDriver>>> {
+    let (backend, root): (Arc<dyn ObjectBackend>, Option<String>) = match kind {
+        StorageKind::S3(c) => (
+            Arc::new(super::s3::S3Backend::new(c)?),
+            c.rootdirectory.clone(),
+        ),
+        StorageKind::Gcs(c) => (
+            Arc::new(super::gcs::GcsBackend::new(c)?),
+            c.rootdirectory.clone(),
+        ),
+        StorageKind::Azure(c) => (
+            Arc::new(super::azure::AzureBackend::new(c)?),
+            c.rootdirectory.clone(),
+        ),
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(ObjectDriver::new(
+        backend,
+        root.as_deref().unwrap_or(""),
+        redirect,
+    ))))
+}
+
+/// One segment of a file being written.
+#[derive(Debug, Clone)]
+struct Segment {
+    offset: u64,
+    key: String,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+impl ObjectDriver {
+    pub fn new(backend: Arc<dyn ObjectBackend>, root_directory: &str, redirect: bool) -> Self {
+        let root = root_directory.trim_matches('/');
+        let root = if root.is_empty() {
+            String::new()
+        } else {
+            format!("{root}/")
+        };
+        let part_size = backend.part_size().max(1);
+        let mut d = ObjectDriver {
+            backend,
+            root,
+            part_size,
+            buffers: Arc::new(Semaphore::new(1)),
+            redirect,
+        };
+        d = d.with_buffer_budget(DEFAULT_BUFFER_BUDGET);
+        d
+    }
+
+    /// Caps the memory all writers of this driver use for buffers at about `bytes` (at least two
+    /// buffers of `part_size`).
+    pub fn with_buffer_budget(mut self, bytes: usize) -> Self {
+        let n = (bytes / self.part_size).max(2);
+        self.buffers = Arc::new(Semaphore::new(n));
+        self
+    }
+
+    pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
+        &self.backend
+    }
+
+    fn key(&self, path: &str) -> Result<String> {
+        check_path(path)?;
+        Ok(format!("{}{}", self.root, &path[1..]))
+    }
+
+    fn seg_prefix(key: &str) -> String {
+        format!("{key}{SEGMENTS}/")
+    }
+
+    fn seg_key(key: &str, offset: u64) -> String {
+        format!("{key}{SEGMENTS}/{offset:020}")
+    }
+
+    /// The contiguous chain of segments from offset 0 (anything else is debris of a crash or of
+    /// two writers racing, and is ignored).
+    async fn segments(&self, key: &str) -> Result<Vec<Segment>> {
+        let listing = self.backend.list_dir(&Self::seg_prefix(key)).await?;
+        let mut all: Vec<Segment> = listing
+            .objects
+            .into_iter()
+            .filter_map(|(k, m)| {
+                let name = k.rsplit('/').next()?;
+                let offset = name.parse::<u64>().ok()?;
+                Some(Segment {
+                    offset,
+                    key: k,
+                    size: m.size,
+                    modified: m.modified,
+                })
+            })
+            .collect();
+        all.sort_by_key(|s| s.offset);
+        let mut chain = Vec::new();
+        let mut end = 0;
+        for s in all {
+            if s.offset == end {
+                end += s.size;
+                chain.push(s);
+            }
+        }
+        Ok(chain)
+    }
+
+    async fn get_all(&self, key: &str) -> Result<Bytes> {
+        let chunks: Vec<Bytes> = self
+            .backend
+            .get(key, 0, None)
+            .await?
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::Backend(format!("reading {key}: {e}")))?;
+        Ok(chunks.concat().into())
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        self.buffers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Backend("write buffers closed".into()))
+    }
+}
+
+fn empty_stream() -> ByteStream {
+    Box::pin(futures::stream::empty())
+}
+
+/// Reads `[offset, offset+len)` of the concatenation of `segs`.
+fn segments_stream(
+    backend: Arc<dyn ObjectBackend>,
+    segs: Vec<Segment>,
+    offset: u64,
+    len: Option<u64>,
+) -> ByteStream {
+    let total: u64 = segs.iter().map(|s| s.size).sum();
+    let end = len.map_or(total, |l| offset.saturating_add(l).min(total));
+    let pieces: Vec<(String, u64, u64)> = segs
+        .into_iter()
+        .filter_map(|s| {
+            let a = offset.max(s.offset);
+            let b = end.min(s.offset + s.size);
+            (a < b).then(|| (s.key, a - s.offset, b - a))
+        })
+        .collect();
+    Box::pin(
+        futures::stream::iter(pieces)
+            .then(move |(k, off, n)| {
+                let backend = backend.clone();
+                async move {
+                    backend
+                        .get(&k, off, Some(n))
+                        .await
+                        .map_err(std::io::Error::other)
+                }
+            })
+            .try_flatten(),
+    )
+}
+
+#[async_trait]
+impl StorageDriver for ObjectDriver {
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes> {
+        let key = self.key(path)?;
+        match self.get_all(&key).await {
+            Err(e) if e.is_not_found() => {
+                let chunks: Vec<Bytes> = self
+                    .read(path, 0, None)
+                    .await?
+                    .try_collect()
+                    .await
+                    .map_err(|e| StorageError::Backend(format!("reading {key}: {e}")))?;
+                Ok(chunks.concat().into())
+            }
+            r => r,
+        }
+    }
+
+    async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
+        let key = self.key(path)?;
+        self.backend.put(&key, data).await
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
+        let key = self.key(path)?;
+        match self.backend.head(&key).await {
+            Ok(meta) => {
+                let end = len.map_or(meta.size, |l| offset.saturating_add(l).min(meta.size));
+                if offset >= end {
+                    return Ok(empty_stream());
+                }
+                let n = (len.is_some() || offset > 0).then_some(end - offset);
+                self.backend.get(&key, offset, n).await
+            }
+            Err(e) if e.is_not_found() => {
+                let segs = self.segments(&key).await?;
+                if segs.is_empty() {
+                    return Err(StorageError::NotFound(path.to_owned()));
+                }
+                Ok(segments_stream(self.backend.clone(), segs, offset, len))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        let key = self.key(path)?;
+        match self.backend.head(&key).await {
+            Ok(m) => {
+                return Ok(FileInfo {
+                    size: m.size,
+                    is_dir: false,
+                    modified: m.modified,
+                })
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let listing = self.backend.list_dir(&format!("{key}/")).await?;
+        let segs = self.segments(&key).await?;
+        if !segs.is_empty() {
+            return Ok(FileInfo {
+                size: segs.iter().map(|s| s.size).sum(),
+                is_dir: false,
+                modified: segs.iter().filter_map(|s| s.modified).max(),
+            });
+        }
+        if !listing.objects.is_empty() || !listing.prefixes.is_empty() {
+            return Ok(FileInfo {
+                size: 0,
+                is_dir: true,
+                modified: None,
+            });
+        }
+        Err(StorageError::NotFound(path.to_owned()))
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        let key = self.key(path)?;
+        let prefix = format!("{key}/");
+        let listing = self.backend.list_dir(&prefix).await?;
+        let mut names: Vec<String> = listing
+            .objects
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(listing.prefixes.iter().map(|p| p.trim_end_matches('/')))
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|n| n.strip_suffix(SEGMENTS).unwrap_or(n).to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        Ok(names)
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+        let key = self.key(path)?;
+        let mut w = ObjectWriter {
+            driver: self.clone(),
+            key: key.clone(),
+            start: 0,
+            flushed: 0,
+            buf: BytesMut::new(),
+            permit: None,
+            sink: None,
+            replaces_object: false,
+            exists: true,
+        };
+        if !append {
+            let mut stale = self
+                .backend
+                .list_all(&Self::seg_prefix(&key))
+                .await
+                .unwrap_or_default();
+            stale.push(key);
+            self.backend.delete_many(stale).await?;
+            w.exists = false;
+            return Ok(Box::new(w));
+        }
+        match self.backend.head(&key).await {
+            Ok(meta) => {
+                // A whole object (written by put_content or an earlier rename): continue it as
+                // the first segment.
+                if meta.size < self.part_size as u64 {
+                    w.permit = Some(self.acquire().await?);
+                    w.buf.extend_from_slice(&self.get_all(&key).await?);
+                } else {
+                    self.backend
+                        .compose(&Self::seg_key(&key, 0), &[(key.clone(), meta.size)])
+                        .await?;
+                    w.start = meta.size;
+                }
+                w.replaces_object = true;
+            }
+            Err(e) if e.is_not_found() => {
+                let segs = self.segments(&key).await?;
+                w.exists = !segs.is_empty();
+                if let Some(last) = segs.last() {
+                    if last.size < self.part_size as u64 {
+                        // Continue the small tail: read it back and rewrite it longer.
+                        w.permit = Some(self.acquire().await?);
+                        w.start = last.offset;
+                        let tail = self.get_all(&last.key).await?;
+                        if tail.len() as u64 != last.size {
+                            return Err(StorageError::Backend(format!(
+                                "segment {} changed while being read",
+                                last.key
+                            )));
+                        }
+                        w.buf.extend_from_slice(&tail);
+                    } else {
+                        w.start = last.offset + last.size;
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(Box::new(w))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let from_key = self.key(from)?;
+        let to_key = self.key(to)?;
+        match self.backend.head(&from_key).await {
+            Ok(meta) => {
+                self.backend
+                    .compose(&to_key, &[(from_key.clone(), meta.size)])
+                    .await?;
+                self.backend.delete(&from_key).await
+            }
+            Err(e) if e.is_not_found() => {
+                let segs = self.segments(&from_key).await?;
+                if segs.is_empty() {
+                    return Err(StorageError::NotFound(from.to_owned()));
+                }
+                let sources: Vec<(String, u64)> =
+                    segs.iter().map(|s| (s.key.clone(), s.size)).collect();
+                self.backend.compose(&to_key, &sources).await?;
+                let all = self.backend.list_all(&Self::seg_prefix(&from_key)).await?;
+                self.backend.delete_many(all).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let key = self.key(path)?;
+        let mut keys = self.backend.list_all(&format!("{key}/")).await?;
+        keys.extend(self.backend.list_all(&Self::seg_prefix(&key)).await?);
+        match self.backend.head(&key).await {
+            Ok(_) => keys.push(key),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        if keys.is_empty() {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        self.backend.delete_many(keys).await
+    }
+
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
+        if !self.redirect {
+            return Ok(None);
+        }
+        let key = self.key(path)?;
+        self.backend.presign_get(&key, REDIRECT_EXPIRY).await
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.backend.check().await
+    }
+}
+
+/// A writer session: one segment at `start`, streamed as a multipart upload.
+struct ObjectWriter {
+    driver: ObjectDriver,
+    key: String,
+    /// Where this session's segment starts in the file.
+    start: u64,
+    /// Bytes of the segment already handed to the sink.
+    flushed: u64,
+    buf: BytesMut,
+    permit: Option<OwnedSemaphorePermit>,
+    sink: Option<Box<dyn PartSink>>,
+    /// The file existed as a whole object that this session's segments supersede.
+    replaces_object: bool,
+    /// The file existed when the writer opened (else `close` creates it, even empty).
+    exists: bool,
+}
+
+impl ObjectWriter {
+    async fn flush_part(&mut self) -> Result<()> {
+        // Take the buffer whole: an emptied `split()` view would keep the part's allocation
+        // alive (without a permit) while this writer waits for its next buffer.
+        let part = std::mem::take(&mut self.buf).freeze();
+        let permit = match self.permit.take() {
+            Some(p) => p,
+            None => self.driver.acquire().await?,
+        };
+        if self.sink.is_none() {
+            let seg = ObjectDriver::seg_key(&self.key, self.start);
+            self.sink = Some(self.driver.backend.start_parts(&seg).await?);
+        }
+        let n = part.len() as u64;
+        if let Some(sink) = self.sink.as_mut() {
+            sink.put_part(part, permit).await?;
+        }
+        self.flushed += n;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FileWriter for ObjectWriter {
+    async fn write(&mut self, mut data: Bytes) -> Result<()> {
+        let part = self.driver.part_size;
+        while !data.is_empty() {
+            if self.permit.is_none() {
+                self.permit = Some(self.driver.acquire().await?);
+            }
+            if self.buf.capacity() < part {
+                self.buf.reserve(part - self.buf.len());
+            }
+            let take = (part - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(take));
+            if self.buf.len() >= part {
+                self.flush_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.start + self.flushed + self.buf.len() as u64
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        let seg = ObjectDriver::seg_key(&self.key, self.start);
+        let rest = std::mem::take(&mut self.buf).freeze();
+        match self.sink.take() {
+            Some(sink) => sink.finish(rest).await?,
+            None if !rest.is_empty() || self.replaces_object || !self.exists => {
+                self.driver.backend.put(&seg, rest).await?
+            }
+            None => {}
+        }
+        self.permit = None;
+        if self.replaces_object {
+            self.driver.backend.delete(&self.key).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.close().await
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<()> {
+        if let Some(sink) = self.sink.take() {
+            sink.abort().await?;
+        }
+        Ok(())
+    }
+}
