@@ -290,16 +290,42 @@ impl Registry {
     }
 }
 
+/// Chunks queued for the hashing thread (a request body chunk is at most ~400 KiB).
+const HASH_QUEUE: usize = 8;
+
 /// Copies a body into a writer while hashing it. Stops at the first error.
+///
+/// The hash runs on a blocking thread, in parallel with reading the socket and writing the file
+/// (SHA-256 is the most expensive step of a push). Every chunk goes to the hasher before the
+/// writer, as before: on any error the hasher has seen at least what the writer was given, and
+/// the caller saves the hash state only when the lengths agree.
 async fn copy_hashing(
     body: &mut ByteStream,
     writer: &mut dyn FileWriter,
     hasher: &mut ResumableSha256,
 ) -> Result<()> {
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(RegistryError::BodyRead)?;
-        hasher.update(&chunk);
-        writer.write(chunk).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let mut h = std::mem::take(hasher);
+    let hashing = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            h.update(&chunk);
+        }
+        h
+    });
+    let copied = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(RegistryError::BodyRead)?;
+            if tx.send(chunk.clone()).await.is_err() {
+                return Err(RegistryError::Internal("the hashing thread stopped".into()));
+            }
+            writer.write(chunk).await?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    drop(tx);
+    *hasher = hashing
+        .await
+        .map_err(|e| RegistryError::Internal(format!("hashing failed: {e}")))?;
+    copied
 }
