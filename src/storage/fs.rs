@@ -6,7 +6,7 @@
 //! starting with `.`) are temporary files and are never listed: no valid repository component, tag or
 //! digest starts with a dot.
 
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -19,6 +19,11 @@ use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver,
 
 /// Size of read blocks and of batched writes.
 const IO_BLOCK: usize = 1 << 20;
+/// A writer starts a background `fdatasync` each time this much has been written since the last
+/// one started, so the `fdatasync` of `commit` only has the tail left to flush.
+const SYNC_EVERY: u64 = 64 << 20;
+/// Reads of at most this many bytes are done whole, in one blocking call.
+const SMALL_READ: u64 = 256 << 10;
 
 /// Filesystem storage below `root`.
 #[derive(Debug, Clone)]
@@ -117,6 +122,22 @@ impl StorageDriver for FsDriver {
 
     async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
         let p = self.full(path)?;
+        if let Some(n) = len.filter(|&n| n <= SMALL_READ) {
+            // Small reads (manifests, configs, small layers) in one trip to a blocking thread.
+            let data = blocking(path, move || {
+                let mut f = std::fs::File::open(&p)?;
+                if f.metadata()?.is_dir() {
+                    return Err(io::ErrorKind::NotFound.into());
+                }
+                f.seek(SeekFrom::Start(offset))?;
+                let mut buf = Vec::with_capacity(n as usize);
+                f.take(n).read_to_end(&mut buf)?;
+                Ok(buf)
+            })
+            .await?;
+            let chunk: io::Result<Bytes> = Ok(Bytes::from(data));
+            return Ok(futures::stream::iter([chunk]).boxed());
+        }
         let mut f = tokio::fs::File::open(&p)
             .await
             .map_err(|e| StorageError::io(path, e))?;
@@ -188,6 +209,8 @@ impl StorageDriver for FsDriver {
             pending_len: 0,
             size,
             start: size,
+            unsynced: 0,
+            syncing: None,
         }))
     }
 
@@ -225,15 +248,25 @@ struct FsWriter {
     size: u64,
     /// Length of the file when this writer opened it.
     start: u64,
+    /// Bytes written since the last background sync started.
+    unsynced: u64,
+    /// A background `fdatasync` in flight (on a duplicate of the file descriptor).
+    syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
 }
 
 impl FsWriter {
     async fn flush_pending(&mut self, sync: bool) -> Result<()> {
+        if sync {
+            // The final sync must see any error the background one got (they share one open file
+            // description, so only one of them would be told).
+            self.wait_sync().await?;
+        }
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StorageError::Backend("writer already failed".into()))?;
         let chunks = std::mem::take(&mut self.pending);
+        let written = self.pending_len as u64;
         self.pending_len = 0;
         let file = blocking(&self.path, move || {
             for c in &chunks {
@@ -245,7 +278,30 @@ impl FsWriter {
             Ok(file)
         })
         .await?;
+        self.unsynced += written;
+        if !sync
+            && self.unsynced >= SYNC_EVERY
+            && self.syncing.as_ref().is_none_or(|t| t.is_finished())
+        {
+            self.wait_sync().await?;
+            let dup = file
+                .try_clone()
+                .map_err(|e| StorageError::io(&self.path, e))?;
+            self.syncing = Some(tokio::task::spawn_blocking(move || dup.sync_data()));
+            self.unsynced = 0;
+        }
         self.file = Some(file);
+        Ok(())
+    }
+
+    /// Waits for the background sync, if any, and reports its error.
+    async fn wait_sync(&mut self) -> Result<()> {
+        if let Some(t) = self.syncing.take() {
+            match t.await {
+                Ok(r) => r.map_err(|e| StorageError::io(&self.path, e))?,
+                Err(e) => return Err(StorageError::Backend(format!("sync task failed: {e}"))),
+            }
+        }
         Ok(())
     }
 }
@@ -267,7 +323,8 @@ impl FileWriter for FsWriter {
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
-        self.flush_pending(false).await
+        self.flush_pending(false).await?;
+        self.wait_sync().await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
@@ -277,6 +334,7 @@ impl FileWriter for FsWriter {
     async fn cancel(mut self: Box<Self>) -> Result<()> {
         // Unwrite what this writer added: truncate back to the length it found.
         let start = self.start;
+        let _ = self.wait_sync().await;
         let file = self.file.take();
         blocking(&self.path, move || match file {
             Some(f) => f.set_len(start),
