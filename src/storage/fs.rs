@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
 
-/// Size of read blocks and of batched writes.
-const IO_BLOCK: usize = 1 << 20;
+/// Size of read blocks.
+const IO_BLOCK: usize = 2 << 20;
+/// Writers batch chunks up to this size into one trip to a blocking thread. Small enough that 64
+/// uploads in flight hold little memory, large enough that the trips cost nothing.
+const WRITE_BATCH: usize = 256 << 10;
 /// A writer starts a background `fdatasync` each time this much has been written since the last
 /// one started, so the `fdatasync` of `commit` only has the tail left to flush.
 const SYNC_EVERY: u64 = 64 << 20;
@@ -138,26 +139,18 @@ impl StorageDriver for FsDriver {
             let chunk: io::Result<Bytes> = Ok(Bytes::from(data));
             return Ok(futures::stream::iter([chunk]).boxed());
         }
-        let mut f = tokio::fs::File::open(&p)
-            .await
-            .map_err(|e| StorageError::io(path, e))?;
-        if f.metadata()
-            .await
-            .map_err(|e| StorageError::io(path, e))?
-            .is_dir()
-        {
-            return Err(StorageError::NotFound(path.to_owned()));
-        }
-        if offset > 0 {
-            f.seek(SeekFrom::Start(offset))
-                .await
-                .map_err(|e| StorageError::io(path, e))?;
-        }
-        let stream: ByteStream = match len {
-            Some(n) => Box::pin(ReaderStream::with_capacity(f.take(n), IO_BLOCK)),
-            None => Box::pin(ReaderStream::with_capacity(f, IO_BLOCK)),
-        };
-        Ok(stream.boxed())
+        let f = blocking(path, move || {
+            let mut f = std::fs::File::open(&p)?;
+            if f.metadata()?.is_dir() {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            if offset > 0 {
+                f.seek(SeekFrom::Start(offset))?;
+            }
+            Ok(f)
+        })
+        .await?;
+        Ok(read_ahead(f, len))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {
@@ -239,7 +232,44 @@ impl StorageDriver for FsDriver {
     }
 }
 
-/// Batches chunks and writes them in blocks of at least [`IO_BLOCK`] on a blocking thread.
+/// Streams `len` bytes (or to the end) of `f` from its current position in [`IO_BLOCK`] blocks,
+/// each read straight into the buffer that is sent (one copy, page cache to socket buffer), with the
+/// next block read on a blocking thread while the current one is being sent. No thread is held
+/// between blocks, so slow clients cannot exhaust the blocking pool.
+fn read_ahead(f: std::fs::File, len: Option<u64>) -> ByteStream {
+    type Read = tokio::task::JoinHandle<io::Result<(std::fs::File, Vec<u8>)>>;
+    fn want(remaining: Option<u64>) -> usize {
+        remaining.map_or(IO_BLOCK, |r| r.min(IO_BLOCK as u64) as usize)
+    }
+    fn spawn(mut f: std::fs::File, want: usize) -> Read {
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(want);
+            (&mut f).take(want as u64).read_to_end(&mut buf)?;
+            Ok((f, buf))
+        })
+    }
+    let first = want(len);
+    let state: (Option<Read>, Option<u64>, usize) = (Some(spawn(f, first)), len, first);
+    futures::stream::unfold(state, |(next, remaining, asked)| async move {
+        let (f, buf) = match next?.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Some((Err(e), (None, remaining, 0))),
+            Err(e) => return Some((Err(io::Error::other(e)), (None, remaining, 0))),
+        };
+        if buf.is_empty() {
+            return None;
+        }
+        let remaining = remaining.map(|r| r - buf.len() as u64);
+        // A short block means the end of the file.
+        let more = buf.len() == asked && remaining != Some(0);
+        let asked = want(remaining);
+        let next = more.then(|| spawn(f, asked));
+        Some((Ok(Bytes::from(buf)), (next, remaining, asked)))
+    })
+    .boxed()
+}
+
+/// Batches chunks and writes them in blocks of at least [`WRITE_BATCH`] on a blocking thread.
 struct FsWriter {
     path: String,
     file: Option<std::fs::File>,
@@ -312,7 +342,7 @@ impl FileWriter for FsWriter {
         self.size += data.len() as u64;
         self.pending_len += data.len();
         self.pending.push(data);
-        if self.pending_len >= IO_BLOCK {
+        if self.pending_len >= WRITE_BATCH {
             self.flush_pending(false).await?;
         }
         Ok(())
