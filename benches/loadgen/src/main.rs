@@ -52,7 +52,9 @@ enum Cmd {
         /// CNCF distribution's binary (Debian `docker-registry`).
         #[arg(long, default_value = "docker-registry")]
         distribution: PathBuf,
-        /// Which servers to run: distribution, ours (comma separated).
+        /// Which servers to run, in this column order (comma separated): `distribution`, `ours`,
+        /// or `LABEL=PATH` for another build of our server (e.g. `before=/tmp/old/image-registry`
+        /// for a before/after comparison).
         #[arg(long, default_value = "distribution,ours", value_delimiter = ',')]
         servers: Vec<String>,
         /// Folder for the servers' data (a fresh subfolder each); default the system temp folder.
@@ -128,9 +130,22 @@ fn main() -> Result<()> {
                 let mut kinds = Vec::new();
                 for s in &servers {
                     kinds.push(match s.as_str() {
-                        "distribution" => (Kind::Distribution, distribution.clone()),
-                        "ours" | "image-registry" => (Kind::Ours, ours.clone()),
-                        other => bail!("unknown server {other:?} (distribution, ours)"),
+                        "distribution" => (
+                            Kind::Distribution,
+                            "distribution".into(),
+                            distribution.clone(),
+                        ),
+                        "ours" | "image-registry" => {
+                            (Kind::Ours, "image-registry".into(), ours.clone())
+                        }
+                        other => match other.split_once('=') {
+                            Some((label, path)) => {
+                                (Kind::Ours, label.to_owned(), PathBuf::from(path))
+                            }
+                            None => {
+                                bail!("unknown server {other:?} (distribution, ours, LABEL=PATH)")
+                            }
+                        },
                     });
                 }
                 let table = compare(&kinds, workdir, wait_load, wait_max, &common).await?;
@@ -238,7 +253,7 @@ fn machine() -> String {
 }
 
 async fn compare(
-    kinds: &[(Kind, PathBuf)],
+    kinds: &[(Kind, String, PathBuf)],
     workdir: Option<PathBuf>,
     wait_load: f64,
     wait_max: u64,
@@ -262,10 +277,10 @@ async fn compare(
     }
     let load_before = procstat::load1();
     let mut servers = Vec::new();
-    for (kind, bin) in kinds {
-        let s = servers::start(*kind, bin, &work).await?;
-        eprintln!("{} at {} (pid {})", kind.label(), s.url, s.pid());
-        servers.push((*kind, Registry::new(&s.url)?, s));
+    for (kind, label, bin) in kinds {
+        let s = servers::start(*kind, label, bin, &work).await?;
+        eprintln!("{label} at {} (pid {})", s.url, s.pid());
+        servers.push((label.as_str(), Registry::new(&s.url)?, s));
     }
     let started = Instant::now();
     // results[scenario][server]
@@ -274,15 +289,15 @@ async fn compare(
         let mut row = Vec::new();
         // Same payloads (same seed) for every server; servers take turns per scenario, so a
         // change in background load hits both alike.
-        for (kind, reg, server) in &servers {
+        for (label, reg, server) in &servers {
             let o = scenario::run(reg, s, Some(server.pid()), i as u64 * 1000)
                 .await
-                .with_context(|| format!("{} on {}", s.name, kind.label()))?;
-            report_error(kind.label(), &o);
+                .with_context(|| format!("{} on {label}", s.name))?;
+            report_error(label, &o);
             eprintln!(
                 "  {:<16} {:<14} {:>12}  p99 {:.1} ms  RSS {} MiB  CPU {} s",
                 o.name,
-                kind.label(),
+                label,
                 headline(&o),
                 o.p99,
                 fmt_opt_mib(o.peak_rss),
@@ -308,7 +323,7 @@ async fn compare(
         work.display()
     )?;
     writeln!(t)?;
-    let labels: Vec<&str> = kinds.iter().map(|(k, _)| k.label()).collect();
+    let labels: Vec<&str> = kinds.iter().map(|(_, l, _)| l.as_str()).collect();
     let mut head = String::from("| scenario | conc |");
     let mut sep = String::from("|---|---:|");
     for l in &labels {

@@ -16,15 +16,6 @@ pub enum Kind {
     Ours,
 }
 
-impl Kind {
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Distribution => "distribution",
-            Kind::Ours => "image-registry",
-        }
-    }
-}
-
 /// A running server; stopped (killed) and its folder removed on drop.
 pub struct Server {
     pub url: String,
@@ -51,9 +42,9 @@ fn free_port() -> Result<u16> {
 }
 
 /// Starts a server of `kind` with `binary`, data and logs in a new folder under `work`.
-pub async fn start(kind: Kind, binary: &Path, work: &Path) -> Result<Server> {
+pub async fn start(kind: Kind, label: &str, binary: &Path, work: &Path) -> Result<Server> {
     let port = free_port()?;
-    let dir = work.join(format!("{}-{port}", kind.label()));
+    let dir = work.join(format!("loadgen-{label}-{port}"));
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let config = dir.join("config.yml");
@@ -101,12 +92,12 @@ pub async fn start(kind: Kind, binary: &Path, work: &Path) -> Result<Server> {
         if let Some(status) = server.child.try_wait()? {
             bail!(
                 "{} exited at start ({status}); log: {}",
-                kind.label(),
+                label,
                 std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default()
             );
         }
         if Instant::now() > deadline {
-            bail!("{} did not answer GET /v2/ within 30 s", kind.label());
+            bail!("{} did not answer GET /v2/ within 30 s", label);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
