@@ -373,3 +373,77 @@ impl FileWriter for FsWriter {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    async fn read_all(d: &FsDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
+        let chunks: Vec<Bytes> = d
+            .read(path, offset, len)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        chunks.concat()
+    }
+
+    /// Reads across, at and just around the read-ahead block boundaries, and small whole reads.
+    #[tokio::test]
+    async fn reads_around_block_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        let data: Vec<u8> = (0..2 * IO_BLOCK + 3).map(|i| (i % 251) as u8).collect();
+        d.put_content("/f", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let b = IO_BLOCK as u64;
+        assert_eq!(read_all(&d, "/f", 0, None).await, data);
+        for (off, len) in [
+            (0, Some(b)),
+            (0, Some(2 * b)),
+            (1, Some(2 * b + 2)),
+            (b - 1, Some(2)),
+            (b, None),
+            (2 * b, None),
+            (2 * b + 3, None),
+            (5, Some(SMALL_READ)),
+            (7, Some(0)),
+        ] {
+            let end = len.map_or(data.len(), |l| (off + l) as usize);
+            assert_eq!(
+                read_all(&d, "/f", off, len).await,
+                &data[off as usize..end],
+                "offset {off} len {len:?}"
+            );
+        }
+        // A range past the end gives what there is.
+        assert_eq!(
+            read_all(&d, "/f", 2 * b, Some(b)).await,
+            &data[2 * IO_BLOCK..]
+        );
+    }
+
+    /// Writers that pass the background sync threshold still write every byte in order.
+    #[tokio::test]
+    async fn writer_with_background_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        let mut w = d.writer("/up", false).await.unwrap();
+        for _ in 0..(SYNC_EVERY >> 20) + 3 {
+            w.write(chunk.clone()).await.unwrap();
+        }
+        w.close().await.unwrap();
+        let mut w = d.writer("/up", true).await.unwrap();
+        w.write(Bytes::from_static(b"end")).await.unwrap();
+        w.commit().await.unwrap();
+        let size = d.stat("/up").await.unwrap().size;
+        assert_eq!(size, SYNC_EVERY + (3 << 20) + 3);
+        let tail = read_all(&d, "/up", size - 4, None).await;
+        assert_eq!(tail, b"\x07end");
+    }
+}
