@@ -66,6 +66,9 @@ enum Cmd {
         /// Give up waiting for a quiet machine after this many seconds (and run anyway).
         #[arg(long, default_value_t = 1800)]
         wait_max: u64,
+        /// Keep one process per server for all scenarios (default: a fresh one per scenario).
+        #[arg(long)]
+        reuse_servers: bool,
         /// Also write the table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -124,6 +127,7 @@ fn main() -> Result<()> {
                 workdir,
                 wait_load,
                 wait_max,
+                reuse_servers,
                 out,
                 common,
             } => {
@@ -148,7 +152,8 @@ fn main() -> Result<()> {
                         },
                     });
                 }
-                let table = compare(&kinds, workdir, wait_load, wait_max, &common).await?;
+                let table =
+                    compare(&kinds, workdir, wait_load, wait_max, reuse_servers, &common).await?;
                 print!("{table}");
                 if let Some(out) = out {
                     std::fs::write(&out, &table)?;
@@ -257,6 +262,7 @@ async fn compare(
     workdir: Option<PathBuf>,
     wait_load: f64,
     wait_max: u64,
+    reuse_servers: bool,
     common: &Common,
 ) -> Result<String> {
     let work = workdir.unwrap_or_else(std::env::temp_dir);
@@ -276,23 +282,28 @@ async fn compare(
         }
     }
     let load_before = procstat::load1();
-    let mut servers = Vec::new();
-    for (kind, label, bin) in kinds {
-        let s = servers::start(*kind, label, bin, &work).await?;
-        eprintln!("{label} at {} (pid {})", s.url, s.pid());
-        servers.push((label.as_str(), Registry::new(&s.url)?, s));
-    }
     let started = Instant::now();
     // results[scenario][server]
     let mut results: Vec<Vec<Outcome>> = Vec::new();
+    let mut kept: Vec<Option<servers::Server>> = kinds.iter().map(|_| None).collect();
     for (i, s) in scenarios.iter().enumerate() {
         let mut row = Vec::new();
         // Same payloads (same seed) for every server; servers take turns per scenario, so a
-        // change in background load hits both alike.
-        for (label, reg, server) in &servers {
-            let o = scenario::run(reg, s, Some(server.pid()), i as u64 * 1000)
+        // change in background load hits both alike. Each scenario gets a freshly started server
+        // on empty storage (unless --reuse-servers): peak RSS then belongs to that scenario
+        // alone, not to what earlier ones left in the heap.
+        for ((kind, label, bin), slot) in kinds.iter().zip(kept.iter_mut()) {
+            let server = match slot.take() {
+                Some(server) => server,
+                None => servers::start(*kind, label, bin, &work).await?,
+            };
+            let reg = Registry::new(&server.url)?;
+            let o = scenario::run(&reg, s, Some(server.pid()), i as u64 * 1000)
                 .await
                 .with_context(|| format!("{} on {label}", s.name))?;
+            if reuse_servers {
+                *slot = Some(server);
+            }
             report_error(label, &o);
             eprintln!(
                 "  {:<16} {:<14} {:>12}  p99 {:.1} ms  RSS {} MiB  CPU {} s",
@@ -309,7 +320,7 @@ async fn compare(
     }
     let elapsed = started.elapsed().as_secs();
     let load_after = procstat::load1();
-    drop(servers);
+    drop(kept);
 
     let mut t = String::new();
     let fl = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
@@ -317,10 +328,15 @@ async fn compare(
     writeln!(
         t,
         "1-minute load average: {} at start, {} at end; run took {elapsed} s; loopback HTTP/1.1; \
-         storage: filesystem folders under {}",
+         storage: filesystem folders under {}; {}",
         fl(load_before),
         fl(load_after),
-        work.display()
+        work.display(),
+        if reuse_servers {
+            "one server process for all scenarios"
+        } else {
+            "a fresh server process per scenario"
+        }
     )?;
     writeln!(t)?;
     let labels: Vec<&str> = kinds.iter().map(|(_, l, _)| l.as_str()).collect();
