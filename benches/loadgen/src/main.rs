@@ -91,6 +91,9 @@ struct Common {
     /// Run only scenarios whose name starts with one of these (comma separated).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Exit with an error if any operation failed (for smoke tests).
+    #[arg(long)]
+    fail_on_errors: bool,
 }
 
 impl Common {
@@ -152,11 +155,14 @@ fn main() -> Result<()> {
                         },
                     });
                 }
-                let table =
+                let (table, errors) =
                     compare(&kinds, workdir, wait_load, wait_max, reuse_servers, &common).await?;
                 print!("{table}");
                 if let Some(out) = out {
                     std::fs::write(&out, &table)?;
+                }
+                if common.fail_on_errors && errors > 0 {
+                    bail!("{errors} operations failed");
                 }
                 Ok(())
             }
@@ -209,8 +215,10 @@ async fn run_one(url: &str, pid: Option<u32>, common: &Common) -> Result<()> {
         "| scenario | conc | ops | errors | throughput | req/s | p50 / p90 / p99 ms | peak RSS MiB | CPU s |"
     )?;
     writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    let mut errors = 0;
     for (i, s) in common.scenarios()?.iter().enumerate() {
         let o = scenario::run(&reg, s, pid, i as u64 * 1000).await?;
+        errors += o.errors;
         report_error("", &o);
         eprintln!("  {}: {} ({:.1} s)", o.name, headline(&o), o.wall);
         writeln!(
@@ -228,6 +236,9 @@ async fn run_one(url: &str, pid: Option<u32>, common: &Common) -> Result<()> {
         )?;
     }
     print!("{t}");
+    if common.fail_on_errors && errors > 0 {
+        bail!("{errors} operations failed");
+    }
     Ok(())
 }
 
@@ -264,7 +275,7 @@ async fn compare(
     wait_max: u64,
     reuse_servers: bool,
     common: &Common,
-) -> Result<String> {
+) -> Result<(String, u64)> {
     let work = workdir.unwrap_or_else(std::env::temp_dir);
     let scenarios = common.scenarios()?;
     if wait_load > 0.0 {
@@ -389,5 +400,6 @@ async fn compare(
             labels[1], labels[0], labels[1]
         )?;
     }
-    Ok(t)
+    let errors = results.iter().flatten().map(|o| o.errors).sum();
+    Ok((t, errors))
 }
