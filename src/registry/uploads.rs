@@ -291,7 +291,7 @@ impl Registry {
 }
 
 /// Chunks queued for the hashing thread (a request body chunk is at most ~400 KiB).
-const HASH_QUEUE: usize = 8;
+const HASH_QUEUE: usize = 2;
 
 /// Copies a body into a writer while hashing it. Stops at the first error.
 ///
