@@ -290,7 +290,8 @@ impl Registry {
     }
 }
 
-/// Chunks queued for the hashing thread (a request body chunk is at most ~400 KiB).
+/// Chunks queued for the hashing thread (a request body chunk is at most the 128 KiB HTTP read
+/// buffer, see `server.rs`).
 const HASH_QUEUE: usize = 2;
 
 /// Copies a body into a writer while hashing it. Stops at the first error.
