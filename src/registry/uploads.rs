@@ -206,7 +206,10 @@ impl Registry {
             writer.close().await?;
         }
         s.offset = new_size;
-        if hasher.len() == new_size && new_size > size {
+        // A completed upload's state is never needed again (its folder is removed next; after a
+        // digest mismatch the hash is restored by re-reading): saving it would cost a synced write.
+        let completed = finalize && copied.is_ok();
+        if hasher.len() == new_size && new_size > size && !completed {
             self.driver
                 .put_content(
                     &layout::upload_hashstate(&s.name, &s.uuid, new_size),
