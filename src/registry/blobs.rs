@@ -13,14 +13,21 @@ impl Registry {
                 .await?)
     }
 
-    /// Size of a blob that `name` may serve.
+    /// Size of a blob that `name` may serve. The link is read every time; the size comes from the
+    /// cache of digest-addressed metadata when it is there.
     pub async fn stat_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
         if !self.is_linked(name, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        self.stat_global_blob(digest)
+        if let Some(size) = self.blob_sizes.get(digest) {
+            return Ok(size);
+        }
+        let size = self
+            .stat_global_blob(digest)
             .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        self.blob_sizes.insert(digest.clone(), size, 0);
+        Ok(size)
     }
 
     /// Size of a blob in the shared blob store, whoever links it.
@@ -45,6 +52,7 @@ impl Registry {
             .await
             .map_err(|e| {
                 if e.is_not_found() {
+                    self.blob_sizes.remove(digest);
                     RegistryError::BlobUnknown(digest.clone())
                 } else {
                     e.into()

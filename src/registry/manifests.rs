@@ -61,24 +61,36 @@ impl Registry {
         self.read_manifest(&digest).await
     }
 
+    /// Reads a manifest's bytes by digest: from the cache of digest-addressed content, else from
+    /// the blob store (then parsed and cached).
     async fn read_manifest(&self, digest: &Digest) -> Result<Manifest> {
-        let body = match self.driver.get_content(&layout::blob_data(digest)).await {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => {
-                return Err(RegistryError::ManifestUnknown(format!(
-                    "manifest {digest} has no content"
-                )))
+        let cached = match self.manifests.get(digest) {
+            Some(c) => c,
+            None => {
+                let body = match self.driver.get_content(&layout::blob_data(digest)).await {
+                    Ok(b) => b,
+                    Err(e) if e.is_not_found() => {
+                        return Err(RegistryError::ManifestUnknown(format!(
+                            "manifest {digest} has no content"
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let parsed = ParsedManifest::parse(&body, None).map_err(|e| {
+                    RegistryError::Internal(format!("stored manifest {digest} does not parse: {e}"))
+                })?;
+                let c = std::sync::Arc::new((body, parsed));
+                // Count the parsed form as large as the bytes.
+                self.manifests
+                    .insert(digest.clone(), c.clone(), 2 * c.0.len() + 256);
+                c
             }
-            Err(e) => return Err(e.into()),
         };
-        let parsed = ParsedManifest::parse(&body, None).map_err(|e| {
-            RegistryError::Internal(format!("stored manifest {digest} does not parse: {e}"))
-        })?;
         Ok(Manifest {
             digest: digest.clone(),
-            media_type: parsed.media_type.clone(),
-            body,
-            parsed,
+            media_type: cached.1.media_type.clone(),
+            body: cached.0.clone(),
+            parsed: cached.1.clone(),
         })
     }
 

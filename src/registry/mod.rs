@@ -10,6 +10,7 @@
 //!   writer's manifest, never a torn file.
 
 mod blobs;
+mod cache;
 mod catalog;
 mod error;
 pub mod hasher;
@@ -24,7 +25,10 @@ pub use manifests::{default_platform_child, Manifest, PutManifest};
 pub use upload_state::{UploadSecret, UploadState};
 pub use uploads::UploadSession;
 
-use crate::oci::Digest;
+use bytes::Bytes;
+use cache::DigestCache;
+
+use crate::oci::{Digest, ParsedManifest};
 use crate::storage::{layout, StorageDriver};
 
 /// Largest manifest accepted (the spec suggests at least 4 MiB).
@@ -44,13 +48,27 @@ pub struct RegistryOptions {
 pub struct Registry {
     driver: Arc<dyn StorageDriver>,
     options: Arc<RegistryOptions>,
+    /// Digest-addressed metadata of the read paths (see `cache.rs` for what is never cached).
+    manifests: Arc<DigestCache<Arc<(Bytes, ParsedManifest)>>>,
+    blob_sizes: Arc<DigestCache<u64>>,
 }
+
+/// Manifests cached: at most this many, and this many bytes.
+const MANIFEST_CACHE_ENTRIES: usize = 4096;
+const MANIFEST_CACHE_BYTES: usize = 16 << 20;
+/// Blob sizes cached.
+const BLOB_SIZE_CACHE_ENTRIES: usize = 65536;
 
 impl Registry {
     pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
         Registry {
             driver,
             options: Arc::new(options),
+            manifests: Arc::new(DigestCache::new(
+                MANIFEST_CACHE_ENTRIES,
+                MANIFEST_CACHE_BYTES,
+            )),
+            blob_sizes: Arc::new(DigestCache::new(BLOB_SIZE_CACHE_ENTRIES, usize::MAX)),
         }
     }
 

@@ -206,7 +206,10 @@ impl Registry {
             writer.close().await?;
         }
         s.offset = new_size;
-        if hasher.len() == new_size && new_size > size {
+        // A completed upload's state is never needed again (its folder is removed next; after a
+        // digest mismatch the hash is restored by re-reading): saving it would cost a synced write.
+        let completed = finalize && copied.is_ok();
+        if hasher.len() == new_size && new_size > size && !completed {
             self.driver
                 .put_content(
                     &layout::upload_hashstate(&s.name, &s.uuid, new_size),
@@ -290,16 +293,43 @@ impl Registry {
     }
 }
 
+/// Chunks queued for the hashing thread (a request body chunk is at most the 128 KiB HTTP read
+/// buffer, see `server.rs`).
+const HASH_QUEUE: usize = 2;
+
 /// Copies a body into a writer while hashing it. Stops at the first error.
+///
+/// The hash runs on a blocking thread, in parallel with reading the socket and writing the file
+/// (SHA-256 is the most expensive step of a push). Every chunk goes to the hasher before the
+/// writer, as before: on any error the hasher has seen at least what the writer was given, and
+/// the caller saves the hash state only when the lengths agree.
 async fn copy_hashing(
     body: &mut ByteStream,
     writer: &mut dyn FileWriter,
     hasher: &mut ResumableSha256,
 ) -> Result<()> {
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(RegistryError::BodyRead)?;
-        hasher.update(&chunk);
-        writer.write(chunk).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let mut h = std::mem::take(hasher);
+    let hashing = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            h.update(&chunk);
+        }
+        h
+    });
+    let copied = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(RegistryError::BodyRead)?;
+            if tx.send(chunk.clone()).await.is_err() {
+                return Err(RegistryError::Internal("the hashing thread stopped".into()));
+            }
+            writer.write(chunk).await?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    drop(tx);
+    *hasher = hashing
+        .await
+        .map_err(|e| RegistryError::Internal(format!("hashing failed: {e}")))?;
+    copied
 }

@@ -6,19 +6,25 @@
 //! starting with `.`) are temporary files and are never listed: no valid repository component, tag or
 //! digest starts with a dot.
 
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
 
-/// Size of read blocks and of batched writes.
-const IO_BLOCK: usize = 1 << 20;
+/// Size of read blocks.
+const IO_BLOCK: usize = 2 << 20;
+/// Writers batch chunks up to this size into one trip to a blocking thread. Small enough that 64
+/// uploads in flight hold little memory, large enough that the trips cost nothing.
+const WRITE_BATCH: usize = 256 << 10;
+/// A writer starts a background `fdatasync` each time this much has been written since the last
+/// one started, so the `fdatasync` of `commit` only has the tail left to flush.
+const SYNC_EVERY: u64 = 64 << 20;
+/// Reads of at most this many bytes are done whole, in one blocking call.
+const SMALL_READ: u64 = 256 << 10;
 
 /// Filesystem storage below `root`.
 #[derive(Debug, Clone)]
@@ -117,26 +123,34 @@ impl StorageDriver for FsDriver {
 
     async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
         let p = self.full(path)?;
-        let mut f = tokio::fs::File::open(&p)
-            .await
-            .map_err(|e| StorageError::io(path, e))?;
-        if f.metadata()
-            .await
-            .map_err(|e| StorageError::io(path, e))?
-            .is_dir()
-        {
-            return Err(StorageError::NotFound(path.to_owned()));
+        if let Some(n) = len.filter(|&n| n <= SMALL_READ) {
+            // Small reads (manifests, configs, small layers) in one trip to a blocking thread.
+            let data = blocking(path, move || {
+                let mut f = std::fs::File::open(&p)?;
+                if f.metadata()?.is_dir() {
+                    return Err(io::ErrorKind::NotFound.into());
+                }
+                f.seek(SeekFrom::Start(offset))?;
+                let mut buf = Vec::with_capacity(n as usize);
+                f.take(n).read_to_end(&mut buf)?;
+                Ok(buf)
+            })
+            .await?;
+            let chunk: io::Result<Bytes> = Ok(Bytes::from(data));
+            return Ok(futures::stream::iter([chunk]).boxed());
         }
-        if offset > 0 {
-            f.seek(SeekFrom::Start(offset))
-                .await
-                .map_err(|e| StorageError::io(path, e))?;
-        }
-        let stream: ByteStream = match len {
-            Some(n) => Box::pin(ReaderStream::with_capacity(f.take(n), IO_BLOCK)),
-            None => Box::pin(ReaderStream::with_capacity(f, IO_BLOCK)),
-        };
-        Ok(stream.boxed())
+        let f = blocking(path, move || {
+            let mut f = std::fs::File::open(&p)?;
+            if f.metadata()?.is_dir() {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            if offset > 0 {
+                f.seek(SeekFrom::Start(offset))?;
+            }
+            Ok(f)
+        })
+        .await?;
+        Ok(read_ahead(f, len))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {
@@ -188,6 +202,8 @@ impl StorageDriver for FsDriver {
             pending_len: 0,
             size,
             start: size,
+            unsynced: 0,
+            syncing: None,
         }))
     }
 
@@ -216,7 +232,44 @@ impl StorageDriver for FsDriver {
     }
 }
 
-/// Batches chunks and writes them in blocks of at least [`IO_BLOCK`] on a blocking thread.
+/// Streams `len` bytes (or to the end) of `f` from its current position in [`IO_BLOCK`] blocks,
+/// each read straight into the buffer that is sent (one copy, page cache to socket buffer), with the
+/// next block read on a blocking thread while the current one is being sent. No thread is held
+/// between blocks, so slow clients cannot exhaust the blocking pool.
+fn read_ahead(f: std::fs::File, len: Option<u64>) -> ByteStream {
+    type Read = tokio::task::JoinHandle<io::Result<(std::fs::File, Vec<u8>)>>;
+    fn want(remaining: Option<u64>) -> usize {
+        remaining.map_or(IO_BLOCK, |r| r.min(IO_BLOCK as u64) as usize)
+    }
+    fn spawn(mut f: std::fs::File, want: usize) -> Read {
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(want);
+            (&mut f).take(want as u64).read_to_end(&mut buf)?;
+            Ok((f, buf))
+        })
+    }
+    let first = want(len);
+    let state: (Option<Read>, Option<u64>, usize) = (Some(spawn(f, first)), len, first);
+    futures::stream::unfold(state, |(next, remaining, asked)| async move {
+        let (f, buf) = match next?.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Some((Err(e), (None, remaining, 0))),
+            Err(e) => return Some((Err(io::Error::other(e)), (None, remaining, 0))),
+        };
+        if buf.is_empty() {
+            return None;
+        }
+        let remaining = remaining.map(|r| r - buf.len() as u64);
+        // A short block means the end of the file.
+        let more = buf.len() == asked && remaining != Some(0);
+        let asked = want(remaining);
+        let next = more.then(|| spawn(f, asked));
+        Some((Ok(Bytes::from(buf)), (next, remaining, asked)))
+    })
+    .boxed()
+}
+
+/// Batches chunks and writes them in blocks of at least [`WRITE_BATCH`] on a blocking thread.
 struct FsWriter {
     path: String,
     file: Option<std::fs::File>,
@@ -225,15 +278,25 @@ struct FsWriter {
     size: u64,
     /// Length of the file when this writer opened it.
     start: u64,
+    /// Bytes written since the last background sync started.
+    unsynced: u64,
+    /// A background `fdatasync` in flight (on a duplicate of the file descriptor).
+    syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
 }
 
 impl FsWriter {
     async fn flush_pending(&mut self, sync: bool) -> Result<()> {
+        if sync {
+            // The final sync must see any error the background one got (they share one open file
+            // description, so only one of them would be told).
+            self.wait_sync().await?;
+        }
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StorageError::Backend("writer already failed".into()))?;
         let chunks = std::mem::take(&mut self.pending);
+        let written = self.pending_len as u64;
         self.pending_len = 0;
         let file = blocking(&self.path, move || {
             for c in &chunks {
@@ -245,7 +308,30 @@ impl FsWriter {
             Ok(file)
         })
         .await?;
+        self.unsynced += written;
+        if !sync
+            && self.unsynced >= SYNC_EVERY
+            && self.syncing.as_ref().is_none_or(|t| t.is_finished())
+        {
+            self.wait_sync().await?;
+            let dup = file
+                .try_clone()
+                .map_err(|e| StorageError::io(&self.path, e))?;
+            self.syncing = Some(tokio::task::spawn_blocking(move || dup.sync_data()));
+            self.unsynced = 0;
+        }
         self.file = Some(file);
+        Ok(())
+    }
+
+    /// Waits for the background sync, if any, and reports its error.
+    async fn wait_sync(&mut self) -> Result<()> {
+        if let Some(t) = self.syncing.take() {
+            match t.await {
+                Ok(r) => r.map_err(|e| StorageError::io(&self.path, e))?,
+                Err(e) => return Err(StorageError::Backend(format!("sync task failed: {e}"))),
+            }
+        }
         Ok(())
     }
 }
@@ -256,7 +342,7 @@ impl FileWriter for FsWriter {
         self.size += data.len() as u64;
         self.pending_len += data.len();
         self.pending.push(data);
-        if self.pending_len >= IO_BLOCK {
+        if self.pending_len >= WRITE_BATCH {
             self.flush_pending(false).await?;
         }
         Ok(())
@@ -267,7 +353,8 @@ impl FileWriter for FsWriter {
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
-        self.flush_pending(false).await
+        self.flush_pending(false).await?;
+        self.wait_sync().await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
@@ -277,11 +364,86 @@ impl FileWriter for FsWriter {
     async fn cancel(mut self: Box<Self>) -> Result<()> {
         // Unwrite what this writer added: truncate back to the length it found.
         let start = self.start;
+        let _ = self.wait_sync().await;
         let file = self.file.take();
         blocking(&self.path, move || match file {
             Some(f) => f.set_len(start),
             None => Ok(()),
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    async fn read_all(d: &FsDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
+        let chunks: Vec<Bytes> = d
+            .read(path, offset, len)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        chunks.concat()
+    }
+
+    /// Reads across, at and just around the read-ahead block boundaries, and small whole reads.
+    #[tokio::test]
+    async fn reads_around_block_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        let data: Vec<u8> = (0..2 * IO_BLOCK + 3).map(|i| (i % 251) as u8).collect();
+        d.put_content("/f", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let b = IO_BLOCK as u64;
+        assert_eq!(read_all(&d, "/f", 0, None).await, data);
+        for (off, len) in [
+            (0, Some(b)),
+            (0, Some(2 * b)),
+            (1, Some(2 * b + 2)),
+            (b - 1, Some(2)),
+            (b, None),
+            (2 * b, None),
+            (2 * b + 3, None),
+            (5, Some(SMALL_READ)),
+            (7, Some(0)),
+        ] {
+            let end = len.map_or(data.len(), |l| (off + l) as usize);
+            assert_eq!(
+                read_all(&d, "/f", off, len).await,
+                &data[off as usize..end],
+                "offset {off} len {len:?}"
+            );
+        }
+        // A range past the end gives what there is.
+        assert_eq!(
+            read_all(&d, "/f", 2 * b, Some(b)).await,
+            &data[2 * IO_BLOCK..]
+        );
+    }
+
+    /// Writers that pass the background sync threshold still write every byte in order.
+    #[tokio::test]
+    async fn writer_with_background_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        let mut w = d.writer("/up", false).await.unwrap();
+        for _ in 0..(SYNC_EVERY >> 20) + 3 {
+            w.write(chunk.clone()).await.unwrap();
+        }
+        w.close().await.unwrap();
+        let mut w = d.writer("/up", true).await.unwrap();
+        w.write(Bytes::from_static(b"end")).await.unwrap();
+        w.commit().await.unwrap();
+        let size = d.stat("/up").await.unwrap().size;
+        assert_eq!(size, SYNC_EVERY + (3 << 20) + 3);
+        let tail = read_all(&d, "/up", size - 4, None).await;
+        assert_eq!(tail, b"\x07end");
     }
 }
