@@ -323,6 +323,36 @@ impl S3Backend {
     }
 }
 
+impl S3Backend {
+    /// Walks every page of a ListObjectsV2 under `prefix` (with `delimiter`, one level only),
+    /// handing each page to `page`.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut page: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) + Send,
+    ) -> Result<()> {
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_owned))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| backend_err("list", prefix, e))?;
+            page(&out);
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())
 }
@@ -421,18 +451,7 @@ impl ObjectBackend for S3Backend {
 
     async fn list_dir(&self, prefix: &str) -> Result<Listing> {
         let mut listing = Listing::default();
-        let mut token = None;
-        loop {
-            let out = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .delimiter("/")
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| backend_err("list", prefix, e))?;
+        self.list_pages(prefix, Some("/"), |out| {
             for o in out.contents() {
                 if let Some(k) = o.key() {
                     listing.objects.push((
@@ -449,36 +468,22 @@ impl ObjectBackend for S3Backend {
                     listing.prefixes.push(p.to_owned());
                 }
             }
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => return Ok(listing),
-            }
-        }
+        })
+        .await?;
+        Ok(listing)
     }
 
     async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| backend_err("list", prefix, e))?;
+        self.list_pages(prefix, None, |out| {
             keys.extend(
                 out.contents()
                     .iter()
                     .filter_map(|o| o.key().map(str::to_owned)),
             );
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => return Ok(keys),
-            }
-        }
+        })
+        .await?;
+        Ok(keys)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
