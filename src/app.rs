@@ -150,6 +150,7 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
         RegistryOptions {
             delete_enabled: config.storage.delete.enabled,
             secret,
+            link_cache_ttl: config.storage.cache.linkttl,
         },
     );
     (registry, generated)

@@ -84,6 +84,7 @@ fn real_main() -> anyhow::Result<()> {
             println!("metrics enabled: {}", c.metrics().enabled);
             println!("drain timeout: {:?}", c.http.draintimeout);
             println!("delete enabled: {}", c.storage.delete.enabled);
+            println!("link cache TTL: {:?}", c.storage.cache.linkttl);
             println!("auth: {:?}", c.auth.mode().map_err(anyhow::Error::msg)?);
             println!(
                 "http.secret: {}",

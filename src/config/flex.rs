@@ -42,6 +42,11 @@ pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
+/// An optional integer.
+pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    i64(d).map(Some)
+}
+
 /// A duration: `30s`, `1m30s`, `500ms`, or a number of seconds.
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Scalar::deserialize(d)? {

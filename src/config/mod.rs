@@ -132,9 +132,36 @@ pub struct StorageConfig {
     pub azure: Option<AzureConfig>,
     pub delete: DeleteConfig,
     pub maintenance: MaintenanceConfig,
-    /// Accepted for distribution compatibility; blob descriptor caching is internal here.
-    pub cache: Option<serde_yaml::Value>,
+    pub cache: CacheConfig,
     pub redirect: RedirectConfig,
+}
+
+/// `storage.cache`: distribution's blob descriptor cache switches (accepted; sizes and links are
+/// cached in-process here) and how long tag and link answers are trusted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// distribution's `inmemory` or `redis`: accepted, no effect (there is no Redis client here).
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub blobdescriptor: Option<String>,
+    /// distribution's bound of the in-memory descriptor cache: accepted, no effect.
+    #[serde(deserialize_with = "flex::opt_i64")]
+    pub blobdescriptorsize: Option<i64>,
+    /// `linkTTL`: how long a tag or link read on a read path is trusted. This process's own
+    /// writes are seen at once; another replica's tag moves and deletes within this time.
+    /// `0` reads storage on every request.
+    #[serde(deserialize_with = "flex::duration")]
+    pub linkttl: std::time::Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            blobdescriptor: None,
+            blobdescriptorsize: None,
+            linkttl: crate::registry::DEFAULT_LINK_TTL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

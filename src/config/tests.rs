@@ -124,3 +124,25 @@ fn unknown_env_keys_are_ignored_with_a_warning() {
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(w.iter().any(|m| m.contains("REGISTRY_PORT")));
 }
+
+#[test]
+fn storage_cache_takes_distribution_keys_and_link_ttl() {
+    let (c, _) = Config::from_yaml("storage:\n  inmemory: {}\n", &[]).unwrap();
+    assert_eq!(c.storage.cache.linkttl, crate::registry::DEFAULT_LINK_TTL);
+    let y = "storage:\n  inmemory: {}\n  cache:\n    blobdescriptor: inmemory\n    blobdescriptorsize: 10000\n    linkTTL: 250ms\n";
+    let (c, _) = Config::from_yaml(y, &[]).unwrap();
+    assert_eq!(
+        c.storage.cache.linkttl,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(c.storage.cache.blobdescriptor.as_deref(), Some("inmemory"));
+    let e = env(&[("REGISTRY_STORAGE_CACHE_LINKTTL", "0")]);
+    let (c, _) = Config::from_yaml("storage:\n  inmemory: {}\n", &e).unwrap();
+    assert!(c.storage.cache.linkttl.is_zero());
+    let err = Config::from_yaml(
+        "storage:\n  inmemory: {}\n  cache:\n    linkTTL: soon\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("linkttl"), "{err}");
+}

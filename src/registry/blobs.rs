@@ -5,16 +5,19 @@ use crate::oci::{Digest, RepositoryName};
 use crate::storage::{layout, ByteStream};
 
 impl Registry {
-    /// Whether `name` may serve `digest`: a layer link or a manifest revision link.
+    /// Whether `name` may serve `digest`: a layer link or a manifest revision link (read path:
+    /// through the link cache).
     pub async fn is_linked(&self, name: &RepositoryName, digest: &Digest) -> Result<bool> {
-        Ok(self.exists(&layout::layer_link(name, digest)).await?
+        Ok(self
+            .link_exists_cached(name, &layout::layer_link(name, digest), digest)
+            .await?
             || self
-                .exists(&layout::manifest_revision_link(name, digest))
+                .link_exists_cached(name, &layout::manifest_revision_link(name, digest), digest)
                 .await?)
     }
 
-    /// Size of a blob that `name` may serve. The link is read every time; the size comes from the
-    /// cache of digest-addressed metadata when it is there.
+    /// Size of a blob that `name` may serve. The link answer and the size come from the caches
+    /// when they are there.
     pub async fn stat_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
         if !self.is_linked(name, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
@@ -81,8 +84,9 @@ impl Registry {
         }
         // The link lives in `_layers/<alg>/<hex>/link`: remove the whole `<hex>` folder.
         let dir = link.trim_end_matches("/link");
-        self.delete_if_exists(dir).await?;
-        Ok(())
+        let deleted = self.delete_if_exists(dir).await;
+        self.links.invalidate(name.as_str());
+        deleted.map(|_| ())
     }
 
     /// Cross-repository mount: links `digest` into `name` if `from` links it (or, without `from`, if

@@ -1,17 +1,27 @@
-//! Bounded in-process caches of digest-addressed metadata: manifests (bytes and parsed form) and
-//! blob sizes, keyed by digest.
+//! Bounded in-process caches of the read paths' metadata.
 //!
+//! [`DigestCache`]: digest-addressed content — manifests (bytes and parsed form) and blob sizes.
 //! Safe because what a digest names never changes: the bytes under `blobs/<alg>/<hex>/data` are
 //! the content with that digest or nothing. Only their *existence* can change, and only offline
 //! (distribution's `garbage-collect` runs with the registry stopped or read-only); entries expire
 //! after [`TTL`] to bound that, and a read that finds the bytes gone drops the entry.
 //!
-//! Never cached: anything a repository or a tag says (link files). Tags move and links are
-//! deleted, by this process or another replica, so every request still reads them. Write paths
-//! (upload completion, manifest push, mount) never consult the cache either: they stat storage.
+//! [`LinkCache`]: what a repository says — tag links (`tags/<t>/current/link`), manifest revision
+//! links and layer links — for a short, configurable time (`storage.cache.linkTTL`, `0` turns it
+//! off). Tags move and links are deleted, so this cache is exact for this process's own writes and
+//! bounded-stale for other writers:
+//! - every write that can move a tag or remove a link (manifest push, manifest/tag/blob delete)
+//!   drops the repository's entries once the storage write is done, and bumps a generation so that
+//!   a read that began before the write cannot put the old answer back;
+//! - only positive answers are cached ("the tag points at D", "the link exists"), so a blob or tag
+//!   created by another replica is visible at once; a tag moved or a link deleted by another
+//!   replica (or by a tool on the storage) is seen within the TTL.
 //!
-//! Bounded by entries and bytes; when full, the cache is emptied (cheap, and rare in practice:
-//! a registry's hot set of manifests is small).
+//! Write paths (upload completion, manifest push, mount) never consult either cache: they read
+//! storage.
+//!
+//! Both are bounded by entries (and bytes); when full, a cache is emptied (cheap, and rare in
+//! practice: a registry's hot set is small).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -84,6 +94,94 @@ impl<V: Clone> DigestCache<V> {
     }
 }
 
+/// The link cache: positive link answers per repository, for `ttl`.
+pub struct LinkCache {
+    ttl: Duration,
+    max_entries: usize,
+    state: Mutex<LinkState>,
+}
+
+struct LinkState {
+    /// Bumped by every invalidation; an insert made with an older token is dropped.
+    generation: u64,
+    /// Repository -> link path -> (what the link says, when read).
+    repos: HashMap<String, HashMap<String, (Digest, Instant)>>,
+    entries: usize,
+}
+
+/// Taken before a storage read whose answer may be cached (see [`LinkCache::insert`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LinkToken(u64);
+
+impl LinkCache {
+    /// A cache trusting answers for `ttl` (zero: never caches).
+    pub fn new(ttl: Duration, max_entries: usize) -> LinkCache {
+        LinkCache {
+            ttl,
+            max_entries,
+            state: Mutex::new(LinkState {
+                generation: 0,
+                repos: HashMap::new(),
+                entries: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What `path` of `repo` said within the TTL, if cached.
+    pub fn get(&self, repo: &str, path: &str) -> Option<Digest> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let s = self.lock();
+        match s.repos.get(repo).and_then(|m| m.get(path)) {
+            Some((d, at)) if at.elapsed() < self.ttl => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    /// The token to pass to [`insert`](Self::insert) for a read about to start.
+    pub fn token(&self) -> LinkToken {
+        LinkToken(self.lock().generation)
+    }
+
+    /// Caches that `path` of `repo` says `d`, unless an invalidation happened since `token`.
+    pub fn insert(&self, repo: &str, path: &str, d: Digest, token: LinkToken) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut s = self.lock();
+        if s.generation != token.0 {
+            return;
+        }
+        if s.entries >= self.max_entries {
+            s.repos.clear();
+            s.entries = 0;
+        }
+        let fresh = s
+            .repos
+            .entry(repo.to_string())
+            .or_default()
+            .insert(path.to_string(), (d, Instant::now()))
+            .is_none();
+        if fresh {
+            s.entries += 1;
+        }
+    }
+
+    /// Forgets everything cached about `repo` and fences off reads in flight.
+    pub fn invalidate(&self, repo: &str) {
+        let mut s = self.lock();
+        s.generation += 1;
+        if let Some(m) = s.repos.remove(repo) {
+            s.entries -= m.len();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +204,49 @@ mod tests {
         assert_eq!(c.get(&d(4)), None);
         c.remove(&d(3));
         assert_eq!(c.get(&d(3)), None);
+    }
+
+    #[test]
+    fn link_cache_invalidates_per_repository_and_fences_reads_in_flight() {
+        let c = LinkCache::new(Duration::from_secs(60), 3);
+        let t = c.token();
+        c.insert("a", "a/tag", d(1), t);
+        c.insert("a/b", "a/b/tag", d(2), t);
+        assert_eq!(c.get("a", "a/tag"), Some(d(1)));
+        assert_eq!(c.get("a/b", "a/b/tag"), Some(d(2)));
+
+        // A read began (token), a write invalidated "a", the read's old answer is not cached.
+        let before_write = c.token();
+        c.invalidate("a");
+        assert_eq!(c.get("a", "a/tag"), None);
+        assert_eq!(
+            c.get("a/b", "a/b/tag"),
+            Some(d(2)),
+            "other repositories keep theirs"
+        );
+        c.insert("a", "a/tag", d(1), before_write);
+        assert_eq!(c.get("a", "a/tag"), None);
+        c.insert("a", "a/tag", d(3), c.token());
+        assert_eq!(c.get("a", "a/tag"), Some(d(3)));
+
+        // Bounded: the fourth entry empties the cache first.
+        let t = c.token();
+        c.insert("x", "x/1", d(4), t);
+        c.insert("y", "y/1", d(5), t);
+        assert_eq!(c.get("a", "a/tag"), None);
+        assert_eq!(c.get("y", "y/1"), Some(d(5)));
+    }
+
+    #[test]
+    fn link_cache_expires_and_can_be_off() {
+        let c = LinkCache::new(Duration::from_millis(30), 10);
+        c.insert("a", "p", d(1), c.token());
+        assert_eq!(c.get("a", "p"), Some(d(1)));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(c.get("a", "p"), None);
+
+        let off = LinkCache::new(Duration::ZERO, 10);
+        off.insert("a", "p", d(1), off.token());
+        assert_eq!(off.get("a", "p"), None);
     }
 }

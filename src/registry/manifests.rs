@@ -31,17 +31,21 @@ pub struct PutManifest {
 }
 
 impl Registry {
-    /// Resolves a reference to a digest the repository holds.
+    /// Resolves a reference to a digest the repository holds (read path: through the link cache).
     pub async fn resolve(&self, name: &RepositoryName, reference: &Reference) -> Result<Digest> {
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(t) => self
-                .read_link(&layout::tag_current_link(name, t))
+                .read_link_cached(name, &layout::tag_current_link(name, t))
                 .await?
                 .ok_or_else(|| RegistryError::ManifestUnknown(format!("unknown tag {t}")))?,
         };
         if !self
-            .exists(&layout::manifest_revision_link(name, &digest))
+            .link_exists_cached(
+                name,
+                &layout::manifest_revision_link(name, &digest),
+                &digest,
+            )
             .await?
         {
             return Err(RegistryError::ManifestUnknown(format!(
@@ -150,8 +154,12 @@ impl Registry {
         if let Reference::Tag(tag) = reference {
             self.write_link(&layout::tag_index_link(name, tag, &digest), &digest)
                 .await?;
-            self.write_link(&layout::tag_current_link(name, tag), &digest)
-                .await?;
+            let moved = self
+                .write_link(&layout::tag_current_link(name, tag), &digest)
+                .await;
+            // The tag may have moved (or be half-written, on an error): forget what was read.
+            self.links.invalidate(name.as_str());
+            moved?;
         }
         Ok(PutManifest { digest, subject })
     }
@@ -163,6 +171,17 @@ impl Registry {
         reference: &Reference,
     ) -> Result<()> {
         self.check_delete()?;
+        let deleted = self.delete_manifest_links(name, reference).await;
+        // Whatever was removed (also on a partial failure) must not be served from the cache.
+        self.links.invalidate(name.as_str());
+        deleted
+    }
+
+    async fn delete_manifest_links(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         match reference {
             Reference::Tag(tag) => {
                 if self

@@ -26,9 +26,9 @@ pub use upload_state::{UploadSecret, UploadState};
 pub use uploads::UploadSession;
 
 use bytes::Bytes;
-use cache::DigestCache;
+use cache::{DigestCache, LinkCache};
 
-use crate::oci::{Digest, ParsedManifest};
+use crate::oci::{Digest, ParsedManifest, RepositoryName};
 use crate::storage::{layout, StorageDriver};
 
 /// Largest manifest accepted (the spec suggests at least 4 MiB).
@@ -41,7 +41,24 @@ pub struct RegistryOptions {
     pub delete_enabled: bool,
     /// Signs upload state (`http.secret`).
     pub secret: UploadSecret,
+    /// `storage.cache.linkTTL`: how long the read paths trust a tag or link they read (zero: not
+    /// at all). This process's own writes are seen at once either way; see `cache.rs`.
+    pub link_cache_ttl: std::time::Duration,
 }
+
+impl RegistryOptions {
+    /// Options with the defaults of config: deletes on, links cached for [`DEFAULT_LINK_TTL`].
+    pub fn new(secret: UploadSecret) -> RegistryOptions {
+        RegistryOptions {
+            delete_enabled: true,
+            secret,
+            link_cache_ttl: DEFAULT_LINK_TTL,
+        }
+    }
+}
+
+/// Default of `storage.cache.linkTTL`.
+pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The registry over one storage driver. Cheap to clone.
 #[derive(Clone)]
@@ -51,6 +68,8 @@ pub struct Registry {
     /// Digest-addressed metadata of the read paths (see `cache.rs` for what is never cached).
     manifests: Arc<DigestCache<Arc<(Bytes, ParsedManifest)>>>,
     blob_sizes: Arc<DigestCache<u64>>,
+    /// Tag and link answers of the read paths, for `link_cache_ttl`.
+    links: Arc<LinkCache>,
 }
 
 /// Manifests cached: at most this many, and this many bytes.
@@ -58,11 +77,14 @@ const MANIFEST_CACHE_ENTRIES: usize = 4096;
 const MANIFEST_CACHE_BYTES: usize = 16 << 20;
 /// Blob sizes cached.
 const BLOB_SIZE_CACHE_ENTRIES: usize = 65536;
+/// Link answers cached.
+const LINK_CACHE_ENTRIES: usize = 65536;
 
 impl Registry {
     pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
         Registry {
             driver,
+            links: Arc::new(LinkCache::new(options.link_cache_ttl, LINK_CACHE_ENTRIES)),
             options: Arc::new(options),
             manifests: Arc::new(DigestCache::new(
                 MANIFEST_CACHE_ENTRIES,
@@ -99,6 +121,38 @@ impl Registry {
         }
     }
 
+    /// [`read_link`](Self::read_link) for the read paths, through the link cache of `name`.
+    async fn read_link_cached(&self, name: &RepositoryName, path: &str) -> Result<Option<Digest>> {
+        if let Some(d) = self.links.get(name.as_str(), path) {
+            return Ok(Some(d));
+        }
+        let token = self.links.token();
+        let d = self.read_link(path).await?;
+        if let Some(d) = &d {
+            self.links.insert(name.as_str(), path, d.clone(), token);
+        }
+        Ok(d)
+    }
+
+    /// Whether the link at `path` (which names `d`) exists, for the read paths, through the link
+    /// cache of `name`.
+    async fn link_exists_cached(
+        &self,
+        name: &RepositoryName,
+        path: &str,
+        d: &Digest,
+    ) -> Result<bool> {
+        if self.links.get(name.as_str(), path).is_some() {
+            return Ok(true);
+        }
+        let token = self.links.token();
+        let found = self.exists(path).await?;
+        if found {
+            self.links.insert(name.as_str(), path, d.clone(), token);
+        }
+        Ok(found)
+    }
+
     async fn exists(&self, path: &str) -> Result<bool> {
         match self.driver.stat(path).await {
             Ok(_) => Ok(true),
@@ -125,7 +179,7 @@ impl Registry {
 
     /// Whether the repository exists at all: it holds manifests or layers. The folder of `a`
     /// exists as soon as `a/b` does, but `a` is no repository then.
-    pub async fn repository_exists(&self, name: &crate::oci::RepositoryName) -> Result<bool> {
+    pub async fn repository_exists(&self, name: &RepositoryName) -> Result<bool> {
         for dir in layout::repo_content_dirs(name) {
             if self.exists(&dir).await? {
                 return Ok(true);

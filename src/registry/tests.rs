@@ -19,13 +19,7 @@ fn body(data: &[u8]) -> ByteStream {
 }
 
 fn registry(driver: Arc<dyn StorageDriver>, secret: &str) -> Registry {
-    Registry::new(
-        driver,
-        RegistryOptions {
-            delete_enabled: true,
-            secret: UploadSecret::new(secret),
-        },
-    )
+    Registry::new(driver, RegistryOptions::new(UploadSecret::new(secret)))
 }
 
 fn name() -> RepositoryName {
@@ -188,7 +182,7 @@ async fn deletes_can_be_disabled() {
         Arc::new(MemoryDriver::new()),
         RegistryOptions {
             delete_enabled: false,
-            secret: UploadSecret::new("s"),
+            ..RegistryOptions::new(UploadSecret::new("s"))
         },
     );
     let d = Digest::sha256_of(b"x");
@@ -201,4 +195,117 @@ async fn deletes_can_be_disabled() {
         r.delete_manifest(&name(), &Reference::Digest(d)).await,
         Err(RegistryError::Unsupported(_))
     ));
+}
+
+/// Pushes a minimal image (config + one layer) and a manifest under `tag`; returns its digest.
+async fn push_image(r: &Registry, tag: &str, layer: &[u8]) -> Digest {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let (cd, ld) = (Digest::sha256_of(config), Digest::sha256_of(layer));
+    r.put_blob(&name(), &cd, body(config)).await.unwrap();
+    r.put_blob(&name(), &ld, body(layer)).await.unwrap();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    );
+    r.put_manifest(
+        &name(),
+        &Reference::Tag(tag.parse().unwrap()),
+        Some("application/vnd.oci.image.manifest.v1+json"),
+        Bytes::from(m),
+    )
+    .await
+    .unwrap()
+    .digest
+}
+
+fn with_link_ttl(driver: Arc<dyn StorageDriver>, ttl: std::time::Duration) -> Registry {
+    Registry::new(
+        driver,
+        RegistryOptions {
+            link_cache_ttl: ttl,
+            ..RegistryOptions::new(UploadSecret::new("s"))
+        },
+    )
+}
+
+async fn tag_digest(r: &Registry, tag: &str) -> Option<Digest> {
+    match r
+        .get_manifest(&name(), &Reference::Tag(tag.parse().unwrap()))
+        .await
+    {
+        Ok(m) => Some(m.digest),
+        Err(RegistryError::ManifestUnknown(_)) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn own_writes_are_seen_at_once_through_the_link_cache() {
+    let r = with_link_ttl(
+        Arc::new(MemoryDriver::new()),
+        std::time::Duration::from_secs(3600),
+    );
+    let one = push_image(&r, "t", b"layer one").await;
+    assert_eq!(tag_digest(&r, "t").await, Some(one.clone())); // now cached
+    let two = push_image(&r, "t", b"layer two").await;
+    assert_eq!(tag_digest(&r, "t").await, Some(two.clone()), "tag moved");
+
+    r.delete_manifest(&name(), &Reference::Tag("t".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(tag_digest(&r, "t").await, None, "tag deleted");
+
+    // By digest: cached, then deleted.
+    let by_digest = Reference::Digest(one.clone());
+    r.get_manifest(&name(), &by_digest).await.unwrap();
+    r.delete_manifest(&name(), &by_digest).await.unwrap();
+    assert!(matches!(
+        r.get_manifest(&name(), &by_digest).await,
+        Err(RegistryError::ManifestUnknown(_))
+    ));
+
+    // A layer link: cached by a stat, then deleted.
+    let ld = Digest::sha256_of(b"layer two");
+    r.stat_blob(&name(), &ld).await.unwrap();
+    r.delete_blob(&name(), &ld).await.unwrap();
+    assert!(matches!(
+        r.stat_blob(&name(), &ld).await,
+        Err(RegistryError::BlobUnknown(_))
+    ));
+}
+
+#[tokio::test]
+async fn another_replica_sees_new_things_at_once_and_moves_within_the_ttl() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let ttl = std::time::Duration::from_millis(300);
+    let writer = with_link_ttl(driver.clone(), ttl);
+    let reader = with_link_ttl(driver.clone(), ttl);
+    let uncached = with_link_ttl(driver.clone(), std::time::Duration::ZERO);
+    let long = with_link_ttl(driver.clone(), std::time::Duration::from_secs(3600));
+
+    // Nothing negative is cached: a tag pushed elsewhere is there at once.
+    assert_eq!(tag_digest(&reader, "t").await, None);
+    let one = push_image(&writer, "t", b"one").await;
+    assert_eq!(tag_digest(&reader, "t").await, Some(one.clone()));
+    assert_eq!(tag_digest(&long, "t").await, Some(one.clone()));
+
+    // Moved by the other replica: the reader may serve the old answer for at most the TTL.
+    let two = push_image(&writer, "t", b"two").await;
+    assert_eq!(tag_digest(&uncached, "t").await, Some(two.clone()));
+    let stale = tag_digest(&reader, "t").await;
+    assert!(stale == Some(one.clone()) || stale == Some(two.clone()));
+    // (the cache is real: with an hour's TTL the other replica's move is not seen yet)
+    assert_eq!(tag_digest(&long, "t").await, Some(one));
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    assert_eq!(tag_digest(&reader, "t").await, Some(two));
+
+    // Deleted by the other replica: gone within the TTL.
+    writer
+        .delete_manifest(&name(), &Reference::Tag("t".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(tag_digest(&uncached, "t").await, None);
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    assert_eq!(tag_digest(&reader, "t").await, None);
 }
