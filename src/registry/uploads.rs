@@ -34,8 +34,11 @@ impl Registry {
     pub async fn start_upload(&self, name: &RepositoryName) -> Result<UploadSession> {
         let uuid = uuid::Uuid::new_v4().to_string();
         let started_at = Utc::now();
+        // Not flushed to disk, like the upload's data until commit: an upload caught by a crash may
+        // lose its start time and become unknown (404 BLOB_UPLOAD_UNKNOWN: clients start over);
+        // no blob is visible until a commit that is synced.
         self.driver
-            .put_content(
+            .put_content_unsynced(
                 &layout::upload_started_at(name, &uuid),
                 Bytes::from(started_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             )
@@ -210,8 +213,10 @@ impl Registry {
         // digest mismatch the hash is restored by re-reading): saving it would cost a synced write.
         let completed = finalize && copied.is_ok();
         if hasher.len() == new_size && new_size > size && !completed {
+            // Unsynced, like the data until commit: after a crash a state that is missing, torn or
+            // ahead of the data is skipped and the hash rebuilt from the data.
             self.driver
-                .put_content(
+                .put_content_unsynced(
                     &layout::upload_hashstate(&s.name, &s.uuid, new_size),
                     Bytes::from(hasher.marshal()),
                 )

@@ -72,6 +72,16 @@ impl StorageDriver for Instrumented {
         )
     }
 
+    async fn put_content_unsynced(&self, path: &str, data: Bytes) -> Result<()> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "put_content",
+            t,
+            self.inner.put_content_unsynced(path, data).await,
+        )
+    }
+
     async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
         let t = Instant::now();
         record(

@@ -93,8 +93,15 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Reads a small file whole.
     async fn get_content(&self, path: &str) -> Result<Bytes>;
-    /// Writes a small file whole, atomically replacing it.
+    /// Writes a small file whole, atomically replacing it, durably.
     async fn put_content(&self, path: &str, data: Bytes) -> Result<()>;
+    /// [`put_content`](Self::put_content) that may skip the flush to stable storage, for
+    /// bookkeeping whose loss or truncation in a crash is harmless (an upload's start time, hash
+    /// states: a missing or unreadable state is rebuilt from the data). Still atomic for readers.
+    /// The default is `put_content`.
+    async fn put_content_unsynced(&self, path: &str, data: Bytes) -> Result<()> {
+        self.put_content(path, data).await
+    }
     /// Streams `len` bytes (or to the end) of a file from `offset`.
     async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream>;
     async fn stat(&self, path: &str) -> Result<FileInfo>;

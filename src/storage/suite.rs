@@ -171,6 +171,16 @@ async fn content_round_trip(d: &dyn StorageDriver) {
     assert!(d.stat("/a/b").await.unwrap().is_dir);
     d.put_content("/a/empty", Bytes::new()).await.unwrap();
     assert_eq!(d.stat("/a/empty").await.unwrap().size, 0);
+    // The unsynced form creates parents and replaces, like put_content, and leaves no temporary
+    // file in listings.
+    d.put_content_unsynced("/a/u/v", Bytes::from_static(b"bookkeeping"))
+        .await
+        .unwrap();
+    d.put_content_unsynced("/a/u/v", Bytes::from_static(b"kept"))
+        .await
+        .unwrap();
+    assert_eq!(&d.get_content("/a/u/v").await.unwrap()[..], b"kept");
+    assert_eq!(d.list("/a/u").await.unwrap(), vec!["v".to_string()]);
     d.delete("/a").await.unwrap();
 }
 
