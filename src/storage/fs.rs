@@ -220,6 +220,7 @@ impl StorageDriver for FsDriver {
             start: size,
             unsynced: 0,
             syncing: None,
+            writing: None,
         }))
     }
 
@@ -298,37 +299,51 @@ struct FsWriter {
     unsynced: u64,
     /// A background `fdatasync` in flight (on a duplicate of the file descriptor).
     syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// A batch being written behind; it holds the file until done.
+    writing: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
 }
 
 impl FsWriter {
+    /// The file, once the batch being written behind (if any) is on it; its error if it failed.
+    async fn take_file(&mut self) -> Result<std::fs::File> {
+        if let Some(t) = self.writing.take() {
+            return match t.await {
+                Ok(r) => r.map_err(|e| StorageError::io(&self.path, e)),
+                Err(e) => Err(StorageError::Backend(format!("write task failed: {e}"))),
+            };
+        }
+        self.file
+            .take()
+            .ok_or_else(|| StorageError::Backend("writer already failed".into()))
+    }
+
+    /// Writes the pending chunks. Without `sync` the batch is written behind, on a blocking
+    /// thread, while the caller goes on filling the next one (at most one batch in flight); with
+    /// `sync` everything is written and `fdatasync`ed before this returns.
     async fn flush_pending(&mut self, sync: bool) -> Result<()> {
         if sync {
             // The final sync must see any error the background one got (they share one open file
             // description, so only one of them would be told).
             self.wait_sync().await?;
         }
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| StorageError::Backend("writer already failed".into()))?;
+        let mut file = self.take_file().await?;
         let chunks = std::mem::take(&mut self.pending);
         let written = self.pending_len as u64;
         self.pending_len = 0;
-        let file = blocking(&self.path, move || {
-            for c in &chunks {
-                file.write_all(c)?;
-            }
-            if sync {
+        if sync {
+            let file = blocking(&self.path, move || {
+                for c in &chunks {
+                    file.write_all(c)?;
+                }
                 file.sync_data()?;
-            }
-            Ok(file)
-        })
-        .await?;
+                Ok(file)
+            })
+            .await?;
+            self.file = Some(file);
+            return Ok(());
+        }
         self.unsynced += written;
-        if !sync
-            && self.unsynced >= SYNC_EVERY
-            && self.syncing.as_ref().is_none_or(|t| t.is_finished())
-        {
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|t| t.is_finished()) {
             self.wait_sync().await?;
             let dup = file
                 .try_clone()
@@ -336,7 +351,12 @@ impl FsWriter {
             self.syncing = Some(tokio::task::spawn_blocking(move || dup.sync_data()));
             self.unsynced = 0;
         }
-        self.file = Some(file);
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            for c in &chunks {
+                file.write_all(c)?;
+            }
+            Ok(file)
+        }));
         Ok(())
     }
 
@@ -370,6 +390,7 @@ impl FileWriter for FsWriter {
 
     async fn close(mut self: Box<Self>) -> Result<()> {
         self.flush_pending(false).await?;
+        self.take_file().await?;
         self.wait_sync().await
     }
 
@@ -381,7 +402,7 @@ impl FileWriter for FsWriter {
         // Unwrite what this writer added: truncate back to the length it found.
         let start = self.start;
         let _ = self.wait_sync().await;
-        let file = self.file.take();
+        let file = self.take_file().await.ok();
         blocking(&self.path, move || match file {
             Some(f) => f.set_len(start),
             None => Ok(()),
