@@ -1,8 +1,10 @@
 //! The filesystem driver (emptyDir, PVC, or any local folder): paths map below a root directory.
 //!
-//! Small files are replaced atomically (write a hidden temporary file beside, then `rename(2)`); blob
-//! bytes are written through a writer that batches socket-sized chunks into large writes and makes them
-//! durable with `fdatasync` on commit. Reads stream the file in large blocks. Hidden entries (names
+//! Small files are replaced atomically (write a hidden temporary file beside, `fdatasync` it unless
+//! the caller asked for `put_content_unsynced`, then `rename(2)`); blob bytes are written through a
+//! writer that batches socket-sized chunks into 256 KiB writes done behind the request (one batch in
+//! flight), starts a background `fdatasync` every 4 MiB, and makes everything durable with a final
+//! `fdatasync` on commit. Reads stream the file in large blocks. Hidden entries (names
 //! starting with `.`) are temporary files and are never listed: no valid repository component, tag or
 //! digest starts with a dot.
 
