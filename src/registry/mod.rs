@@ -77,8 +77,8 @@ const MANIFEST_CACHE_ENTRIES: usize = 4096;
 const MANIFEST_CACHE_BYTES: usize = 16 << 20;
 /// Blob sizes cached.
 const BLOB_SIZE_CACHE_ENTRIES: usize = 65536;
-/// Link answers cached.
-const LINK_CACHE_ENTRIES: usize = 65536;
+/// Link answers cached (an entry is its path and digest, ~300 bytes: ~5 MiB when full).
+const LINK_CACHE_ENTRIES: usize = 16384;
 
 impl Registry {
     pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {

@@ -201,7 +201,7 @@ start_registry() { # NAME KIND(s3|azure) BUCKET
     REGISTRY_STORAGE_AZURE_ENDPOINT="$IMAGE_REGISTRY_AZURE_ENDPOINT") ;;
   esac
   start "server-$name" env -u AWS_CA_BUNDLE "${storage[@]}" REGISTRY_HTTP_ADDR="127.0.0.1:$port" \
-    REGISTRY_HTTP_SECRET="$SECRET" NO_COLOR=1 "$BIN" serve
+    REGISTRY_HTTP_SECRET="$SECRET" REGISTRY_STORAGE_CACHE_LINKTTL=1s NO_COLOR=1 "$BIN" serve
   SRV_ADDR[$name]=127.0.0.1:$port
   local deadline=$((SECONDS + 30))
   while [ "$SECONDS" -lt "$deadline" ]; do
@@ -286,6 +286,34 @@ replica_test() {
     echo "tags: A $ta, B $tb"
     return 1
   fi
+  # A tag moved through B: B answers the new manifest at once, A (which had read the tag, and
+  # caches links for storage.cache.linkTTL = 1s here) within the TTL. Deleted through B: likewise.
+  local d1 d2 m2
+  d1=sha256:$(printf '%s' "$m" | sha256sum | cut -d' ' -f1)
+  [ "$(curl -fsS -I "$a/v2/$repo/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')" = "$d1" ] || return 1
+  m2=${m%\}},\"annotations\":{\"moved\":\"yes\"}}
+  d2=sha256:$(printf '%s' "$m2" | sha256sum | cut -d' ' -f1)
+  curl -fsS -X PUT -o /dev/null -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data-binary "$m2" "$b/v2/$repo/manifests/v1" || return 1
+  local got
+  got=$(curl -fsS -I "$b/v2/$repo/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  [ "$got" = "$d2" ] || {
+    echo "B after its own tag move: $got, want $d2"
+    return 1
+  }
+  sleep 1.5
+  got=$(curl -fsS -I "$a/v2/$repo/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  [ "$got" = "$d2" ] || {
+    echo "A 1.5 s after B moved the tag: $got, want $d2"
+    return 1
+  }
+  curl -fsS -X DELETE -o /dev/null "$b/v2/$repo/manifests/v1" || return 1
+  sleep 1.5
+  code=$(curl -sS -I -o /dev/null -w '%{http_code}' "$a/v2/$repo/manifests/v1")
+  [ "$code" = 404 ] || {
+    echo "A 1.5 s after B deleted the tag: HTTP $code, want 404"
+    return 1
+  }
 }
 
 
@@ -417,7 +445,7 @@ s3_bucket registry-e2e
 start_registry a s3 registry-e2e
 start_registry b s3 registry-e2e
 check "conformance on S3 (moto)" run_conformance a
-check "replica test: upload begun on A, continued on B, finished on A; tags on both; 307 redirects" replica_test
+check "replica test: upload begun on A, continued on B, finished on A; tags on both; tag move and delete seen across replicas within linkTTL; 307 redirects" replica_test
 
 azure_container registry-e2e
 start_registry az azure registry-e2e
