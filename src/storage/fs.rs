@@ -471,18 +471,62 @@ mod tests {
     async fn writer_with_background_syncs() {
         let dir = tempfile::tempdir().unwrap();
         let d = FsDriver::new(dir.path()).unwrap();
-        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        // Chunks of different sizes and contents, written behind and synced in the background:
+        // every byte lands in order.
+        let mut want = Vec::new();
         let mut w = d.writer("/up", false).await.unwrap();
-        for _ in 0..(SYNC_EVERY >> 20) + 3 {
-            w.write(chunk.clone()).await.unwrap();
+        let mut i = 0u8;
+        while (want.len() as u64) < SYNC_EVERY + (3 << 20) {
+            let chunk = vec![i; 100_000 + 37_000 * (i as usize % 9)];
+            want.extend_from_slice(&chunk);
+            w.write(Bytes::from(chunk)).await.unwrap();
+            i = i.wrapping_add(1);
         }
         w.close().await.unwrap();
         let mut w = d.writer("/up", true).await.unwrap();
         w.write(Bytes::from_static(b"end")).await.unwrap();
         w.commit().await.unwrap();
-        let size = d.stat("/up").await.unwrap().size;
-        assert_eq!(size, SYNC_EVERY + (3 << 20) + 3);
-        let tail = read_all(&d, "/up", size - 4, None).await;
-        assert_eq!(tail, b"\x07end");
+        want.extend_from_slice(b"end");
+        assert_eq!(d.stat("/up").await.unwrap().size, want.len() as u64);
+        assert!(read_all(&d, "/up", 0, None).await == want);
+    }
+
+    /// A batch written behind that fails is reported by the next call that waits for it.
+    #[tokio::test]
+    async fn write_behind_errors_are_reported() {
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("full")).unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        // A full batch goes behind (this call does not wait for it); close must report its error.
+        let mut w = d.writer("/full", true).await.unwrap();
+        w.write(Bytes::from(vec![1u8; WRITE_BATCH])).await.unwrap();
+        assert!(
+            w.close().await.is_err(),
+            "close must report the failed batch"
+        );
+        // Less than a batch: close itself writes it behind, and must still wait for it.
+        let mut w = d.writer("/full", true).await.unwrap();
+        w.write(Bytes::from_static(b"tail")).await.unwrap();
+        assert!(
+            w.close().await.is_err(),
+            "close must report its own last batch"
+        );
+
+        let mut w = d.writer("/full", true).await.unwrap();
+        w.write(Bytes::from(vec![1u8; WRITE_BATCH])).await.unwrap();
+        assert!(
+            w.write(Bytes::from(vec![1u8; WRITE_BATCH])).await.is_err(),
+            "the next batch must report the failed one"
+        );
+
+        let mut w = d.writer("/full", true).await.unwrap();
+        w.write(Bytes::from(vec![1u8; WRITE_BATCH])).await.unwrap();
+        assert!(
+            w.commit().await.is_err(),
+            "commit must report the failed batch"
+        );
     }
 }
