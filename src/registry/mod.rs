@@ -123,15 +123,8 @@ impl Registry {
 
     /// [`read_link`](Self::read_link) for the read paths, through the link cache of `name`.
     async fn read_link_cached(&self, name: &RepositoryName, path: &str) -> Result<Option<Digest>> {
-        if let Some(d) = self.links.get(name.as_str(), path) {
-            return Ok(Some(d));
-        }
-        let token = self.links.token();
-        let d = self.read_link(path).await?;
-        if let Some(d) = &d {
-            self.links.insert(name.as_str(), path, d.clone(), token);
-        }
-        Ok(d)
+        self.through_link_cache(name, path, self.read_link(path))
+            .await
     }
 
     /// Whether the link at `path` (which names `d`) exists, for the read paths, through the link
@@ -142,12 +135,24 @@ impl Registry {
         path: &str,
         d: &Digest,
     ) -> Result<bool> {
-        if self.links.get(name.as_str(), path).is_some() {
-            return Ok(true);
+        let read = async { Ok(self.exists(path).await?.then(|| d.clone())) };
+        Ok(self.through_link_cache(name, path, read).await?.is_some())
+    }
+
+    /// The cached answer for `path`, else `read`'s (cached when found). `read` is lazy: it runs
+    /// only after the cache's token is taken, so a write that lands meanwhile fences it off.
+    async fn through_link_cache(
+        &self,
+        name: &RepositoryName,
+        path: &str,
+        read: impl std::future::Future<Output = Result<Option<Digest>>>,
+    ) -> Result<Option<Digest>> {
+        if let Some(d) = self.links.get(name.as_str(), path) {
+            return Ok(Some(d));
         }
         let token = self.links.token();
-        let found = self.exists(path).await?;
-        if found {
+        let found = read.await?;
+        if let Some(d) = &found {
             self.links.insert(name.as_str(), path, d.clone(), token);
         }
         Ok(found)

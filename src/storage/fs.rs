@@ -52,31 +52,7 @@ impl FsDriver {
         check_path(path)?;
         Ok(self.root.join(&path[1..]))
     }
-}
 
-async fn blocking<T: Send + 'static>(
-    path: &str,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| StorageError::io(path, e)),
-        Err(e) => Err(StorageError::Backend(format!("blocking task failed: {e}"))),
-    }
-}
-
-fn temp_sibling(p: &Path) -> PathBuf {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    p.with_file_name(format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()))
-}
-
-fn create_parent(p: &Path) -> io::Result<()> {
-    match p.parent() {
-        Some(parent) => std::fs::create_dir_all(parent),
-        None => Ok(()),
-    }
-}
-
-impl FsDriver {
     /// Replaces a small file atomically: a hidden temporary file beside it (made durable first
     /// with `sync`), then `rename(2)`.
     async fn replace_file(&self, path: &str, data: Bytes, sync: bool) -> Result<()> {
@@ -99,6 +75,48 @@ impl FsDriver {
             r
         })
         .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    join(path, tokio::task::spawn_blocking(f)).await
+}
+
+/// Waits for a blocking task (started now or earlier) and maps its outcome.
+async fn join<T>(path: &str, task: tokio::task::JoinHandle<io::Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(r) => r.map_err(|e| StorageError::io(path, e)),
+        Err(e) => Err(StorageError::Backend(format!("blocking task failed: {e}"))),
+    }
+}
+
+/// Writes `chunks` in order (then, with `sync`, `fdatasync`s) and gives the file back.
+fn write_batch(
+    mut file: std::fs::File,
+    chunks: Vec<Bytes>,
+    sync: bool,
+) -> io::Result<std::fs::File> {
+    for c in &chunks {
+        file.write_all(c)?;
+    }
+    if sync {
+        file.sync_data()?;
+    }
+    Ok(file)
+}
+
+fn temp_sibling(p: &Path) -> PathBuf {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    p.with_file_name(format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()))
+}
+
+fn create_parent(p: &Path) -> io::Result<()> {
+    match p.parent() {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
     }
 }
 
@@ -309,10 +327,7 @@ impl FsWriter {
     /// The file, once the batch being written behind (if any) is on it; its error if it failed.
     async fn take_file(&mut self) -> Result<std::fs::File> {
         if let Some(t) = self.writing.take() {
-            return match t.await {
-                Ok(r) => r.map_err(|e| StorageError::io(&self.path, e)),
-                Err(e) => Err(StorageError::Backend(format!("write task failed: {e}"))),
-            };
+            return join(&self.path, t).await;
         }
         self.file
             .take()
@@ -328,19 +343,12 @@ impl FsWriter {
             // description, so only one of them would be told).
             self.wait_sync().await?;
         }
-        let mut file = self.take_file().await?;
+        let file = self.take_file().await?;
         let chunks = std::mem::take(&mut self.pending);
         let written = self.pending_len as u64;
         self.pending_len = 0;
         if sync {
-            let file = blocking(&self.path, move || {
-                for c in &chunks {
-                    file.write_all(c)?;
-                }
-                file.sync_data()?;
-                Ok(file)
-            })
-            .await?;
+            let file = blocking(&self.path, move || write_batch(file, chunks, true)).await?;
             self.file = Some(file);
             return Ok(());
         }
@@ -354,23 +362,17 @@ impl FsWriter {
             self.unsynced = 0;
         }
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            for c in &chunks {
-                file.write_all(c)?;
-            }
-            Ok(file)
+            write_batch(file, chunks, false)
         }));
         Ok(())
     }
 
     /// Waits for the background sync, if any, and reports its error.
     async fn wait_sync(&mut self) -> Result<()> {
-        if let Some(t) = self.syncing.take() {
-            match t.await {
-                Ok(r) => r.map_err(|e| StorageError::io(&self.path, e))?,
-                Err(e) => return Err(StorageError::Backend(format!("sync task failed: {e}"))),
-            }
+        match self.syncing.take() {
+            Some(t) => join(&self.path, t).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
