@@ -78,13 +78,12 @@ impl Registry {
     /// Removes the blob from `name` (the bytes stay until garbage collection, as in distribution).
     pub async fn delete_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
         self.check_delete()?;
-        let link = layout::layer_link(name, digest);
-        if !self.exists(&link).await? {
+        if !self.exists(&layout::layer_link(name, digest)).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        // The link lives in `_layers/<alg>/<hex>/link`: remove the whole `<hex>` folder.
-        let dir = link.trim_end_matches("/link");
-        let deleted = self.delete_if_exists(dir).await;
+        let deleted = self
+            .delete_if_exists(&layout::layer_dir(name, digest))
+            .await;
         self.links.invalidate(name.as_str());
         deleted.map(|_| ())
     }

@@ -8,24 +8,25 @@ use crate::storage::layout;
 impl Registry {
     /// All repository names, sorted.
     pub async fn catalog(&self) -> Result<Vec<String>> {
-        let root = layout::repositories_root();
         let mut out = Vec::new();
         let mut stack = vec![String::new()];
         while let Some(rel) = stack.pop() {
-            let path = if rel.is_empty() {
-                root.clone()
-            } else {
-                format!("{root}/{rel}")
-            };
-            let children = match self.driver.list(&path).await {
+            let children = match self.driver.list(&layout::repositories_subdir(&rel)).await {
                 Ok(c) => c,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             };
-            if !rel.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
+            if !rel.is_empty()
+                && children
+                    .iter()
+                    .any(|c| layout::REPOSITORY_MARKERS.contains(&c.as_str()))
+            {
                 out.push(rel.clone());
             }
-            for c in children.into_iter().filter(|c| !c.starts_with('_')) {
+            for c in children
+                .into_iter()
+                .filter(|c| layout::is_name_component(c))
+            {
                 stack.push(if rel.is_empty() {
                     c
                 } else {

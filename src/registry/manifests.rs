@@ -195,8 +195,10 @@ impl Registry {
                 Ok(())
             }
             Reference::Digest(digest) => {
-                let link = layout::manifest_revision_link(name, digest);
-                if !self.exists(&link).await? {
+                if !self
+                    .exists(&layout::manifest_revision_link(name, digest))
+                    .await?
+                {
                     return Err(RegistryError::ManifestUnknown(format!(
                         "unknown manifest {digest}"
                     )));
@@ -204,8 +206,8 @@ impl Registry {
                 // Remove the referrers entry while the manifest can still be read.
                 if let Ok(m) = self.read_manifest(digest).await {
                     if let Some(subject) = &m.parsed.subject {
-                        let l = layout::referrer_link(name, &subject.digest, digest);
-                        self.delete_if_exists(l.trim_end_matches("/link")).await?;
+                        let dir = layout::referrer_dir(name, &subject.digest, digest);
+                        self.delete_if_exists(&dir).await?;
                     }
                 }
                 for tag in self.list_tags(name).await.unwrap_or_default() {
@@ -221,7 +223,7 @@ impl Registry {
                         self.delete_if_exists(&layout::tag_dir(name, &tag)).await?;
                     }
                 }
-                self.delete_if_exists(link.trim_end_matches("/link"))
+                self.delete_if_exists(&layout::manifest_revision_dir(name, digest))
                     .await?;
                 Ok(())
             }
@@ -253,15 +255,13 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        let dir = layout::referrers_dir(name, subject);
         let mut digests = Vec::new();
-        for alg in ["sha256", "sha512"] {
-            match self.driver.list(&format!("{dir}/{alg}")).await {
-                Ok(hexes) => digests.extend(
-                    hexes
-                        .iter()
-                        .filter_map(|h| format!("{alg}:{h}").parse::<Digest>().ok()),
-                ),
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = layout::referrers_alg_dir(name, subject, alg);
+            match self.driver.list(&dir).await {
+                Ok(hexes) => {
+                    digests.extend(hexes.iter().filter_map(|h| layout::digest_of_dir(alg, h)))
+                }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }

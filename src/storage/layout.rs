@@ -18,7 +18,7 @@
 //! ```
 //! Every link file holds a digest string (`sha256:...`) without a newline.
 
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Algorithm, Digest, RepositoryName, Tag};
 
 /// Root of the tree.
 pub const ROOT: &str = "/docker/registry/v2";
@@ -48,16 +48,50 @@ pub fn repo_root(name: &RepositoryName) -> String {
     format!("{ROOT}/repositories/{name}")
 }
 
-/// The folders whose presence makes `repositories/<name>` a repository (and not just a folder
+/// The children whose presence makes `repositories/<name>` a repository (and not just a folder
 /// above one): what the catalog and the tags list go by.
+pub const REPOSITORY_MARKERS: [&str; 2] = ["_manifests", "_layers"];
+
+/// The folders of [`REPOSITORY_MARKERS`] for `name`.
 pub fn repo_content_dirs(name: &RepositoryName) -> [String; 2] {
     let root = repo_root(name);
-    [format!("{root}/_manifests"), format!("{root}/_layers")]
+    REPOSITORY_MARKERS.map(|m| format!("{root}/{m}"))
+}
+
+/// A folder under `repositories/` by its path relative to it (`""` is `repositories/` itself), for
+/// walks that discover names component by component (the catalog). Children starting with `_`
+/// are the layout's own folders, never name components ([`is_name_component`]).
+pub fn repositories_subdir(relative: &str) -> String {
+    if relative.is_empty() {
+        repositories_root()
+    } else {
+        format!("{}/{relative}", repositories_root())
+    }
+}
+
+/// Whether a child of a folder under `repositories/` can be a component of a repository name.
+pub fn is_name_component(child: &str) -> bool {
+    !child.starts_with('_')
+}
+
+/// The folder of one layer link; deleting it unlinks the blob from the repository.
+pub fn layer_dir(name: &RepositoryName, d: &Digest) -> String {
+    format!(
+        "{}/_layers/{}/{}",
+        repo_root(name),
+        d.algorithm().as_str(),
+        d.hex()
+    )
 }
 
 pub fn layer_link(name: &RepositoryName, d: &Digest) -> String {
+    format!("{}/link", layer_dir(name, d))
+}
+
+/// The folder of one manifest revision; deleting it removes the manifest from the repository.
+pub fn manifest_revision_dir(name: &RepositoryName, d: &Digest) -> String {
     format!(
-        "{}/_layers/{}/{}/link",
+        "{}/_manifests/revisions/{}/{}",
         repo_root(name),
         d.algorithm().as_str(),
         d.hex()
@@ -65,12 +99,7 @@ pub fn layer_link(name: &RepositoryName, d: &Digest) -> String {
 }
 
 pub fn manifest_revision_link(name: &RepositoryName, d: &Digest) -> String {
-    format!(
-        "{}/_manifests/revisions/{}/{}/link",
-        repo_root(name),
-        d.algorithm().as_str(),
-        d.hex()
-    )
+    format!("{}/link", manifest_revision_dir(name, d))
 }
 
 pub fn tags_dir(name: &RepositoryName) -> String {
@@ -123,13 +152,28 @@ pub fn referrers_dir(name: &RepositoryName, subject: &Digest) -> String {
     )
 }
 
-pub fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> String {
+/// The folder of the referrers of `subject` made with `alg`: its children are the hex digests of
+/// the referrers ([`digest_of_dir`] reads them back).
+pub fn referrers_alg_dir(name: &RepositoryName, subject: &Digest, alg: Algorithm) -> String {
+    format!("{}/{}", referrers_dir(name, subject), alg.as_str())
+}
+
+/// The folder of one referrer entry; deleting it drops the referrer from its subject's list.
+pub fn referrer_dir(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> String {
     format!(
-        "{}/{}/{}/link",
-        referrers_dir(name, subject),
-        referrer.algorithm().as_str(),
+        "{}/{}",
+        referrers_alg_dir(name, subject, referrer.algorithm()),
         referrer.hex()
     )
+}
+
+pub fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> String {
+    format!("{}/link", referrer_dir(name, subject, referrer))
+}
+
+/// The digest a `<alg>/<hex>` folder stands for; `None` for a name that is no digest.
+pub fn digest_of_dir(alg: Algorithm, hex: &str) -> Option<Digest> {
+    format!("{}:{hex}", alg.as_str()).parse().ok()
 }
 
 /// Parses a link file's content.
@@ -169,6 +213,24 @@ mod tests {
                 "/docker/registry/v2/repositories/ns/app/_manifests/tags/v1/index/sha256/{h}/link"
             )
         );
+        assert_eq!(
+            referrer_link(&n, &d, &d),
+            format!(
+                "/docker/registry/v2/repositories/ns/app/_referrers/sha256/{h}/sha256/{h}/link"
+            )
+        );
+        assert_eq!(
+            layer_dir(&n, &d),
+            layer_link(&n, &d).trim_end_matches("/link")
+        );
+        assert_eq!(
+            manifest_revision_dir(&n, &d),
+            manifest_revision_link(&n, &d).trim_end_matches("/link")
+        );
+        assert_eq!(digest_of_dir(Algorithm::Sha256, h), Some(d.clone()));
+        assert_eq!(digest_of_dir(Algorithm::Sha256, "nope"), None);
+        assert_eq!(repositories_subdir(""), repositories_root());
+        assert_eq!(repositories_subdir("ns/app"), repo_root(&n));
         assert_eq!(
             upload_hashstate(&n, "u", 42),
             "/docker/registry/v2/repositories/ns/app/_uploads/u/hashstates/sha256/42"
