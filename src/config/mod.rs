@@ -154,12 +154,15 @@ pub struct CacheConfig {
     pub linkttl: std::time::Duration,
 }
 
+/// Default of `storage.cache.linkTTL`.
+pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             blobdescriptor: None,
             blobdescriptorsize: None,
-            linkttl: crate::registry::DEFAULT_LINK_TTL,
+            linkttl: DEFAULT_LINK_TTL,
         }
     }
 }

@@ -128,7 +128,7 @@ fn unknown_env_keys_are_ignored_with_a_warning() {
 #[test]
 fn storage_cache_takes_distribution_keys_and_link_ttl() {
     let (c, _) = Config::from_yaml("storage:\n  inmemory: {}\n", &[]).unwrap();
-    assert_eq!(c.storage.cache.linkttl, crate::registry::DEFAULT_LINK_TTL);
+    assert_eq!(c.storage.cache.linkttl, super::DEFAULT_LINK_TTL);
     let y = "storage:\n  inmemory: {}\n  cache:\n    blobdescriptor: inmemory\n    blobdescriptorsize: 10000\n    linkTTL: 250ms\n";
     let (c, _) = Config::from_yaml(y, &[]).unwrap();
     assert_eq!(

@@ -1,5 +1,7 @@
 //! Domain errors. Each variant says what went wrong in registry terms; `http/error.rs` maps each to
-//! its OCI error code and status in one place.
+//! its OCI error code and status in one place. Storage failures arrive here already sorted into
+//! what a client is told ([`RegistryError::StorageUnavailable`]: retry later, or
+//! [`RegistryError::StorageFailed`]), so nothing above the registry looks at `StorageError`.
 
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::StorageError;
@@ -37,10 +39,26 @@ pub enum RegistryError {
     /// The request body could not be read (client went away or sent a broken body).
     #[error("reading the request body failed: {0}")]
     BodyRead(std::io::Error),
+    /// The storage backend cannot be reached or refused the call (an object store's outage,
+    /// throttling): worth retrying.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    StorageUnavailable(StorageError),
+    /// Storage answered, but wrongly (an I/O error, a file missing that must exist, a bad path).
+    #[error(transparent)]
+    StorageFailed(StorageError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+impl From<StorageError> for RegistryError {
+    fn from(e: StorageError) -> RegistryError {
+        match e {
+            StorageError::Backend(_) => RegistryError::StorageUnavailable(e),
+            StorageError::NotFound(_) | StorageError::InvalidPath(_) | StorageError::Io { .. } => {
+                RegistryError::StorageFailed(e)
+            }
+        }
+    }
+}

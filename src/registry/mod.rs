@@ -1,7 +1,7 @@
 //! The registry domain: blobs, uploads, manifests, tags, referrers and the catalog, on top of one
 //! [`StorageDriver`] laid out as CNCF distribution lays it out.
 //!
-//! Depends on `oci` and `storage` only; never on HTTP types. Every operation takes validated names
+//! Depends on `oci`, `storage` and `config` (a leaf) only; never on HTTP types. Every operation takes validated names
 //! and digests. Visibility rules:
 //! - A blob is served from repository R only if R links it (`_layers` link or manifest revision).
 //! - A finished upload becomes visible only after its digest is verified, by an atomic move into
@@ -28,8 +28,12 @@ pub use uploads::UploadSession;
 use bytes::Bytes;
 use cache::{DigestCache, LinkCache};
 
+use crate::config::DEFAULT_LINK_TTL;
 use crate::oci::{Digest, ParsedManifest, RepositoryName};
 use crate::storage::{layout, StorageDriver};
+
+/// The byte streams blobs are read and written as.
+pub use crate::storage::ByteStream;
 
 /// Largest manifest accepted (the spec suggests at least 4 MiB).
 pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
@@ -56,9 +60,6 @@ impl RegistryOptions {
         }
     }
 }
-
-/// Default of `storage.cache.linkTTL`.
-pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The registry over one storage driver. Cheap to clone.
 #[derive(Clone)]
