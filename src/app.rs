@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -12,13 +12,14 @@ use axum::{Extension, Router};
 
 use crate::auth::{Auth, MetricsAccess};
 use crate::config::{Config, RequestsConfig, StorageKind};
-use crate::health::{Health, METRICS_PATH};
-use crate::http::{dispatch, ApiError, AppState, Route, API_VERSION, API_VERSION_HEADER};
+use crate::health::Health;
+use crate::http::metrics::METRICS_PATH;
+use crate::http::{self, dispatch, AppState, Route, API_VERSION, API_VERSION_HEADER};
 use crate::layers::access_log::access_log;
 use crate::layers::limits::LimitLayer;
 use crate::layers::metrics::{track, RouteKind};
 use crate::layers::readonly::read_only;
-use crate::metrics::{AnyGuard, Metrics, MetricsGuard, OpenGuard, SecretGuard};
+use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryOptions, UploadSecret};
 use crate::storage::fs::FsDriver;
 use crate::storage::instrumented::Instrumented;
@@ -34,8 +35,8 @@ pub struct AppOptions {
     pub limits: RequestsConfig,
     /// Metric families; a fresh set when `None`.
     pub metrics: Option<Arc<Metrics>>,
-    /// Serve `/extensions/v2/metrics` to scrapes this guard allows (`None`: not served).
-    pub metrics_guard: Option<Arc<dyn MetricsGuard>>,
+    /// Serve `/extensions/v2/metrics` to scrapes this check allows (`None`: not served).
+    pub metrics_access: Option<MetricsAccess>,
     /// Readiness state; always ready when `None`.
     pub health: Option<Arc<Health>>,
     /// Authentication and authorization; `None` is auth mode `none`.
@@ -55,46 +56,14 @@ pub struct Built {
     pub auth_mode: Option<&'static str>,
 }
 
-/// The metrics guard a config asks for: `None` when metrics are disabled; the secret (plus `extra`,
-/// e.g. the auth layer's `registry/metrics` review) when a secret is set; otherwise `extra`, or
-/// open to all when there is none.
-pub fn metrics_guard(
-    config: &Config,
-    extra: Vec<Arc<dyn MetricsGuard>>,
-) -> Option<Arc<dyn MetricsGuard>> {
-    let m = config.metrics();
-    if !m.enabled {
-        return None;
-    }
-    let mut guards: Vec<Arc<dyn MetricsGuard>> = Vec::new();
-    if let Some(s) = &m.secret {
-        guards.push(Arc::new(SecretGuard::new(&s.0)));
-    }
-    guards.extend(extra);
-    if guards.is_empty() {
-        return Some(Arc::new(OpenGuard));
-    }
-    Some(Arc::new(AnyGuard(guards)))
-}
-
 /// Builds everything from config: storage (instrumented), registry, metrics, health checks and the
 /// HTTP stack. Must run inside a tokio runtime (it starts the storage health check).
-pub fn build_server(
-    config: &Config,
-    extra_guards: Vec<Arc<dyn MetricsGuard>>,
-) -> anyhow::Result<Built> {
+pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     let metrics = Arc::new(Metrics::new());
     let env: Vec<(String, String)> = std::env::vars().collect();
     let auth = Auth::from_config(config, &env)?.map(Arc::new);
     let auth_mode = auth.as_ref().map(|a| a.mode_name());
-    let mut extra_guards = extra_guards;
-    if let Some(a) = &auth {
-        // In openshift mode a token allowed `get registry/metrics` may scrape too.
-        extra_guards.push(Arc::new(AuthMetricsGuard(MetricsAccess::new(
-            None,
-            Some(a.clone()),
-        ))));
-    }
+    let metrics_access = MetricsAccess::from_config(config.metrics(), auth.clone());
     let driver = Instrumented::wrap(build_driver(config)?, metrics.clone());
     let health = Health::start(
         &config.health.storagedriver,
@@ -108,7 +77,7 @@ pub fn build_server(
             read_only: config.read_only(),
             limits: config.request_limits().clone(),
             metrics: Some(metrics.clone()),
-            metrics_guard: metrics_guard(config, extra_guards),
+            metrics_access,
             health: Some(health.clone()),
             auth,
         },
@@ -178,11 +147,11 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch));
-    if let Some(guard) = options.metrics_guard.clone() {
+    if let Some(access) = options.metrics_access.clone() {
         let m = metrics.clone();
         router = router.route(
             METRICS_PATH,
-            get(move |headers: HeaderMap| serve_metrics(m.clone(), guard.clone(), headers)),
+            get(move |headers: HeaderMap| http::metrics::serve(m.clone(), access.clone(), headers)),
         );
     }
     let auth = options.auth.clone();
@@ -220,44 +189,12 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         .with_state(state)
 }
 
-/// Lets the auth layer's `registry/metrics` review admit a scrape (openshift mode). A review the
-/// cluster cannot answer counts as "not allowed".
-struct AuthMetricsGuard(MetricsAccess);
-
-#[async_trait::async_trait]
-impl MetricsGuard for AuthMetricsGuard {
-    async fn allowed(&self, headers: &HeaderMap) -> bool {
-        let authz = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        self.0.allowed(authz).await.unwrap_or(false)
-    }
-}
-
 async fn readiness(Extension(health): Extension<Arc<Health>>) -> Response {
     health.readiness_response()
 }
 
-async fn serve_metrics(
-    metrics: Arc<Metrics>,
-    guard: Arc<dyn MetricsGuard>,
-    headers: HeaderMap,
-) -> Response {
-    if !guard.allowed(&headers).await {
-        return ApiError::metrics_unauthorized().into_response();
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
-        .into_response()
-}
-
 async fn classify(mut req: Request, next: Next) -> Response {
-    match Route::parse(req.uri().path()) {
+    match Route::parse(req.method(), req.uri().path(), req.uri().query()) {
         Some(Ok(route)) => {
             let kind = RouteKind(route.kind());
             req.extensions_mut().insert(route);
@@ -265,14 +202,6 @@ async fn classify(mut req: Request, next: Next) -> Response {
             resp.extensions_mut().insert(kind);
             resp
         }
-        // A malformed tag can only name a manifest that does not exist: reads and deletes answer
-        // 404 MANIFEST_UNKNOWN (the spec's codes); a push under it is refused with TAG_INVALID.
-        Some(Err(e)) if e.code == "TAG_INVALID" && req.method() != Method::PUT => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
-            "manifest unknown: the reference is not a valid tag",
-        )
-        .into_response(),
         Some(Err(e)) => e.into_response(),
         None => next.run(req).await,
     }

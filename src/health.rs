@@ -23,9 +23,6 @@ use crate::config::ops::StorageHealthConfig;
 use crate::metrics::Metrics;
 use crate::storage::StorageDriver;
 
-/// Where metrics are served.
-pub const METRICS_PATH: &str = "/extensions/v2/metrics";
-
 /// Readiness state shared by the check task, the shutdown path and the probe handler.
 #[derive(Debug)]
 pub struct Health {

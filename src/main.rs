@@ -117,7 +117,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
-    let built = build_server(&config, Vec::new())?;
+    let built = build_server(&config)?;
     match config.storage_kind()? {
         StorageKind::Filesystem { root } => {
             let shown = std::fs::canonicalize(&root).unwrap_or(root);

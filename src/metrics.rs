@@ -1,6 +1,6 @@
 //! Prometheus metrics: one [`Metrics`] value per server (its own `prometheus::Registry`, so several
 //! servers in one test process do not mix), holding every `imageregistry_*` family this registry
-//! exports, plus the access check of the `/extensions/v2/metrics` endpoint ([`MetricsGuard`]).
+//! exports. Who may read them is `auth::MetricsAccess`; the endpoint is `http::metrics`.
 //!
 //! Names and labels follow the OpenShift registry (namespace `imageregistry`, subsystems `http` and
 //! `storage`) so its dashboards and alerts keep working. The OpenShift registry uses summaries for
@@ -12,17 +12,13 @@
 //!
 //! Depends on `storage` (to implement its observer trait) and nothing above it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use axum::http::{header, HeaderMap, Method};
-use base64::Engine as _;
+use axum::http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use subtle::ConstantTimeEq;
 
 use crate::storage::instrumented::StorageObserver;
 use crate::storage::StorageError;
@@ -308,129 +304,9 @@ impl StorageObserver for Metrics {
     }
 }
 
-/// Who may read `/extensions/v2/metrics`. The server asks every configured guard and lets the
-/// scrape through if any allows it. The secret guard ([`SecretGuard`]) is built from
-/// `metrics.secret`; the auth layer adds one that asks the cluster (`get registry/metrics`,
-/// apiGroup `image.openshift.io`) for a Bearer token.
-#[async_trait]
-pub trait MetricsGuard: Send + Sync + 'static {
-    /// Whether a request with these headers may read the metrics. Must not log credentials.
-    async fn allowed(&self, headers: &HeaderMap) -> bool;
-}
-
-/// Allows a scrape that presents the configured secret as a Basic password (any user name) or a
-/// Bearer token. Compared in constant time.
-pub struct SecretGuard {
-    secret: Vec<u8>,
-}
-
-impl SecretGuard {
-    pub fn new(secret: &str) -> SecretGuard {
-        SecretGuard {
-            secret: secret.as_bytes().to_vec(),
-        }
-    }
-
-    fn matches(&self, candidate: &[u8]) -> bool {
-        !self.secret.is_empty()
-            && candidate.len() == self.secret.len()
-            && bool::from(candidate.ct_eq(&self.secret))
-    }
-}
-
-/// The credential in an `Authorization` header: a Basic password or a Bearer token.
-pub fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = v.split_once(' ')?;
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(rest.as_bytes().to_vec());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()?;
-        let colon = raw.iter().position(|b| *b == b':')?;
-        return Some(raw[colon + 1..].to_vec());
-    }
-    None
-}
-
-#[async_trait]
-impl MetricsGuard for SecretGuard {
-    async fn allowed(&self, headers: &HeaderMap) -> bool {
-        presented_secret(headers).is_some_and(|c| self.matches(&c))
-    }
-}
-
-/// Lets everyone in (metrics enabled without a secret or another guard).
-pub struct OpenGuard;
-
-#[async_trait]
-impl MetricsGuard for OpenGuard {
-    async fn allowed(&self, _headers: &HeaderMap) -> bool {
-        true
-    }
-}
-
-/// Allows a request if any of its guards does (asked in order).
-#[derive(Clone, Default)]
-pub struct AnyGuard(pub Vec<Arc<dyn MetricsGuard>>);
-
-#[async_trait]
-impl MetricsGuard for AnyGuard {
-    async fn allowed(&self, headers: &HeaderMap) -> bool {
-        for g in &self.0 {
-            if g.allowed(headers).await {
-                return true;
-            }
-        }
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn h(v: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-        m
-    }
-
-    #[tokio::test]
-    async fn secret_guard_accepts_basic_password_or_bearer() {
-        let g = SecretGuard::new("s3cret");
-        let basic = |u: &str, p: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
-        };
-        assert!(g.allowed(&h(&basic("anyuser", "s3cret"))).await);
-        assert!(g.allowed(&h(&basic("", "s3cret"))).await);
-        assert!(g.allowed(&h("Bearer s3cret")).await);
-        assert!(g.allowed(&h("bearer s3cret")).await);
-        assert!(!g.allowed(&h(&basic("s3cret", "x"))).await);
-        assert!(!g.allowed(&h("Bearer s3cre")).await);
-        assert!(!g.allowed(&h("Bearer s3cret2")).await);
-        assert!(!g.allowed(&h("Basic !!!")).await);
-        assert!(!g.allowed(&HeaderMap::new()).await);
-        assert!(!SecretGuard::new("").allowed(&h("Bearer ")).await);
-    }
-
-    #[tokio::test]
-    async fn any_guard_asks_each() {
-        let any = AnyGuard(vec![
-            Arc::new(SecretGuard::new("a")),
-            Arc::new(SecretGuard::new("b")),
-        ]);
-        assert!(any.allowed(&h("Bearer b")).await);
-        assert!(!any.allowed(&h("Bearer c")).await);
-        assert!(!AnyGuard::default().allowed(&h("Bearer c")).await);
-    }
 
     #[test]
     fn exposition_has_the_openshift_names() {

@@ -22,6 +22,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod htpasswd;
+pub mod metrics;
 pub mod openshift;
 pub mod token;
 
@@ -34,6 +35,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use metrics::MetricsAccess;
 pub use service::{Auth, TokenAnswer};
 
 /// What a request may do to a target.
@@ -318,11 +320,11 @@ pub struct RequestAuth {
     pub subject: Subject,
     /// For `GET /v2/_catalog`: what the caller may see.
     pub catalog: Option<CatalogVisibility>,
-    /// For `POST .../blobs/uploads/?mount=&from=`: whether the caller may pull `from`. `None` when
-    /// the request has no `from`. With auth on, a mount is attempted only when this is `Some(true)`
-    /// (mount without `from` never links: it would reveal blobs of repositories the caller cannot
-    /// read).
-    pub mount_from: Option<bool>,
+    /// For `POST .../blobs/uploads/?mount=&from=`: whether a cross-repository mount may be tried:
+    /// only with a `from` the caller may pull. A mount without `from` never links with auth on (it
+    /// would reveal blobs of repositories the caller cannot read); the handler opens a normal
+    /// upload session instead.
+    pub may_mount: bool,
 }
 
 /// SHA-256 of a secret, for cache keys and comparisons; never logged either.
@@ -333,59 +335,6 @@ pub fn hash_secret(s: &str) -> [u8; 32] {
 /// Constant-time equality of two secrets (compares their hashes, so lengths do not leak).
 pub fn secrets_equal(a: &str, b: &str) -> bool {
     hash_secret(a).ct_eq(&hash_secret(b)).into()
-}
-
-/// The metrics access hook for `/extensions/v2/metrics`.
-///
-/// Allowed when the request carries the configured metrics secret (as the Basic password with
-/// any user name, or as a Bearer token; compared in constant time), or, in `openshift` mode, when
-/// a SelfSubjectAccessReview with the caller's token allows `get` on `registry/metrics`
-/// (apiGroup `image.openshift.io`, cluster scope — the `prometheus-scraper` ClusterRole).
-/// `Ok(false)` means "answer 401/403"; `Err(Unavailable)` means "answer 503".
-#[derive(Clone, Default)]
-pub struct MetricsAccess {
-    secret: Option<String>,
-    auth: Option<Arc<Auth>>,
-}
-
-impl fmt::Debug for MetricsAccess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsAccess")
-            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
-            .field("auth", &self.auth.is_some())
-            .finish()
-    }
-}
-
-impl MetricsAccess {
-    /// `secret`: the configured metrics secret (empty = none); `auth`: the registry's auth, whose
-    /// `openshift` mode adds the review path.
-    pub fn new(secret: Option<String>, auth: Option<Arc<Auth>>) -> MetricsAccess {
-        MetricsAccess {
-            secret: secret.filter(|s| !s.is_empty()),
-            auth,
-        }
-    }
-
-    /// Decides from the request's `Authorization` header value.
-    pub async fn allowed(&self, authorization: Option<&str>) -> Result<bool, AuthError> {
-        let creds = match Credentials::parse(authorization) {
-            Ok(c) => c,
-            Err(_) => return Ok(false),
-        };
-        let Some(given) = creds.secret() else {
-            return Ok(false);
-        };
-        if let Some(secret) = &self.secret {
-            if secrets_equal(given, secret) {
-                return Ok(true);
-            }
-        }
-        match &self.auth {
-            Some(auth) => auth.metrics_review(&creds).await,
-            None => Ok(false),
-        }
-    }
 }
 
 #[cfg(test)]

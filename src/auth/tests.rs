@@ -43,21 +43,3 @@ fn credentials_parse_and_redact() {
     assert!(Credentials::parse(Some("Digest x")).is_err());
     assert!(Credentials::parse(Some("Basic !!!")).is_err());
 }
-
-#[tokio::test]
-async fn metrics_secret_basic_and_bearer() {
-    use base64::Engine as _;
-    let m = MetricsAccess::new(Some("topsecret".into()), None);
-    let basic = |p: &str| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("anyuser:{p}"))
-        )
-    };
-    assert_eq!(m.allowed(Some(&basic("topsecret"))).await, Ok(true));
-    assert_eq!(m.allowed(Some("Bearer topsecret")).await, Ok(true));
-    assert_eq!(m.allowed(Some(&basic("wrong"))).await, Ok(false));
-    assert_eq!(m.allowed(None).await, Ok(false));
-    let none = MetricsAccess::new(Some(String::new()), None);
-    assert_eq!(none.allowed(Some("Bearer ")).await, Ok(false));
-}

@@ -6,12 +6,13 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ErrorCode;
 use super::headers::{
     header_str, hv, parse_content_range, parse_range, upload_range, RangeRequest,
 };
-use super::{body_stream, encode, query, ApiError, AppState};
+use super::{body_stream, encode, ApiError, AppState, UploadStart};
 use crate::auth::RequestAuth;
-use crate::oci::{Digest, DigestError, RepositoryName};
+use crate::oci::{Digest, RepositoryName};
 use crate::registry::{RegistryError, UploadSession};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -26,11 +27,6 @@ fn created_blob(name: &RepositoryName, d: &Digest) -> Response {
     h.insert("docker-content-digest", hv(&d.to_string()));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     (StatusCode::CREATED, h).into_response()
-}
-
-fn parse_digest(s: &str) -> Result<Digest> {
-    s.parse()
-        .map_err(|e: DigestError| ApiError::digest_invalid(s, &e))
 }
 
 pub async fn get(
@@ -118,7 +114,7 @@ fn chunk_start(h: &HeaderMap) -> Result<Option<u64>> {
     let (start, end) = parse_content_range(cr).ok_or_else(|| {
         ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UPLOAD_INVALID",
+            ErrorCode::BlobUploadInvalid,
             format!("invalid Content-Range {cr:?}"),
         )
     })?;
@@ -137,33 +133,28 @@ fn chunk_start(h: &HeaderMap) -> Result<Option<u64>> {
 pub async fn start_upload(
     state: &AppState,
     name: &RepositoryName,
+    start: &UploadStart,
     req: &Parts,
     body: ReqBody,
 ) -> Result<Response> {
-    let q = query(req);
     let reg = &state.registry;
-    if let Some(mount) = q.get("mount") {
-        let digest = parse_digest(mount)?;
-        let from = match q.get("from") {
-            Some(f) => Some(
-                f.parse::<RepositoryName>()
-                    .map_err(|_| ApiError::name_invalid(f))?,
-            ),
-            None => None,
-        };
-        // With auth on, mount only from a repository the caller may pull (the auth layer asked);
-        // a mount without `from` would reveal blobs of any repository, so it never links then.
-        let may_mount = match req.extensions.get::<RequestAuth>() {
-            None => true,
-            Some(a) => from.is_some() && a.mount_from == Some(true),
-        };
-        if may_mount && reg.mount_blob(name, &digest, from.as_ref()).await? {
-            return Ok(created_blob(name, &digest));
+    match start {
+        UploadStart::Mount { digest, from } => {
+            // The auth layer decided whether the caller may mount (see `RequestAuth::may_mount`);
+            // without auth every mount is tried.
+            let may_mount = req
+                .extensions
+                .get::<RequestAuth>()
+                .is_none_or(|a| a.may_mount);
+            if may_mount && reg.mount_blob(name, digest, from.as_ref()).await? {
+                return Ok(created_blob(name, digest));
+            }
         }
-    } else if let Some(d) = q.get("digest") {
-        let digest = parse_digest(d)?;
-        reg.put_blob(name, &digest, body_stream(body)).await?;
-        return Ok(created_blob(name, &digest));
+        UploadStart::Monolithic(digest) => {
+            reg.put_blob(name, digest, body_stream(body)).await?;
+            return Ok(created_blob(name, digest));
+        }
+        UploadStart::Session => {}
     }
     let s = reg.start_upload(name).await?;
     Ok(session_response(state, &s, StatusCode::ACCEPTED))
@@ -173,22 +164,18 @@ async fn session(
     state: &AppState,
     name: &RepositoryName,
     uuid: &str,
-    req: &Parts,
+    token: Option<&str>,
 ) -> Result<UploadSession> {
-    let q = query(req);
-    Ok(state
-        .registry
-        .resume_upload(name, uuid, q.get("_state").map(String::as_str))
-        .await?)
+    Ok(state.registry.resume_upload(name, uuid, token).await?)
 }
 
 pub async fn upload_status(
     state: &AppState,
     name: &RepositoryName,
     uuid: &str,
-    req: &Parts,
+    token: Option<&str>,
 ) -> Result<Response> {
-    let s = session(state, name, uuid, req).await?;
+    let s = session(state, name, uuid, token).await?;
     Ok(session_response(state, &s, StatusCode::NO_CONTENT))
 }
 
@@ -196,10 +183,11 @@ pub async fn patch_upload(
     state: &AppState,
     name: &RepositoryName,
     uuid: &str,
+    token: Option<&str>,
     req: &Parts,
     body: ReqBody,
 ) -> Result<Response> {
-    let mut s = session(state, name, uuid, req).await?;
+    let mut s = session(state, name, uuid, token).await?;
     let start = chunk_start(&req.headers)?;
     state
         .registry
@@ -212,37 +200,35 @@ pub async fn put_upload(
     state: &AppState,
     name: &RepositoryName,
     uuid: &str,
+    token: Option<&str>,
+    digest: Option<&Digest>,
     req: &Parts,
     body: ReqBody,
 ) -> Result<Response> {
-    let mut s = session(state, name, uuid, req).await?;
-    let q = query(req);
-    let digest = match q.get("digest") {
-        Some(d) => parse_digest(d)?,
-        None => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "DIGEST_INVALID",
-                "the digest query parameter is required to complete an upload",
-            ))
-        }
+    let mut s = session(state, name, uuid, token).await?;
+    let Some(digest) = digest else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::DigestInvalid,
+            "the digest query parameter is required to complete an upload",
+        ));
     };
     let start = chunk_start(&req.headers)?;
     let body = has_body(&req.headers).then(|| body_stream(body));
     state
         .registry
-        .complete_upload(&mut s, &digest, start, body)
+        .complete_upload(&mut s, digest, start, body)
         .await?;
-    Ok(created_blob(name, &digest))
+    Ok(created_blob(name, digest))
 }
 
 pub async fn cancel_upload(
     state: &AppState,
     name: &RepositoryName,
     uuid: &str,
-    req: &Parts,
+    token: Option<&str>,
 ) -> Result<Response> {
-    let s = session(state, name, uuid, req).await?;
+    let s = session(state, name, uuid, token).await?;
     state.registry.cancel_upload(&s).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -7,20 +7,78 @@ use serde_json::json;
 
 use crate::oci::DigestError;
 use crate::registry::RegistryError;
-use crate::storage::StorageError;
+
+/// The error codes of the distribution spec (plus distribution's `UNAVAILABLE`, `TOOMANYREQUESTS`
+/// and `PAGINATION_NUMBER_INVALID`). Compared as values, never as strings; [`ErrorCode::as_str`] is
+/// the wire form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    Denied,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    PaginationNumberInvalid,
+    RangeInvalid,
+    SizeInvalid,
+    TagInvalid,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unknown,
+    Unsupported,
+}
+
+impl ErrorCode {
+    /// The code as it appears in `{"errors":[{"code": ...}]}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
+            ErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            ErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            ErrorCode::Denied => "DENIED",
+            ErrorCode::DigestInvalid => "DIGEST_INVALID",
+            ErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
+            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            ErrorCode::NameInvalid => "NAME_INVALID",
+            ErrorCode::NameUnknown => "NAME_UNKNOWN",
+            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::SizeInvalid => "SIZE_INVALID",
+            ErrorCode::TagInvalid => "TAG_INVALID",
+            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unknown => "UNKNOWN",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub detail: Option<serde_json::Value>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -43,13 +101,17 @@ impl ApiError {
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "UNSUPPORTED", "no such endpoint")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::Unsupported,
+            "no such endpoint",
+        )
     }
 
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             "the method is not allowed on this endpoint",
         )
     }
@@ -57,21 +119,25 @@ impl ApiError {
     pub fn name_invalid(name: &str) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
+            ErrorCode::NameInvalid,
             "invalid repository name",
         )
         .with_detail(json!({ "name": name }))
     }
 
     pub fn digest_invalid(d: &str, e: &DigestError) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
-            .with_detail(json!({ "digest": d }))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::DigestInvalid,
+            e.to_string(),
+        )
+        .with_detail(json!({ "digest": d }))
     }
 
     pub fn tag_invalid(t: &str) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "TAG_INVALID",
+            ErrorCode::TagInvalid,
             "manifest tag did not match URI",
         )
         .with_detail(json!({ "tag": t }))
@@ -80,23 +146,23 @@ impl ApiError {
     pub fn upload_unknown() -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "BLOB_UPLOAD_UNKNOWN",
+            ErrorCode::BlobUploadUnknown,
             "blob upload unknown to registry",
         )
     }
 
     pub fn upload_invalid(msg: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", msg)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BlobUploadInvalid, msg)
     }
 
     pub fn size_invalid(msg: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "SIZE_INVALID", msg)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::SizeInvalid, msg)
     }
 
     pub fn read_only() -> ApiError {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             "the registry is in read-only mode",
         )
     }
@@ -105,7 +171,7 @@ impl ApiError {
     pub fn too_many_requests() -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "TOOMANYREQUESTS",
+            ErrorCode::TooManyRequests,
             "too many requests: the registry is busy, retry later",
         )
         .with_header(axum::http::header::RETRY_AFTER, "1")
@@ -113,20 +179,20 @@ impl ApiError {
 
     /// 401 `UNAUTHORIZED` with a `WWW-Authenticate` challenge (which carries the `scope`).
     pub fn unauthorized(challenge: &str, message: &str) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
             .with_header(axum::http::header::WWW_AUTHENTICATE, challenge)
     }
 
     /// 403 `DENIED`: the caller is known and may not do this.
     pub fn denied(message: &str) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "DENIED", message)
+        ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied, message)
     }
 
     /// 503 when the authorization service (the cluster API) cannot answer: retry, do not log in.
     pub fn auth_unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
+            ErrorCode::Unavailable,
             "the authorization service is unavailable, retry later",
         )
         .with_header(axum::http::header::RETRY_AFTER, "1")
@@ -136,7 +202,7 @@ impl ApiError {
     pub fn metrics_unauthorized() -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            ErrorCode::Unauthorized,
             "authentication required to read metrics",
         )
         .with_header(
@@ -148,12 +214,12 @@ impl ApiError {
     pub fn pagination_invalid() -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "PAGINATION_NUMBER_INVALID",
+            ErrorCode::PaginationNumberInvalid,
             "invalid number of results requested",
         )
     }
 
-    fn internal(status: StatusCode, code: &'static str, cause: &dyn std::fmt::Display) -> ApiError {
+    fn internal(status: StatusCode, code: ErrorCode, cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%cause, "request failed");
         let message = if status == StatusCode::SERVICE_UNAVAILABLE {
             "storage is unavailable, retry later"
@@ -171,7 +237,7 @@ impl From<RegistryError> for ApiError {
         match e {
             E::BlobUnknown(d) => ApiError::new(
                 StatusCode::NOT_FOUND,
-                "BLOB_UNKNOWN",
+                ErrorCode::BlobUnknown,
                 "blob unknown to registry",
             )
             .with_detail(json!({ "digest": d.to_string() })),
@@ -179,64 +245,69 @@ impl From<RegistryError> for ApiError {
             E::BlobUploadInvalid(_) => ApiError::upload_invalid(msg),
             E::UploadOutOfOrder { offset } => ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UPLOAD_INVALID",
+                ErrorCode::BlobUploadInvalid,
                 msg,
             )
             .with_header(
                 axum::http::header::RANGE,
                 &super::headers::upload_range(offset),
             ),
-            E::DigestInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", msg),
-            E::ManifestUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", msg),
+            E::DigestInvalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, msg)
+            }
+            E::ManifestUnknown(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown, msg)
+            }
             E::ManifestInvalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", msg)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, msg)
             }
             E::ManifestBlobUnknown(d) => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "MANIFEST_BLOB_UNKNOWN",
+                ErrorCode::ManifestBlobUnknown,
                 "manifest references a blob or manifest unknown to this repository",
             )
             .with_detail(json!({ "digest": d.to_string() })),
             E::NameUnknown(n) => ApiError::new(
                 StatusCode::NOT_FOUND,
-                "NAME_UNKNOWN",
+                ErrorCode::NameUnknown,
                 "repository name not known to registry",
             )
             .with_detail(json!({ "name": n.to_string() })),
             E::ManifestTooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", msg)
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid, msg)
             }
             E::SizeInvalid(_) => ApiError::size_invalid(msg),
-            E::RangeInvalid { size } => {
-                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", msg).with_header(
-                    axum::http::header::CONTENT_RANGE,
-                    &format!("bytes */{size}"),
-                )
+            E::RangeInvalid { size } => ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeInvalid,
+                msg,
+            )
+            .with_header(
+                axum::http::header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            ),
+            E::Unsupported(_) => {
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, msg)
             }
-            E::Unsupported(_) => ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg),
             E::BodyRead(_) => ApiError::upload_invalid(msg),
-            E::Storage(s) => match s {
-                StorageError::NotFound(_)
-                | StorageError::InvalidPath(_)
-                | StorageError::Io { .. } => {
-                    ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &s)
-                }
-                StorageError::Backend(_) => {
-                    ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &s)
-                }
-            },
+            E::StorageUnavailable(s) => {
+                ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, &s)
+            }
+            E::StorageFailed(s) => {
+                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &s)
+            }
             E::Internal(_) => {
-                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &msg)
+                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg)
             }
             #[allow(unreachable_patterns)]
-            _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &msg),
+            _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut err = json!({ "code": self.code, "message": self.message });
+        let mut err = json!({ "code": self.code.as_str(), "message": self.message });
         if let Some(d) = self.detail {
             err["detail"] = d;
         }

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{encode, query, ApiError, AppState};
+use super::{encode, ApiError, AppState, Page};
 use crate::oci::RepositoryName;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -14,16 +14,8 @@ type Result<T> = std::result::Result<T, ApiError>;
 type NextPage = Option<(usize, String)>;
 
 /// One page of a sorted list: entries after `last`, at most `n`; and whether more follow.
-fn page(all: Vec<String>, req: &Parts) -> Result<(Vec<String>, NextPage)> {
-    let q = query(req);
-    let n = match q.get("n") {
-        Some(n) if !n.is_empty() => Some(
-            n.parse::<usize>()
-                .map_err(|_| ApiError::pagination_invalid())?,
-        ),
-        _ => None,
-    };
-    let mut items: Vec<String> = match q.get("last").filter(|l| !l.is_empty()) {
+fn page(all: Vec<String>, page: &Page) -> (Vec<String>, NextPage) {
+    let mut items: Vec<String> = match &page.last {
         Some(last) => all
             .into_iter()
             .filter(|t| t.as_str() > last.as_str())
@@ -31,7 +23,7 @@ fn page(all: Vec<String>, req: &Parts) -> Result<(Vec<String>, NextPage)> {
         None => all,
     };
     let mut next = None;
-    if let Some(n) = n {
+    if let Some(n) = page.n {
         if items.len() > n {
             items.truncate(n);
             if let Some(last) = items.last() {
@@ -39,7 +31,7 @@ fn page(all: Vec<String>, req: &Parts) -> Result<(Vec<String>, NextPage)> {
             }
         }
     }
-    Ok((items, next))
+    (items, next)
 }
 
 fn respond(body: serde_json::Value, link: Option<String>) -> Response {
@@ -54,9 +46,9 @@ fn respond(body: serde_json::Value, link: Option<String>) -> Response {
     (StatusCode::OK, h, body.to_string()).into_response()
 }
 
-pub async fn tags(state: &AppState, name: &RepositoryName, req: &Parts) -> Result<Response> {
+pub async fn tags(state: &AppState, name: &RepositoryName, p: &Page) -> Result<Response> {
     let all = state.registry.list_tags(name).await?;
-    let (tags, next) = page(all, req)?;
+    let (tags, next) = page(all, p);
     let link = next.map(|(n, last)| {
         format!(
             "</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"",
@@ -69,7 +61,7 @@ pub async fn tags(state: &AppState, name: &RepositoryName, req: &Parts) -> Resul
     ))
 }
 
-pub async fn catalog(state: &AppState, req: &Parts) -> Result<Response> {
+pub async fn catalog(state: &AppState, p: &Page, req: &Parts) -> Result<Response> {
     let mut all = state.registry.catalog().await?;
     // With auth on, the auth layer says which names the caller may see.
     if let Some(vis) = req
@@ -79,7 +71,7 @@ pub async fn catalog(state: &AppState, req: &Parts) -> Result<Response> {
     {
         all.retain(|n| vis.allows(n));
     }
-    let (repos, next) = page(all, req)?;
+    let (repos, next) = page(all, p);
     let link =
         next.map(|(n, last)| format!("</v2/_catalog?n={n}&last={}>; rel=\"next\"", encode(&last)));
     Ok(respond(json!({ "repositories": repos }), link))

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::headers::{accepted_types, accepts, header_str, hv};
-use super::{query, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::oci::{media, Digest, Reference, RepositoryName};
 use crate::registry::{default_platform_child, Manifest, RegistryError, MAX_MANIFEST_SIZE};
 
@@ -112,14 +112,9 @@ pub async fn referrers(
     state: &AppState,
     name: &RepositoryName,
     digest: &Digest,
-    req: &Parts,
+    filter: Option<&str>,
 ) -> Result<Response> {
-    let q = query(req);
-    let filter = q.get("artifactType").filter(|t| !t.is_empty());
-    let list = state
-        .registry
-        .referrers(name, digest, filter.map(String::as_str))
-        .await?;
+    let list = state.registry.referrers(name, digest, filter).await?;
     let body = json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_INDEX,

@@ -6,27 +6,25 @@
 
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod route;
 
 mod blobs;
 mod listing;
 mod manifests;
 
-use std::collections::HashMap;
 use std::io;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 
 pub use error::ApiError;
-pub use route::Route;
+pub use route::{Page, Query, Route, UploadStart};
 
-use crate::registry::Registry;
-use crate::storage::ByteStream;
+use crate::registry::{ByteStream, Registry};
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -37,35 +35,6 @@ pub struct AppState {
 /// Response header every `/v2` answer carries.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 pub const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
-
-/// Query parameters, decoded.
-pub(crate) fn query(req: &Parts) -> HashMap<String, String> {
-    req.uri
-        .query()
-        .map(|q| {
-            url_pairs(q)
-                .into_iter()
-                .collect::<HashMap<String, String>>()
-        })
-        .unwrap_or_default()
-}
-
-fn url_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
 
 /// Percent-encodes a query value.
 pub(crate) fn encode(s: &str) -> String {
@@ -87,8 +56,8 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let method = req.method.clone();
     let r = match (&route, &method) {
         (Route::Base, _) => Ok(base()),
-        (Route::Catalog, &Method::GET) => listing::catalog(&state, req).await,
-        (Route::Tags { name }, &Method::GET) => listing::tags(&state, name, req).await,
+        (Route::Catalog { page }, &Method::GET) => listing::catalog(&state, page, req).await,
+        (Route::Tags { name, page }, &Method::GET) => listing::tags(&state, name, page).await,
         (Route::Manifest { name, reference }, &Method::GET | &Method::HEAD) => {
             manifests::get(&state, name, reference, req).await
         }
@@ -98,30 +67,70 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         (Route::Manifest { name, reference }, &Method::DELETE) => {
             manifests::delete(&state, name, reference).await
         }
-        (Route::Referrers { name, digest }, &Method::GET) => {
-            manifests::referrers(&state, name, digest, req).await
-        }
+        (
+            Route::Referrers {
+                name,
+                digest,
+                artifact_type,
+            },
+            &Method::GET,
+        ) => manifests::referrers(&state, name, digest, artifact_type.as_deref()).await,
         (Route::Blob { name, digest }, &Method::GET | &Method::HEAD) => {
             blobs::get(&state, name, digest, req).await
         }
         (Route::Blob { name, digest }, &Method::DELETE) => {
             blobs::delete(&state, name, digest).await
         }
-        (Route::UploadStart { name }, &Method::POST) => {
-            blobs::start_upload(&state, name, req, body).await
+        (Route::UploadStart { name, start }, &Method::POST) => {
+            blobs::start_upload(&state, name, start, req, body).await
         }
-        (Route::Upload { name, uuid }, &Method::GET) => {
-            blobs::upload_status(&state, name, uuid, req).await
+        (
+            Route::Upload {
+                name,
+                uuid,
+                state: token,
+                ..
+            },
+            &Method::GET,
+        ) => blobs::upload_status(&state, name, uuid, token.as_deref()).await,
+        (
+            Route::Upload {
+                name,
+                uuid,
+                state: token,
+                ..
+            },
+            &Method::PATCH,
+        ) => blobs::patch_upload(&state, name, uuid, token.as_deref(), req, body).await,
+        (
+            Route::Upload {
+                name,
+                uuid,
+                state: token,
+                digest,
+            },
+            &Method::PUT,
+        ) => {
+            blobs::put_upload(
+                &state,
+                name,
+                uuid,
+                token.as_deref(),
+                digest.as_ref(),
+                req,
+                body,
+            )
+            .await
         }
-        (Route::Upload { name, uuid }, &Method::PATCH) => {
-            blobs::patch_upload(&state, name, uuid, req, body).await
-        }
-        (Route::Upload { name, uuid }, &Method::PUT) => {
-            blobs::put_upload(&state, name, uuid, req, body).await
-        }
-        (Route::Upload { name, uuid }, &Method::DELETE) => {
-            blobs::cancel_upload(&state, name, uuid, req).await
-        }
+        (
+            Route::Upload {
+                name,
+                uuid,
+                state: token,
+                ..
+            },
+            &Method::DELETE,
+        ) => blobs::cancel_upload(&state, name, uuid, token.as_deref()).await,
         _ => Err(ApiError::method_not_allowed()),
     };
     r.unwrap_or_else(IntoResponse::into_response)

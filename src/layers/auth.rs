@@ -11,9 +11,9 @@
 //! Needs per route: pull = GET/HEAD of manifests, blobs, tags, referrers; push = uploads (start,
 //! status, chunks, finish, cancel) and manifest PUT; delete = DELETE of a manifest or blob; the
 //! catalog = `registry:catalog:*`. A cross-repository mount (`POST .../blobs/uploads/?mount=&from=`)
-//! also asks, without failing, for pull on `from`; the answer travels in [`RequestAuth`] and the
-//! handler mounts only when it is yes (else it opens a normal upload session: 202, revealing
-//! nothing).
+//! also asks, without failing, for pull on `from`; the answer travels in [`RequestAuth::may_mount`]
+//! and the handler mounts only when it is yes (else it opens a normal upload session: 202,
+//! revealing nothing). This layer is the only place that rule is decided.
 //!
 //! Also the token endpoint of the modes that have one (`/openshift/token`, `/auth/token`).
 
@@ -25,17 +25,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::auth::{Access, Auth, AuthError, Credentials, MetricsAccess, RequestAuth, ScopeRequest};
-use crate::http::{ApiError, Route};
-use crate::oci::RepositoryName;
+use crate::auth::{Access, Auth, AuthError, Credentials, RequestAuth, ScopeRequest};
+use crate::http::{ApiError, Query, Route};
 
 /// The accesses `method` on `route` needs.
 pub fn wants(route: &Route, method: &Method) -> Vec<Access> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match route {
         Route::Base => Vec::new(),
-        Route::Catalog => vec![Access::Catalog],
-        Route::Tags { name } | Route::Referrers { name, .. } => {
+        Route::Catalog { .. } => vec![Access::Catalog],
+        Route::Tags { name, .. } | Route::Referrers { name, .. } => {
             if read {
                 vec![Access::pull(name.as_str())]
             } else {
@@ -51,7 +50,7 @@ pub fn wants(route: &Route, method: &Method) -> Vec<Access> {
                 vec![Access::push(name.as_str())]
             }
         }
-        Route::UploadStart { name } | Route::Upload { name, .. } => {
+        Route::UploadStart { name, .. } | Route::Upload { name, .. } => {
             vec![Access::push(name.as_str())]
         }
     }
@@ -86,21 +85,6 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k == key).then(|| {
-                percent_encoding::percent_decode_str(&v.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-        })
-        .collect()
-}
-
 /// The middleware (`from_fn_with_state(auth, authorize)`), placed right after `classify`.
 pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let Some(route) = req.extensions().get::<Route>().cloned() else {
@@ -128,24 +112,11 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
             .into_response();
     }
     // A mount also asks for pull on `from` (never failing the request on it).
-    let mount_from: Option<Option<RepositoryName>> =
-        if matches!(route, Route::UploadStart { .. }) && *req.method() == Method::POST {
-            let q = req.uri().query();
-            if query_values(q, "mount").is_empty() {
-                None
-            } else {
-                Some(
-                    query_values(q, "from")
-                        .first()
-                        .and_then(|f| f.parse::<RepositoryName>().ok())
-                        .filter(|f| auth.name_allowed(f.as_str())),
-                )
-            }
-        } else {
-            None
-        };
+    let mount_from = route
+        .mount_source()
+        .filter(|from| auth.name_allowed(from.as_str()));
     let mut all = wants.clone();
-    if let Some(Some(from)) = &mount_from {
+    if let Some(from) = mount_from {
         all.push(Access::pull(from.as_str()));
     }
     let verdict = match auth.authorize(&creds, &all).await {
@@ -170,15 +141,12 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
         }
         return ApiError::denied("requested access to the resource is denied").into_response();
     }
-    let mount_from = match mount_from {
-        Some(Some(_)) => Some(verdict.allowed.get(wants.len()).copied().unwrap_or(false)),
-        Some(None) => Some(false),
-        None => None,
-    };
+    let may_mount =
+        mount_from.is_some() && verdict.allowed.get(wants.len()).copied().unwrap_or(false);
     req.extensions_mut().insert(RequestAuth {
         subject: verdict.subject,
         catalog: verdict.catalog,
-        mount_from,
+        may_mount,
     });
     next.run(req).await
 }
@@ -189,8 +157,8 @@ pub async fn token_endpoint(auth: Arc<Auth>, req: Request) -> Response {
         Ok(c) => c,
         Err(e) => return token_unauthorized(&e.to_string()),
     };
-    let scopes = query_values(req.uri().query(), "scope");
-    let scopes = ScopeRequest::parse_all(scopes.iter().map(String::as_str));
+    let query = Query::parse(req.uri().query());
+    let scopes = ScopeRequest::parse_all(query.all("scope"));
     match auth.token(&creds, &scopes).await {
         Ok(t) => {
             let mut body = json!({ "token": t.token, "access_token": t.token });
@@ -220,12 +188,4 @@ pub async fn token_endpoint(auth: Arc<Auth>, req: Request) -> Response {
 
 fn token_unauthorized(msg: &str) -> Response {
     ApiError::unauthorized("Basic realm=\"image-registry\"", msg).into_response()
-}
-
-/// [`MetricsAccess::allowed`] on a request's headers, for the metrics endpoint.
-pub async fn metrics_allowed(
-    access: &MetricsAccess,
-    headers: &HeaderMap,
-) -> Result<bool, AuthError> {
-    access.allowed(authorization(headers)).await
 }

@@ -18,6 +18,6 @@ pub mod readonly;
 pub fn is_exempt(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/healthz" | "/readyz" | crate::health::METRICS_PATH
+        "/" | "/healthz" | "/readyz" | crate::http::metrics::METRICS_PATH
     ) || path.starts_with("/healthz/")
 }

@@ -32,7 +32,7 @@ impl Drop for OpsServer {
 pub async fn start(yaml: &str) -> OpsServer {
     let (config, warnings) = Config::from_yaml(yaml, &[]).expect("valid test config");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let built = build_server(&config, Vec::new()).expect("server builds");
+    let built = build_server(&config).expect("server builds");
     let tls = Tls::from_config(&config).expect("TLS config loads");
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
