@@ -1,55 +1,33 @@
 //! Request limits under a real burst, over real connections: slow requests (PATCH bodies the test
 //! holds open) keep slots busy deterministically, so the 429 counts are exact with no sleeps.
 
-mod ops_support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
-use ops_support::{client, eventually, sample, start, OpsServer};
 use reqwest::StatusCode;
-use sha2::Digest as _;
+
+use crate::harness::*;
 
 type Chunk = Result<Bytes, std::io::Error>;
 
-fn yaml(write: &str, read: &str) -> String {
-    format!(
-        "storage:\n  inmemory: {{}}\nhttp:\n  secret: s\nlog:\n  level: error\nmetrics:\n  enabled: true\nrequests:\n  write: {write}\n  read: {read}\n"
-    )
+/// A server with metrics on and `requests.write` / `requests.read` as given (flow YAML).
+async fn limited(write: &str, read: &str) -> TestServer {
+    TestServer::builder()
+        .in_memory()
+        .metrics(None)
+        .config(&format!("requests:\n  write: {write}\n  read: {read}\n"))
+        .start()
+        .await
 }
 
-async fn metrics(s: &OpsServer) -> String {
-    client()
-        .get(format!("{}/extensions/v2/metrics", s.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("scrape body")
+async fn gauge(s: &TestServer, series: &str) -> f64 {
+    sample(&s.scrape().await, series).unwrap_or(-1.0)
 }
 
-async fn gauge(s: &OpsServer, series: &str) -> f64 {
-    sample(&metrics(s).await, series).unwrap_or(-1.0)
-}
-
-async fn start_upload(s: &OpsServer, c: &reqwest::Client) -> String {
-    let r = c
-        .post(format!("{}/v2/burst/app/blobs/uploads/", s.base))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let loc = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    if loc.starts_with("http") {
-        loc
-    } else {
-        format!("{}{loc}", s.base)
-    }
+/// Starts an upload in `burst/app`; its absolute URL.
+async fn start_upload(s: &TestServer) -> String {
+    s.url(&s.start_upload("burst/app").await)
 }
 
 /// A PATCH whose body the test holds open: the sender sends more bytes or is dropped to finish.
@@ -89,15 +67,15 @@ async fn burst_over_max_running_plus_queue_gets_exactly_the_excess_429s() {
     const RUNNING: usize = 2;
     const QUEUE: usize = 3;
     const BURST: usize = 12;
-    let s = start(&yaml(
+    let s = limited(
         "{maxRunning: 2, maxInQueue: 3, maxWaitInQueue: 0}",
         "{maxRunning: 1, maxInQueue: 0}",
-    ))
+    )
     .await;
     let c = client();
     let mut urls = Vec::new();
     for _ in 0..BURST {
-        urls.push(start_upload(&s, &c).await);
+        urls.push(start_upload(&s).await);
     }
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let senders: Vec<_> = urls
@@ -134,7 +112,7 @@ async fn burst_over_max_running_plus_queue_gets_exactly_the_excess_429s() {
         .await,
         QUEUE as f64
     );
-    let text = metrics(&s).await;
+    let text = s.scrape().await;
     assert_eq!(
         sample(
             &text,
@@ -153,20 +131,12 @@ async fn burst_over_max_running_plus_queue_gets_exactly_the_excess_429s() {
 
     // Reads have their own limiter; probes and the base path are never limited.
     assert_eq!(
-        c.get(format!("{}/v2/", s.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        c.get(s.url("/v2/")).send().await.unwrap().status(),
         StatusCode::OK
     );
     for p in ["/", "/healthz", "/healthz/ready"] {
         assert_eq!(
-            c.get(format!("{}{p}", s.base))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            c.get(s.url(p)).send().await.unwrap().status(),
             StatusCode::OK,
             "{p}"
         );
@@ -190,7 +160,7 @@ async fn burst_over_max_running_plus_queue_gets_exactly_the_excess_429s() {
     }
     assert_eq!(ok, RUNNING + QUEUE);
     eventually(10, "limiter drains", || async {
-        let t = metrics(&s).await;
+        let t = s.scrape().await;
         (sample(
             &t,
             "imageregistry_http_limiter_running_requests{limiter=\"write\"}",
@@ -210,14 +180,14 @@ async fn burst_over_max_running_plus_queue_gets_exactly_the_excess_429s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_requests_give_up_after_max_wait() {
-    let s = start(&yaml(
+    let s = limited(
         "{maxRunning: 1, maxInQueue: 5, maxWaitInQueue: 300ms}",
         "{maxRunning: 0}",
-    ))
+    )
     .await;
     let c = client();
-    let hold_url = start_upload(&s, &c).await;
-    let wait_url = start_upload(&s, &c).await;
+    let hold_url = start_upload(&s).await;
+    let wait_url = start_upload(&s).await;
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let hold = held_patch(&c, hold_url, done_tx.clone(), 0);
     eventually(10, "the first PATCH runs", || async {
@@ -255,10 +225,10 @@ async fn queued_requests_give_up_after_max_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_leaves_the_queue() {
-    let s = start(&yaml("{maxRunning: 1, maxInQueue: 1}", "{maxRunning: 0}")).await;
+    let s = limited("{maxRunning: 1, maxInQueue: 1}", "{maxRunning: 0}").await;
     let c = client();
-    let hold_url = start_upload(&s, &c).await;
-    let gone_url = start_upload(&s, &c).await;
+    let hold_url = start_upload(&s).await;
+    let gone_url = start_upload(&s).await;
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let hold = held_patch(&c, hold_url, done_tx, 0);
     eventually(10, "the first PATCH runs", || async {
@@ -296,7 +266,7 @@ async fn a_client_that_goes_away_leaves_the_queue() {
     drop(tx);
     drop(gone_client);
     eventually(10, "the queue empties", || async {
-        let t = metrics(&s).await;
+        let t = s.scrape().await;
         (sample(&t, "imageregistry_http_limiter_queued_requests{limiter=\"write\"}") == Some(0.0)
             && sample(
                 &t,
@@ -312,16 +282,13 @@ async fn a_client_that_goes_away_leaves_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_holds_its_read_slot_until_the_body_is_sent() {
-    let s = start(&yaml("{maxRunning: 0}", "{maxRunning: 1, maxInQueue: 0}")).await;
+    let s = limited("{maxRunning: 0}", "{maxRunning: 1, maxInQueue: 0}").await;
     let c = client();
     // A blob bigger than the socket buffers, so an unread download stays in flight.
     let blob: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
+    let digest = sha256(&blob);
     let r = c
-        .post(format!(
-            "{}/v2/big/blob/blobs/uploads/?digest={digest}",
-            s.base
-        ))
+        .post(s.url(&format!("/v2/big/blob/blobs/uploads/?digest={digest}")))
         .header("content-type", "application/octet-stream")
         .body(blob)
         .send()
@@ -329,16 +296,16 @@ async fn a_download_holds_its_read_slot_until_the_body_is_sent() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let slow = c
-        .get(format!("{}/v2/big/blob/blobs/{digest}", s.base))
+        .get(s.url(&format!("/v2/big/blob/blobs/{digest}")))
         .send()
         .await
         .unwrap();
     assert_eq!(slow.status(), StatusCode::OK);
     // Headers are in, the body is not read: the slot is still taken.
-    let r = c.get(format!("{}/v2/", s.base)).send().await.unwrap();
+    let r = c.get(s.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let r = c
-        .head(format!("{}/v2/big/blob/blobs/{digest}", s.base))
+        .head(s.url(&format!("/v2/big/blob/blobs/{digest}")))
         .send()
         .await
         .unwrap();
@@ -351,11 +318,7 @@ async fn a_download_holds_its_read_slot_until_the_body_is_sent() {
         "/extensions/v2/metrics",
     ] {
         assert_eq!(
-            c.get(format!("{}{p}", s.base))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            c.get(s.url(p)).send().await.unwrap().status(),
             StatusCode::OK,
             "{p} is never limited"
         );
@@ -363,7 +326,7 @@ async fn a_download_holds_its_read_slot_until_the_body_is_sent() {
     let body = slow.bytes().await.unwrap();
     assert_eq!(body.len(), 32 << 20);
     eventually(10, "the slot is free again", || async {
-        let r = c.get(format!("{}/v2/", s.base)).send().await.ok()?;
+        let r = c.get(s.url("/v2/")).send().await.ok()?;
         (r.status() == StatusCode::OK).then_some(())
     })
     .await;

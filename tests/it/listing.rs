@@ -1,10 +1,9 @@
 //! Tag listing and the catalog: order, `n`/`last` pagination and the `Link` header.
 
-mod common;
-
-use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
+
+use crate::harness::*;
 
 /// The target of a `Link: <url>; rel="next"` header, if any.
 fn next_link(resp: &reqwest::Response) -> Option<String> {
@@ -249,14 +248,14 @@ async fn empty_catalog() {
     assert_eq!(resp.status(), StatusCode::OK);
     let v = json_body(resp).await;
     assert!(strings(&v["repositories"]).is_empty());
-    let s = TestServer::start_with(Options::in_memory()).await;
+    let s = TestServer::builder().in_memory().start().await;
     let v = json_body(s.get("/v2/_catalog?n=5").await).await;
     assert!(strings(&v["repositories"]).is_empty());
 }
 
 #[tokio::test]
 async fn listing_on_the_in_memory_driver() {
-    let s = TestServer::start_with(Options::in_memory()).await;
+    let s = TestServer::builder().in_memory().start().await;
     let m = s.oci_image("mem/app", "x").await;
     for t in ["b", "a", "c"] {
         s.push_manifest("mem/app", t, OCI_MANIFEST, &m).await;

@@ -1,82 +1,50 @@
 //! Metrics endpoint (guard, families, `promtool check metrics`), readiness following storage
 //! health, the access log (one line per request, request id, no secrets), read-only mode.
 
-mod ops_support;
-
 use std::io::Write;
 
-use ops_support::{client, e2e_required, eventually, sample, start};
-use reqwest::StatusCode;
-use sha2::Digest as _;
+use reqwest::{Method, StatusCode};
+
+use crate::harness::*;
 
 const SECRET: &str = "metrics-s3cret";
 
-fn metrics_yaml(extra: &str) -> String {
-    format!(
-        "storage:\n  inmemory: {{}}\nhttp:\n  secret: s\nlog:\n  level: error\nmetrics:\n  enabled: true\n  secret: {SECRET}\n{extra}"
-    )
-}
-
-async fn push_small_image(base: &str, c: &reqwest::Client) {
+/// Pushes a small image (a monolithic blob, a config through a session, a manifest), pulls it and
+/// asks for a missing manifest: traffic for the counters.
+async fn push_small_image(s: &TestServer) {
     let blob = b"layer bytes".to_vec();
-    let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
-    let r = c
-        .post(format!("{base}/v2/ns/app/blobs/uploads/?digest={d}"))
-        .body(blob.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let d = s.push_blob("ns/app", &blob).await;
     let cfg = b"{}".to_vec();
-    let cd = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&cfg)));
-    let r = c
-        .post(format!("{base}/v2/ns/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_owned();
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = c
-        .put(format!("{base}{loc}{sep}digest={cd}"))
-        .body(cfg.clone())
-        .send()
-        .await
-        .unwrap();
+    let cd = sha256(&cfg);
+    let loc = s.start_upload("ns/app").await;
+    let r = s.finish_upload(&loc, &cd, Some(&cfg)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": blob.len()}]
-    });
-    let r = c
-        .put(format!("{base}/v2/ns/app/manifests/v1"))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .get(format!("{base}/v2/ns/app/manifests/v1"))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+    let manifest = oci_manifest(
+        &descriptor(OCI_CONFIG, &cd, cfg.len()),
+        &[descriptor(OCI_LAYER, &d, blob.len())],
+    );
+    s.push_manifest("ns/app", "v1", OCI_MANIFEST, &manifest)
+        .await;
+    let r = s
+        .request(reqwest::Method::GET, "/v2/ns/app/manifests/v1")
+        .header("accept", OCI_MANIFEST)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = c
-        .get(format!("{base}/v2/ns/app/manifests/missing"))
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/v2/ns/app/manifests/missing").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn metrics_need_the_secret_and_export_the_openshift_families() {
-    let s = start(&metrics_yaml("")).await;
+    let s = TestServer::builder()
+        .in_memory()
+        .metrics(Some(SECRET))
+        .start()
+        .await;
     let c = client();
-    let url = format!("{}/extensions/v2/metrics", s.base);
+    let url = s.url("/extensions/v2/metrics");
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().contains_key("www-authenticate"));
@@ -90,7 +58,7 @@ async fn metrics_need_the_secret_and_export_the_openshift_families() {
     let r = c.get(&url).bearer_auth(SECRET).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    push_small_image(&s.base, &c).await;
+    push_small_image(&s).await;
     let r = c
         .get(&url)
         .basic_auth("anyuser", Some(SECRET))
@@ -178,9 +146,9 @@ fn promtool_check(text: &str) {
 
 #[tokio::test]
 async fn metrics_are_off_by_default_and_openshift_section_works() {
-    let s = start("storage:\n  inmemory: {}\nhttp:\n  secret: s\n").await;
+    let s = TestServer::builder().in_memory().start().await;
     let r = client()
-        .get(format!("{}/extensions/v2/metrics", s.base))
+        .get(s.url("/extensions/v2/metrics"))
         .send()
         .await
         .unwrap();
@@ -207,16 +175,15 @@ async fn metrics_are_off_by_default_and_openshift_section_works() {
 async fn readiness_follows_storage_health() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
-    let s = start(&format!(
-        "storage:\n  filesystem:\n    rootdirectory: {:?}\nhttp:\n  secret: s\nhealth:\n  storagedriver:\n    interval: 50ms\n    threshold: 2\nmetrics:\n  enabled: true\n",
-        root.display().to_string()
-    ))
-    .await;
-    let c = client();
+    let s = TestServer::builder()
+        .root(&root)
+        .metrics(None)
+        .config("health:\n  storagedriver:\n    interval: 50ms\n    threshold: 2\n")
+        .start()
+        .await;
     let status = |p: &'static str| {
-        let c = c.clone();
-        let base = s.base.clone();
-        async move { c.get(format!("{base}{p}")).send().await.unwrap().status() }
+        let sent = s.request(Method::GET, p).send();
+        async move { sent.await.unwrap().status() }
     };
     eventually(10, "ready", || async {
         (status("/healthz/ready").await == StatusCode::OK).then_some(())
@@ -229,14 +196,7 @@ async fn readiness_follows_storage_health() {
         (status("/healthz/ready").await == StatusCode::SERVICE_UNAVAILABLE).then_some(())
     })
     .await;
-    let body = c
-        .get(format!("{}/readyz", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = s.get("/readyz").await.text().await.unwrap();
     assert!(body.contains("storage unavailable"), "{body}");
     assert!(
         !body.contains(&root.display().to_string()),
@@ -247,14 +207,7 @@ async fn readiness_follows_storage_health() {
         StatusCode::OK,
         "liveness stays up"
     );
-    let text = c
-        .get(format!("{}/extensions/v2/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.scrape().await;
     assert_eq!(sample(&text, "imageregistry_storage_health_up"), Some(0.0));
     // And comes back.
     std::fs::rename(&moved, &root).unwrap();
@@ -266,31 +219,20 @@ async fn readiness_follows_storage_health() {
 
 #[tokio::test]
 async fn read_only_refuses_every_write_with_a_readable_message() {
-    let s = start("storage:\n  inmemory: {}\nhttp:\n  secret: s\nreadOnly: true\n").await;
-    let c = client();
+    let s = TestServer::builder().in_memory().read_only().start().await;
     let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     for (m, p) in [
+        (Method::POST, "/v2/ns/app/blobs/uploads/".to_owned()),
         (
-            reqwest::Method::POST,
-            "/v2/ns/app/blobs/uploads/".to_owned(),
-        ),
-        (
-            reqwest::Method::POST,
+            Method::POST,
             format!("/v2/ns/app/blobs/uploads/?mount={d}&from=other/app"),
         ),
-        (reqwest::Method::PUT, "/v2/ns/app/manifests/v1".to_owned()),
-        (reqwest::Method::DELETE, format!("/v2/ns/app/manifests/{d}")),
-        (reqwest::Method::DELETE, format!("/v2/ns/app/blobs/{d}")),
-        (
-            reqwest::Method::PATCH,
-            "/v2/ns/app/blobs/uploads/x".to_owned(),
-        ),
+        (Method::PUT, "/v2/ns/app/manifests/v1".to_owned()),
+        (Method::DELETE, format!("/v2/ns/app/manifests/{d}")),
+        (Method::DELETE, format!("/v2/ns/app/blobs/{d}")),
+        (Method::PATCH, "/v2/ns/app/blobs/uploads/x".to_owned()),
     ] {
-        let r = c
-            .request(m.clone(), format!("{}{p}", s.base))
-            .send()
-            .await
-            .unwrap();
+        let r = s.request(m.clone(), &p).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
         let body = r.text().await.unwrap();
         assert!(
@@ -298,12 +240,8 @@ async fn read_only_refuses_every_write_with_a_readable_message() {
             "{body}"
         );
     }
-    let r = c.get(format!("{}/v2/", s.base)).send().await.unwrap();
+    let r = s.get("/v2/").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = c
-        .get(format!("{}/v2/ns/app/tags/list", s.base))
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/v2/ns/app/tags/list").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

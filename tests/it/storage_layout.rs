@@ -1,13 +1,12 @@
 //! The files on disk are where CNCF distribution puts them, and a tree laid out by hand the way
 //! distribution writes it is served.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
+
+use crate::harness::*;
 
 const V2: &str = "docker/registry/v2";
 
@@ -102,14 +101,7 @@ async fn files_are_where_distribution_puts_them() {
 async fn an_upload_in_progress_lives_under_uploads() {
     let s = TestServer::start().await;
     let loc = s.start_upload("app").await;
-    let uuid = loc
-        .split('?')
-        .next()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let uuid = uuid_of(&loc);
     let resp = s.patch_chunk(&loc, 0, b"first chunk").await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let dir = format!("repositories/app/_uploads/{uuid}");
@@ -221,7 +213,7 @@ async fn a_tree_written_by_distribution_is_served() {
         write(root, &link, d.as_bytes());
     }
 
-    let s = TestServer::start_with(Options::sharing(root)).await;
+    let s = TestServer::builder().root(root).start().await;
     let resp = s.get(&format!("/v2/{repo}/manifests/latest")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, "content-type"), DOCKER_MANIFEST);

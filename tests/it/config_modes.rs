@@ -1,10 +1,9 @@
 //! Behaviour switches from config: read-only mode and disabled deletes.
 
-mod common;
-
-use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
+use crate::harness::*;
 
 #[tokio::test]
 async fn read_only_refuses_every_write_and_serves_reads() {
@@ -28,11 +27,11 @@ async fn read_only_refuses_every_write_and_serves_reads() {
     let upload = rw.start_upload("ns/app").await;
     let before = files_under(rw.root());
 
-    let ro = TestServer::start_with(Options {
-        read_only: true,
-        ..Options::sharing(rw.root())
-    })
-    .await;
+    let ro = TestServer::builder()
+        .root(rw.root())
+        .read_only()
+        .start()
+        .await;
 
     // Reads work.
     let resp = ro.get("/v2/").await;
@@ -103,12 +102,7 @@ async fn read_only_refuses_every_write_and_serves_reads() {
 
 #[tokio::test]
 async fn read_only_on_the_in_memory_driver() {
-    let s = TestServer::start_with(Options {
-        read_only: true,
-        in_memory: true,
-        ..Options::default()
-    })
-    .await;
+    let s = TestServer::builder().read_only().in_memory().start().await;
     assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
     let v = json_body(s.get("/v2/_catalog").await).await;
     assert_eq!(v["repositories"], json!([]));
@@ -128,7 +122,7 @@ async fn read_only_on_the_in_memory_driver() {
 
 #[tokio::test]
 async fn deletes_disabled_refuses_deletes_only() {
-    let s = TestServer::start_with(Options::delete_disabled()).await;
+    let s = TestServer::builder().delete_disabled().start().await;
     let blob = s.push_blob("app", b"kept").await;
     let (d, m) = s.push_image("app", "v1", "x").await;
 
@@ -176,7 +170,7 @@ async fn deletes_disabled_refuses_deletes_only() {
 
 #[tokio::test]
 async fn in_memory_storage_serves_a_whole_workflow() {
-    let s = TestServer::start_with(Options::in_memory()).await;
+    let s = TestServer::builder().in_memory().start().await;
     assert!(s.root.is_none());
     let (d, m) = s.push_image("mem/app", "v1", "x").await;
     let resp = s.get(&format!("/v2/mem/app/manifests/{d}")).await;

@@ -3,13 +3,13 @@
 //! `Config::from_yaml` without a warning; the secret-wired storage variables name storage keys;
 //! every metric the Grafana dashboard queries is exported.
 
-mod ops_support;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use image_registry::config::Config;
 use serde_yaml::Value;
+
+use crate::harness::*;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/kubernetes")
@@ -207,30 +207,20 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     }
     assert!(wanted.len() > 10, "{wanted:?}");
 
-    let s = ops_support::start(
-        "storage:\n  inmemory: {}\nhttp:\n  secret: s\nmetrics:\n  enabled: true\nrequests:\n  read:\n    maxRunning: 5\n",
-    )
-    .await;
-    let c = ops_support::client();
-    let _ = c.get(format!("{}/v2/", s.base)).send().await.unwrap();
-    let _ = c
-        .get(format!("{}/v2/a/manifests/missing", s.base))
+    let s = TestServer::builder()
+        .in_memory()
+        .metrics(None)
+        .config("requests:\n  read:\n    maxRunning: 5\n")
+        .start()
+        .await;
+    let _ = s.get("/v2/").await;
+    let _ = s.get("/v2/a/manifests/missing").await;
+    let _ = s
+        .request(reqwest::Method::POST, "/v2/a/blobs/uploads/")
         .send()
         .await
         .unwrap();
-    let _ = c
-        .post(format!("{}/v2/a/blobs/uploads/", s.base))
-        .send()
-        .await
-        .unwrap();
-    let scrape = c
-        .get(format!("{}/extensions/v2/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = s.scrape().await;
     let exported: BTreeSet<String> = scrape
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -1,10 +1,9 @@
 //! The error surface: unknown endpoints, wrong methods, malformed names and digests, and the
 //! shape and headers every error answer carries.
 
-mod common;
-
-use common::*;
 use reqwest::{Method, StatusCode};
+
+use crate::harness::*;
 
 const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

@@ -3,108 +3,38 @@
 //! next process (same folder and secret).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
 use reqwest::StatusCode;
-use sha2::Digest as _;
+
+use crate::harness::*;
 
 type Chunk = Result<Bytes, std::io::Error>;
 
-struct Proc {
-    child: Child,
-    base: String,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // Only the child this test started, by its pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn spawn(root: &Path, drain: &str, tag: &str) -> Proc {
-    let port = free_port();
+/// The binary on `root` with `http.draintimeout = drain`, metrics on, logging at info to
+/// `server-<tag>.log` next to `root`.
+async fn spawn(root: &Path, drain: &str, tag: &str) -> Process {
     let log = root.parent().unwrap().join(format!("server-{tag}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-registry"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REGISTRY_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .arg("serve")
-        .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root)
-        .env("REGISTRY_HTTP_SECRET", "drain-test-secret")
-        .env("REGISTRY_HTTP_DRAINTIMEOUT", drain)
-        .env("REGISTRY_METRICS_ENABLED", "true")
-        .env("REGISTRY_LOG_LEVEL", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let p = Proc {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        log,
-    };
-    let c = client();
-    for _ in 0..300 {
-        if let Ok(r) = c.get(format!("{}/v2/", p.base)).send().await {
-            if r.status() == StatusCode::OK {
-                return p;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not start:\n{}", p.log());
+    Process::spawn(
+        &[
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                root.to_str().unwrap(),
+            ),
+            ("REGISTRY_HTTP_SECRET", "drain-test-secret"),
+            ("REGISTRY_HTTP_DRAINTIMEOUT", drain),
+            ("REGISTRY_METRICS_ENABLED", "true"),
+            ("REGISTRY_LOG_LEVEL", "info"),
+        ],
+        &log,
+    )
+    .await
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-fn sigterm(p: &Proc) {
-    let st = Command::new("kill")
-        .args(["-TERM", &p.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-async fn wait_exit(p: &mut Proc, secs: u64) -> std::process::ExitStatus {
-    for _ in 0..secs * 20 {
-        if let Some(st) = p.child.try_wait().unwrap() {
-            return st;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not exit within {secs}s:\n{}", p.log());
-}
-
-async fn in_flight(p: &Proc) -> f64 {
+/// `imageregistry_http_in_flight_requests` of the process (-1 when missing).
+async fn in_flight(p: &Process) -> f64 {
     let t = client()
         .get(format!("{}/extensions/v2/metrics", p.base))
         .send()
@@ -113,16 +43,13 @@ async fn in_flight(p: &Proc) -> f64 {
         .text()
         .await
         .unwrap();
-    t.lines()
-        .find_map(|l| l.strip_prefix("imageregistry_http_in_flight_requests "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
+    sample(&t, "imageregistry_http_in_flight_requests").unwrap_or(-1.0)
 }
 
 /// Starts an upload and a PATCH whose body is held; returns the Location, the body sender and the
 /// PATCH's pending result, once the server is inside the PATCH.
 async fn held_patch(
-    p: &Proc,
+    p: &Process,
     first: &'static [u8],
 ) -> (
     String,
@@ -161,7 +88,7 @@ async fn sigterm_stops_accepting_and_drains_requests_in_flight() {
     let mut p = spawn(&root, "30s", "drain").await;
     let (loc, tx, patch) = held_patch(&p, b"first half, ").await;
 
-    sigterm(&p);
+    p.sigterm();
     // New connections are refused while the PATCH is still being served.
     let port = p.port;
     let mut refused = false;
@@ -189,7 +116,7 @@ async fn sigterm_stops_accepting_and_drains_requests_in_flight() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-22");
     let next = r.headers()["location"].to_str().unwrap().to_owned();
-    let st = wait_exit(&mut p, 10).await;
+    let st = p.wait_exit(10).await;
     assert!(st.success(), "exit status {st:?}:\n{}", p.log());
     let log = p.log();
     assert!(log.contains("shutting down"), "{log}");
@@ -199,10 +126,13 @@ async fn sigterm_stops_accepting_and_drains_requests_in_flight() {
     // A new process on the same folder finishes the upload.
     let q = spawn(&root, "30s", "after").await;
     let all = b"first half, second half".to_vec();
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&all)));
-    let sep = if next.contains('?') { '&' } else { '?' };
+    let digest = sha256(&all);
     let r = client()
-        .put(format!("{}{next}{sep}digest={digest}", q.base))
+        .put(format!(
+            "{}{}",
+            q.base,
+            with_query(&next, "digest", &digest)
+        ))
         .send()
         .await
         .unwrap();
@@ -226,8 +156,8 @@ async fn drain_timeout_cuts_a_stuck_upload_which_resumes_on_restart() {
     let first: &[u8] = b"bytes that arrived before the cut";
     let (loc, tx, patch) = held_patch(&p, b"bytes that arrived before the cut").await;
     let t = std::time::Instant::now();
-    sigterm(&p);
-    let st = wait_exit(&mut p, 15).await;
+    p.sigterm();
+    let st = p.wait_exit(15).await;
     assert!(st.success(), "exit status {st:?}:\n{}", p.log());
     assert!(
         t.elapsed() < Duration::from_secs(10),
@@ -266,10 +196,13 @@ async fn drain_timeout_cuts_a_stuck_upload_which_resumes_on_restart() {
     let next = r.headers()["location"].to_str().unwrap().to_owned();
     let mut all = first.to_vec();
     all.extend_from_slice(rest);
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&all)));
-    let sep = if next.contains('?') { '&' } else { '?' };
+    let digest = sha256(&all);
     let r = c
-        .put(format!("{}{next}{sep}digest={digest}", q.base))
+        .put(format!(
+            "{}{}",
+            q.base,
+            with_query(&next, "digest", &digest)
+        ))
         .send()
         .await
         .unwrap();

@@ -1,13 +1,12 @@
 //! Concurrent clients: the same blob pushed at once, one tag pushed at once, chunked uploads side by
 //! side. The server runs on a multi-threaded runtime so requests really overlap.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
+
+use crate::harness::*;
 
 const CLIENTS: usize = 16;
 
@@ -197,7 +196,7 @@ async fn concurrent_chunked_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_pushes_and_pulls_of_many_tags() {
-    let s = Arc::new(TestServer::start_with(Options::in_memory()).await);
+    let s = Arc::new(TestServer::builder().in_memory().start().await);
     let tasks = (0..CLIENTS).map(|i| {
         let s = s.clone();
         tokio::spawn(async move {
@@ -218,7 +217,7 @@ async fn concurrent_pushes_and_pulls_of_many_tags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn same_blob_pushed_at_once_on_the_in_memory_driver() {
-    let s = Arc::new(TestServer::start_with(Options::in_memory()).await);
+    let s = Arc::new(TestServer::builder().in_memory().start().await);
     let data = Arc::new(bytes(256 * 1024, 7));
     let d = sha256(&data);
     let tasks = (0..CLIENTS).map(|_| {

@@ -1,9 +1,8 @@
 //! Blob reads, range requests, visibility per repository and deletes.
 
-mod common;
-
-use common::*;
 use reqwest::{Method, StatusCode};
+
+use crate::harness::*;
 
 #[tokio::test]
 async fn base_endpoint_answers_with_api_version() {
@@ -334,7 +333,7 @@ async fn large_blob_round_trip() {
 
 #[tokio::test]
 async fn blobs_work_on_the_in_memory_driver() {
-    let s = TestServer::start_with(Options::in_memory()).await;
+    let s = TestServer::builder().in_memory().start().await;
     let data = bytes(5000, 3);
     let d = s.push_blob("mem/app", &data).await;
     let d2 = s.push_blob_chunked("mem/app", &bytes(2500, 4), 1000).await;

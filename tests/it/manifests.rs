@@ -1,12 +1,11 @@
 //! Manifests: push and pull of the four media types, content negotiation, validation errors,
 //! subjects, size limit, deletes and tag overwrite.
 
-mod common;
-
-use common::*;
 use futures::stream;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+use crate::harness::*;
 
 /// Asserts that GET and HEAD of `reference` serve `body` as `media_type` with `digest`.
 async fn assert_served(
@@ -789,7 +788,7 @@ async fn a_manifest_is_also_readable_through_the_blob_endpoint() {
 
 #[tokio::test]
 async fn manifests_on_the_in_memory_driver() {
-    let s = TestServer::start_with(Options::in_memory()).await;
+    let s = TestServer::builder().in_memory().start().await;
     let (d, m) = s.push_image("mem", "v1", "x").await;
     assert_served(&s, "mem", "v1", OCI_MANIFEST, &d, &m).await;
     assert_eq!(s.delete("/v2/mem/manifests/v1").await.status(), 202);

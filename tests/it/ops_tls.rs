@@ -2,19 +2,18 @@
 //! change, client certificates; and the outbound module: per-host CAs (`host..port`) and the proxy.
 //! Certificates are generated here with rcgen.
 
-mod ops_support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use ops_support::{eventually, start};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
 
 struct Ca {
     cert: Certificate,
@@ -94,7 +93,7 @@ async fn sni_picks_each_routes_certificate_over_http2_and_reloads() {
     write_leaf(dir.path(), "default", &default);
     write_leaf(dir.path(), "a", &a);
     write_leaf(dir.path(), "b", &b);
-    let s = start(&yaml(dir.path(), "")).await;
+    let s = TestServer::from_yaml(&yaml(dir.path(), "")).await;
     let port = s.addr.port();
     let c = tls_client(&ca, s.addr).build().unwrap();
 
@@ -121,7 +120,7 @@ async fn sni_picks_each_routes_certificate_over_http2_and_reloads() {
         .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     // Plain HTTP on the TLS port fails.
-    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let plain = client();
     assert!(plain
         .get(format!("http://127.0.0.1:{port}/v2/"))
         .send()
@@ -170,8 +169,8 @@ async fn minimum_tls_version_is_enforced() {
         };
         write_leaf(dir.path(), n, &ca.leaf(&[host], false));
     }
-    let s13 = start(&yaml(dir.path(), "    minimumtls: tls1.3\n")).await;
-    let s12 = start(&yaml(dir.path(), "")).await;
+    let s13 = TestServer::from_yaml(&yaml(dir.path(), "    minimumtls: tls1.3\n")).await;
+    let s12 = TestServer::from_yaml(&yaml(dir.path(), "")).await;
     for (s, tls12_ok) in [(&s13, false), (&s12, true)] {
         let c = tls_client(&ca, s.addr)
             .max_tls_version(reqwest::tls::Version::TLS_1_2)
@@ -193,7 +192,7 @@ async fn client_certificates_are_required_when_client_cas_are_set() {
     write_leaf(dir.path(), "default", &ca.leaf(&["localhost"], false));
     std::fs::write(dir.path().join("clients.pem"), client_ca.pem()).unwrap();
     let d = dir.path().display();
-    let s = start(&format!(
+    let s = TestServer::from_yaml(&format!(
         "storage:\n  inmemory: {{}}\nhttp:\n  secret: s\n  tls:\n    certificate: {d}/default.crt\n    key: {d}/default.key\n    clientcas:\n      - {d}/clients.pem\n"
     ))
     .await;
@@ -221,7 +220,7 @@ async fn outbound_clients_trust_per_host_cas_and_folders() {
     let ca = Ca::new("upstream CA");
     write_leaf(dir.path(), "default", &ca.leaf(&["localhost"], false));
     let d = dir.path().display();
-    let s = start(&format!(
+    let s = TestServer::from_yaml(&format!(
         "storage:\n  inmemory: {{}}\nhttp:\n  secret: s\n  tls:\n    certificate: {d}/default.crt\n    key: {d}/default.key\n"
     ))
     .await;

@@ -1,17 +1,10 @@
 //! Blob uploads: sessions, monolithic and chunked pushes, status, cancel, digests, signed state,
 //! cross-repository mounts and resuming on another instance.
 
-mod common;
-
-use common::*;
 use futures::stream;
 use reqwest::{Method, StatusCode};
 
-/// The uuid path segment of a `Location`.
-fn uuid_of(location: &str) -> String {
-    let path = location.split('?').next().unwrap();
-    path.rsplit('/').next().unwrap().to_owned()
-}
+use crate::harness::*;
 
 #[tokio::test]
 async fn post_starts_a_session() {
@@ -686,7 +679,7 @@ async fn mount_with_malformed_parameters() {
 #[tokio::test]
 async fn resume_an_upload_on_a_second_instance() {
     let first = TestServer::start().await;
-    let second = TestServer::start_with(Options::sharing(first.root())).await;
+    let second = TestServer::builder().root(first.root()).start().await;
     let data = bytes(250_000, 11);
     let d = sha256(&data);
 
@@ -723,7 +716,11 @@ async fn resume_an_upload_on_a_second_instance() {
 #[tokio::test]
 async fn resume_with_a_different_secret_is_refused() {
     let first = TestServer::start().await;
-    let other = TestServer::start_with(Options::sharing(first.root()).with_secret("another")).await;
+    let other = TestServer::builder()
+        .root(first.root())
+        .secret("another")
+        .start()
+        .await;
     let loc = first.start_upload("app").await;
     let resp = first.patch_chunk(&loc, 0, b"first part").await;
     let loc = header(&resp, "location");

@@ -2,23 +2,20 @@
 //! challenge, the whole matrix {anonymous, no-role, viewer, editor, builder, pruner (+ scraper)} x
 //! {pull, push, cancel upload, mount, delete, catalog, metrics}, the decision cache (one API call
 //! for N identical requests, coalesced when concurrent), the deadline (a hanging API -> 503 within
-//! it), an unreachable API -> 503, and that no token ever reaches the logs.
+//! it), an unreachable API -> 503, the metrics endpoint (secret or review), and that no token ever
+//! reaches the logs.
 
-mod fake_kube;
-
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use fake_kube::{FakeKube, RoleBinding, Table, User, SAR, SSAR, SSR, TR};
-use image_registry::app::{build_app_with_auth, build_driver, build_registry, AppOptions};
-use image_registry::auth::{Auth, MetricsAccess};
-use image_registry::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sha2::Digest as _;
+
+use crate::fake_kube::{self, FakeKube, RoleBinding, Table, User, SAR, SSAR, SSR, TR};
+use crate::harness::*;
 
 const SA_TOKEN: &str = "sa-token-registry-0001";
+
 const METRICS_SECRET: &str = "metrics-secret-0001";
 
 fn u(token: &str, name: &str) -> User {
@@ -73,94 +70,56 @@ fn table() -> Table {
     }
 }
 
-struct Env {
-    kube: FakeKube,
-    base: String,
-    client: reqwest::Client,
-    auth: Arc<Auth>,
-    _dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn start_registry(
-    kube_base: &str,
-    extra: &str,
-    dir: &tempfile::TempDir,
-) -> (String, Arc<Auth>, tokio::task::JoinHandle<()>) {
-    let token_file = dir.path().join("sa-token");
-    std::fs::write(&token_file, format!("{SA_TOKEN}\n")).unwrap();
-    let yaml = format!(
-        "storage:\n  inmemory: {{}}\nhttp:\n  secret: s\nlog:\n  level: error\nauth:\n  openshift:\n    server: {kube_base}\n    tokenfile: {:?}\n{extra}",
+/// A registry in openshift mode whose cluster API is at `kube_base`, storing in memory; `extra`
+/// holds more `auth.openshift` keys (indented four spaces).
+fn openshift_registry(kube_base: &str, extra: &str) -> ServerBuilder {
+    let b = TestServer::builder().in_memory();
+    let token_file = b.write_file("sa-token", &format!("{SA_TOKEN}\n"));
+    let auth = format!(
+        "  openshift:\n    server: {kube_base}\n    tokenfile: {:?}\n{extra}",
         token_file.display().to_string()
     );
-    let (config, _) = Config::from_yaml(&yaml, &[]).expect("config");
-    let driver = build_driver(&config).unwrap();
-    let (registry, _) = build_registry(&config, driver);
-    let auth = Arc::new(Auth::from_config(&config, &[]).unwrap().expect("auth on"));
-    let app = build_app_with_auth(registry, AppOptions::default(), Some(auth.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (base, auth, task)
+    b.auth(&auth)
+}
+
+/// `auth.openshift` keys of [`Env::default`].
+const DEFAULT_OPENSHIFT: &str = "    cachettl: 30s\n    timeout: 2s\n";
+
+/// The fake cluster and a registry using it, with metrics on behind [`METRICS_SECRET`] (and the
+/// `registry/metrics` review the auth mode adds).
+struct Env {
+    kube: FakeKube,
+    reg: TestServer,
 }
 
 impl Env {
     async fn start(extra: &str) -> Env {
         let kube = FakeKube::start(table()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let (base, auth, task) = start_registry(&kube.base, extra, &dir).await;
-        Env {
-            kube,
-            base,
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            auth,
-            _dir: dir,
-            task,
-        }
+        let reg = openshift_registry(&kube.base, extra)
+            .metrics(Some(METRICS_SECRET))
+            .start()
+            .await;
+        Env { kube, reg }
     }
 
     async fn default() -> Env {
-        Env::start("    cachettl: 30s\n    timeout: 2s\n").await
+        Env::start(DEFAULT_OPENSHIFT).await
     }
 
+    /// A request with the token as Bearer (`None`: anonymous); `path` may be a `Location`.
     fn req(&self, m: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        let r = self.client.request(m, url);
+        let r = self.reg.request(m, path);
         match token {
             Some(t) => r.bearer_auth(t),
             None => r,
         }
     }
 
+    /// A monolithic push with the token: (status, digest).
     async fn push_blob(&self, repo: &str, data: &[u8], token: &str) -> (StatusCode, String) {
-        let d = digest(data);
-        let r = self
-            .req(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-                Some(token),
-            )
-            .body(data.to_vec())
-            .send()
+        self.reg
+            .post_blob(repo, data, Some(&format!("Bearer {token}")))
             .await
-            .unwrap();
-        (r.status(), d)
     }
 
     /// Pushes config + one layer + a manifest tagged `tag`; returns the layer digest.
@@ -189,35 +148,18 @@ impl Env {
     }
 }
 
-fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
-
-async fn error_code(r: reqwest::Response) -> String {
-    let v: Value =
-        serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
-    v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
-}
-
 #[tokio::test]
 async fn token_endpoint_and_challenge() {
     let env = Env::default().await;
     // No credentials on /v2/: the challenge points at our own token endpoint.
     let r = env.req(Method::GET, "/v2/", None).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let host = env.base.trim_start_matches("http://").to_owned();
+    let host = env.reg.base.trim_start_matches("http://").to_owned();
     assert_eq!(
         r.headers()["www-authenticate"],
         format!("Bearer realm=\"http://{host}/openshift/token\"").as_str()
     );
-    assert_eq!(error_code(r).await, "UNAUTHORIZED");
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     // Behind a proxy: X-Forwarded-Proto/Host.
     let r = env
         .req(Method::GET, "/v2/proj/app/manifests/v1", None)
@@ -301,7 +243,7 @@ async fn token_endpoint_and_challenge() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
-        assert_eq!(error_code(r).await, "NAME_INVALID");
+        assert_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
     }
 }
 
@@ -336,7 +278,8 @@ struct Row {
     mount: u16,
     delete: u16,
     catalog: u16,
-    metrics: bool,
+    /// The status of a scrape of `/extensions/v2/metrics` with the token.
+    metrics: u16,
 }
 
 async fn run_row(env: &Env, token: Option<&str>, n: usize) -> Row {
@@ -357,7 +300,7 @@ async fn run_row(env: &Env, token: Option<&str>, n: usize) -> Row {
             Method::POST,
             &format!(
                 "/v2/proj/app/blobs/uploads/?digest={}",
-                digest(data.as_bytes())
+                sha256(data.as_bytes())
             ),
             token,
         )
@@ -387,7 +330,7 @@ async fn run_row(env: &Env, token: Option<&str>, n: usize) -> Row {
         .status()
         .as_u16();
     // mount proj/app's layer into proj/app-mount-<n>
-    let layer = digest(b"layer of matrix");
+    let layer = sha256(b"layer of matrix");
     let mount = env
         .req(
             Method::POST,
@@ -419,10 +362,13 @@ async fn run_row(env: &Env, token: Option<&str>, n: usize) -> Row {
         .unwrap()
         .status()
         .as_u16();
-    let metrics = MetricsAccess::new(Some(METRICS_SECRET.into()), Some(env.auth.clone()))
-        .allowed(token.map(|t| format!("Bearer {t}")).as_deref())
+    let metrics = env
+        .req(Method::GET, "/extensions/v2/metrics", token)
+        .send()
         .await
-        .unwrap();
+        .unwrap()
+        .status()
+        .as_u16();
     Row {
         pull,
         push,
@@ -448,46 +394,46 @@ async fn access_matrix() {
         metrics,
     };
     let cases: Vec<(&str, Option<&str>, Row)> = vec![
-        ("anonymous", None, row(401, 401, 401, 401, 401, 401, false)),
+        ("anonymous", None, row(401, 401, 401, 401, 401, 401, 401)),
         (
             "anonymous token",
             Some("anonymous"),
-            row(401, 401, 401, 401, 401, 401, false),
+            row(401, 401, 401, 401, 401, 401, 401),
         ),
         (
             "no-role",
             Some("tok-norole-5f1c2a"),
-            row(403, 403, 403, 403, 403, 403, false),
+            row(403, 403, 403, 403, 403, 403, 401),
         ),
         (
             "viewer",
             Some("tok-viewer-77ab31"),
-            row(200, 403, 403, 403, 403, 403, false),
+            row(200, 403, 403, 403, 403, 403, 401),
         ),
         (
             "editor",
             Some("tok-editor-0c9d44"),
-            row(200, 201, 204, 201, 403, 403, false),
+            row(200, 201, 204, 201, 403, 403, 401),
         ),
         (
             "builder",
             Some("tok-builder-a1b2c3"),
-            row(200, 201, 204, 201, 403, 403, false),
+            row(200, 201, 204, 201, 403, 403, 401),
         ),
         (
             "pruner",
             Some("tok-pruner-9e8d7c"),
-            row(403, 403, 403, 403, 202, 200, false),
+            row(403, 403, 403, 403, 202, 200, 401),
         ),
         (
             "scraper",
             Some("tok-scraper-4d4d4d"),
-            row(403, 403, 403, 403, 403, 403, true),
+            row(403, 403, 403, 403, 403, 403, 200),
         ),
         (
             "invalid token",
             Some("tok-unknown-000000"),
-            row(401, 401, 401, 401, 401, 401, false),
+            row(401, 401, 401, 401, 401, 401, 401),
         ),
     ];
     let mut failures = Vec::new();
@@ -516,7 +462,7 @@ async fn denials_carry_spec_codes_and_scoped_challenges() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let c = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(c.ends_with(",scope=\"repository:proj/app:push\""), "{c}");
-    assert_eq!(error_code(r).await, "UNAUTHORIZED");
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     let r = env
         .req(
             Method::PUT,
@@ -527,8 +473,7 @@ async fn denials_carry_spec_codes_and_scoped_challenges() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(error_code(r).await, "DENIED");
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
 }
 
 #[tokio::test]
@@ -550,7 +495,7 @@ async fn mount_without_pull_on_from_falls_back_to_an_upload_session() {
         .to_str()
         .unwrap()
         .contains("/v2/proj/stolen/blobs/uploads/"));
-    let missing = digest(b"no such blob anywhere");
+    let missing = sha256(b"no such blob anywhere");
     let r2 = env
         .req(
             Method::POST,
@@ -636,29 +581,53 @@ async fn catalog_needs_the_cluster_right_and_shows_all() {
     assert_eq!(v["repositories"], json!(["other/app", "proj/app"]));
 }
 
+/// The status of a scrape of `/extensions/v2/metrics` with this `Authorization` (None: without).
+async fn scrape_status(reg: &TestServer, authorization: Option<&str>) -> StatusCode {
+    reg.request_as(Method::GET, "/extensions/v2/metrics", authorization)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn metrics_secret_and_review() {
     let env = Env::default().await;
-    let m = MetricsAccess::new(Some(METRICS_SECRET.into()), Some(env.auth.clone()));
     assert_eq!(
-        m.allowed(Some(&basic("anyuser", METRICS_SECRET))).await,
-        Ok(true)
+        scrape_status(&env.reg, Some(&basic("anyuser", METRICS_SECRET))).await,
+        StatusCode::OK
     );
     assert_eq!(
-        m.allowed(Some(&format!("Bearer {METRICS_SECRET}"))).await,
-        Ok(true)
+        scrape_status(&env.reg, Some(&format!("Bearer {METRICS_SECRET}"))).await,
+        StatusCode::OK
     );
     assert_eq!(env.kube.total_calls(), 0, "the secret needs no API call");
     assert_eq!(
-        m.allowed(Some(&basic("x", "tok-scraper-4d4d4d"))).await,
-        Ok(true)
+        scrape_status(&env.reg, Some(&basic("x", "tok-scraper-4d4d4d"))).await,
+        StatusCode::OK
     );
-    assert_eq!(m.allowed(Some("Bearer tok-viewer-77ab31")).await, Ok(false));
-    assert_eq!(m.allowed(None).await, Ok(false));
-    let no_secret = MetricsAccess::new(None, Some(env.auth.clone()));
     assert_eq!(
-        no_secret.allowed(Some(&basic("x", METRICS_SECRET))).await,
-        Ok(false)
+        scrape_status(&env.reg, Some("Bearer tok-viewer-77ab31")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        env.kube.calls(SSAR),
+        2,
+        "the scraper and the viewer were reviewed by the cluster"
+    );
+    assert_eq!(
+        scrape_status(&env.reg, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Metrics on without a secret: only the review admits a scrape, and the other registry's
+    // secret is just an unknown token here.
+    let no_secret = openshift_registry(&env.kube.base, DEFAULT_OPENSHIFT)
+        .metrics(None)
+        .start()
+        .await;
+    assert_eq!(
+        scrape_status(&no_secret, Some(&basic("x", METRICS_SECRET))).await,
+        StatusCode::UNAUTHORIZED
     );
 }
 
@@ -741,60 +710,40 @@ async fn hanging_api_answers_503_within_the_deadline_and_cache_keeps_serving() {
 
 #[tokio::test]
 async fn unreachable_api_answers_503() {
-    // A port nothing listens on.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", l.local_addr().unwrap());
-    drop(l);
-    let dir = tempfile::tempdir().unwrap();
-    let (base, _auth, task) = start_registry(&dead, "    timeout: 1s\n", &dir).await;
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
-    let r = c
-        .get(format!("{base}/v2/proj/app/manifests/v1"))
-        .bearer_auth("tok-viewer-77ab31")
+    let reg = openshift_registry(&dead_url(), "    timeout: 1s\n")
+        .start()
+        .await;
+    let r = reg
+        .request_as(
+            Method::GET,
+            "/v2/proj/app/manifests/v1",
+            Some("Bearer tok-viewer-77ab31"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let r = c
-        .get(format!("{base}/openshift/token"))
-        .header("authorization", basic("u", "tok-viewer-77ab31"))
+    let r = reg
+        .request_as(
+            Method::GET,
+            "/openshift/token",
+            Some(&basic("u", "tok-viewer-77ab31")),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    task.abort();
-}
-
-/// A `MakeWriter` collecting everything logged.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn logs_never_contain_a_token() {
-    let cap = Capture::default();
+    let cap = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(cap.clone())
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture_logs(subscriber);
     let env = Env::start("    cachettl: 30s\n    timeout: 300ms\n").await;
     env.seed_image("proj/app", "v1", "logs").await;
     for t in [
@@ -829,7 +778,7 @@ async fn logs_never_contain_a_token() {
         .send()
         .await
         .unwrap();
-    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let logs = cap.text();
     assert!(logs.len() > 1000, "the capture works: {} bytes", logs.len());
     for secret in [
         "tok-viewer-77ab31",
@@ -860,7 +809,7 @@ async fn measure_cache() {
         let env = Env::start(extra).await;
         env.seed_image("proj/app", "v1", "measure").await;
         env.kube.reset_calls();
-        let layer = digest(b"layer of measure");
+        let layer = sha256(b"layer of measure");
         let mut lat = Vec::new();
         for _ in 0..1000 {
             let s = Instant::now();

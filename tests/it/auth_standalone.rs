@@ -2,100 +2,36 @@
 //! bindings, anonymous pull patterns, filtered catalog, mount gating) and `token` mode (JWTs of an
 //! external token service, checked against a JWKS or a PEM bundle).
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use base64::Engine as _;
-use image_registry::app::{build_app_with_auth, build_driver, build_registry, AppOptions};
-use image_registry::auth::Auth;
-use image_registry::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
-struct Reg {
-    base: String,
-    client: reqwest::Client,
-    dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
-}
+use crate::harness::*;
 
-impl Drop for Reg {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn start(auth_yaml: &str, dir: tempfile::TempDir) -> Reg {
-    let yaml = format!(
-        "storage:\n  inmemory: {{}}\nhttp:\n  secret: s3\nlog:\n  level: error\nauth:\n{auth_yaml}"
-    );
-    let (config, _) = Config::from_yaml(&yaml, &[]).expect("config");
-    let driver = build_driver(&config).unwrap();
-    let (registry, _) = build_registry(&config, driver);
-    let auth = Arc::new(Auth::from_config(&config, &[]).unwrap().expect("auth on"));
-    let app = build_app_with_auth(registry, AppOptions::default(), Some(auth));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    Reg {
-        base,
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        dir,
-        task,
-    }
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+/// `GET /auth/token?service=image-registry&scope=<scope>` with optional credentials: the status and
+/// the JSON body (null when not JSON).
+async fn token(reg: &TestServer, creds: Option<&str>, scope: &str) -> (StatusCode, Value) {
+    let r = reg
+        .request_as(
+            Method::GET,
+            &format!("/auth/token?service=image-registry&scope={scope}"),
+            creds,
+        )
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (
+        s,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
     )
 }
 
-fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-impl Reg {
-    fn req(&self, m: Method, path: &str, auth: Option<&str>) -> reqwest::RequestBuilder {
-        let r = self.client.request(m, format!("{}{path}", self.base));
-        match auth {
-            Some(a) => r.header("authorization", a),
-            None => r,
-        }
-    }
-
-    async fn token(&self, creds: Option<&str>, scope: &str) -> (StatusCode, Value) {
-        let r = self
-            .req(
-                Method::GET,
-                &format!("/auth/token?service=image-registry&scope={scope}"),
-                creds,
-            )
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        (
-            s,
-            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn push_blob(&self, repo: &str, data: &[u8], auth: &str) -> StatusCode {
-        self.req(
-            Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", digest(data)),
-            Some(auth),
-        )
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-    }
+/// A monolithic push as `auth`; the status.
+async fn push_blob(reg: &TestServer, repo: &str, data: &[u8], auth: &str) -> StatusCode {
+    reg.post_blob(repo, data, Some(auth)).await.0
 }
 
 const HTPASSWD_AUTH: &str = r#"  htpasswd:
@@ -116,9 +52,9 @@ const HTPASSWD_AUTH: &str = r#"  htpasswd:
       users: [root]
 "#;
 
-async fn htpasswd_registry() -> Reg {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("htpasswd");
+/// A registry in htpasswd mode (alice, bob, root) and the path of its htpasswd file.
+async fn htpasswd_registry() -> (TestServer, PathBuf) {
+    let b = TestServer::builder().in_memory();
     let mut text = String::new();
     for (u, pw) in [
         ("alice", "alice-pw"),
@@ -127,16 +63,20 @@ async fn htpasswd_registry() -> Reg {
     ] {
         text.push_str(&format!("{u}:{}\n", bcrypt::hash(pw, 4).unwrap()));
     }
-    std::fs::write(&p, text).unwrap();
+    let p = b.write_file("htpasswd", &text);
     let yaml = HTPASSWD_AUTH.replace("HTPASSWD", &format!("{:?}", p.display().to_string()));
-    start(&yaml, dir).await
+    (b.auth(&yaml).start().await, p)
 }
 
 #[tokio::test]
 async fn htpasswd_login_token_flow_and_bindings() {
-    let reg = htpasswd_registry().await;
+    let (reg, _) = htpasswd_registry().await;
     // Challenge names our token endpoint and service.
-    let r = reg.req(Method::GET, "/v2/", None).send().await.unwrap();
+    let r = reg
+        .request_as(Method::GET, "/v2/", None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let host = reg.base.trim_start_matches("http://").to_owned();
     assert_eq!(
@@ -144,17 +84,20 @@ async fn htpasswd_login_token_flow_and_bindings() {
         format!("Bearer realm=\"http://{host}/auth/token\",service=\"image-registry\"").as_str()
     );
     // Bad password -> 401 at the token endpoint.
-    let (s, _) = reg
-        .token(Some(&basic("alice", "wrong")), "repository:team-a/app:pull")
-        .await;
+    let (s, _) = token(
+        &reg,
+        Some(&basic("alice", "wrong")),
+        "repository:team-a/app:pull",
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Good password -> a JWT with only what the bindings grant.
-    let (s, v) = reg
-        .token(
-            Some(&basic("alice", "alice-pw")),
-            "repository:team-a/app:pull,push,delete",
-        )
-        .await;
+    let (s, v) = token(
+        &reg,
+        Some(&basic("alice", "alice-pw")),
+        "repository:team-a/app:pull,push,delete",
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["token"], v["access_token"]);
     assert!(v["expires_in"].as_u64().unwrap() <= 120);
@@ -172,7 +115,7 @@ async fn htpasswd_login_token_flow_and_bindings() {
     );
     let bearer = format!("Bearer {tok}");
     assert_eq!(
-        reg.req(Method::GET, "/v2/", Some(&bearer))
+        reg.request_as(Method::GET, "/v2/", Some(&bearer))
             .send()
             .await
             .unwrap()
@@ -180,23 +123,23 @@ async fn htpasswd_login_token_flow_and_bindings() {
         StatusCode::OK
     );
     assert_eq!(
-        reg.push_blob("team-a/app", b"a", &bearer).await,
+        push_blob(&reg, "team-a/app", b"a", &bearer).await,
         StatusCode::CREATED
     );
     assert_eq!(
-        reg.push_blob("team-b/app", b"b", &bearer).await,
+        push_blob(&reg, "team-b/app", b"b", &bearer).await,
         StatusCode::CREATED
     );
     assert_eq!(
-        reg.push_blob("other/app", b"c", &bearer).await,
+        push_blob(&reg, "other/app", b"c", &bearer).await,
         StatusCode::FORBIDDEN
     );
     // Basic works on /v2 too.
     let bob = basic("bob", "bob-pw");
     let r = reg
-        .req(
+        .request_as(
             Method::GET,
-            &format!("/v2/team-a/app/blobs/{}", digest(b"a")),
+            &format!("/v2/team-a/app/blobs/{}", sha256(b"a")),
             Some(&bob),
         )
         .send()
@@ -204,13 +147,13 @@ async fn htpasswd_login_token_flow_and_bindings() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        reg.push_blob("team-a/app", b"d", &bob).await,
+        push_blob(&reg, "team-a/app", b"d", &bob).await,
         StatusCode::FORBIDDEN
     );
     let r = reg
-        .req(
+        .request_as(
             Method::DELETE,
-            &format!("/v2/team-a/app/blobs/{}", digest(b"a")),
+            &format!("/v2/team-a/app/blobs/{}", sha256(b"a")),
             Some(&bearer),
         )
         .send()
@@ -219,9 +162,9 @@ async fn htpasswd_login_token_flow_and_bindings() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "editors do not delete");
     let root = basic("root", "root-pw");
     let r = reg
-        .req(
+        .request_as(
             Method::DELETE,
-            &format!("/v2/team-a/app/blobs/{}", digest(b"a")),
+            &format!("/v2/team-a/app/blobs/{}", sha256(b"a")),
             Some(&root),
         )
         .send()
@@ -230,7 +173,7 @@ async fn htpasswd_login_token_flow_and_bindings() {
     assert_eq!(r.status(), StatusCode::ACCEPTED, "admins do");
     // A token signed by someone else is refused.
     let r = reg
-        .req(
+        .request_as(
             Method::GET,
             "/v2/",
             Some("Bearer eyJhbGciOiJIUzI1NiJ9.e30.bad"),
@@ -243,32 +186,32 @@ async fn htpasswd_login_token_flow_and_bindings() {
 
 #[tokio::test]
 async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
-    let reg = htpasswd_registry().await;
+    let (reg, _) = htpasswd_registry().await;
     let root = basic("root", "root-pw");
     for repo in ["public/app", "team-a/app", "other/secret"] {
         assert_eq!(
-            reg.push_blob(repo, repo.as_bytes(), &root).await,
+            push_blob(&reg, repo, repo.as_bytes(), &root).await,
             StatusCode::CREATED
         );
     }
     // Anonymous: pull in public, without any header and with the anonymous token.
     let r = reg
-        .req(
+        .request_as(
             Method::GET,
-            &format!("/v2/public/app/blobs/{}", digest(b"public/app")),
+            &format!("/v2/public/app/blobs/{}", sha256(b"public/app")),
             None,
         )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let (s, v) = reg.token(None, "repository:public/app:pull,push").await;
+    let (s, v) = token(&reg, None, "repository:public/app:pull,push").await;
     assert_eq!(s, StatusCode::OK);
     let anon = format!("Bearer {}", v["token"].as_str().unwrap());
     let r = reg
-        .req(
+        .request_as(
             Method::GET,
-            &format!("/v2/public/app/blobs/{}", digest(b"public/app")),
+            &format!("/v2/public/app/blobs/{}", sha256(b"public/app")),
             Some(&anon),
         )
         .send()
@@ -276,13 +219,13 @@ async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        reg.push_blob("public/app", b"x", &anon).await,
+        push_blob(&reg, "public/app", b"x", &anon).await,
         StatusCode::UNAUTHORIZED
     );
     let r = reg
-        .req(
+        .request_as(
             Method::GET,
-            &format!("/v2/team-a/app/blobs/{}", digest(b"team-a/app")),
+            &format!("/v2/team-a/app/blobs/{}", sha256(b"team-a/app")),
             None,
         )
         .send()
@@ -291,7 +234,7 @@ async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Catalog: filtered to what the caller may pull; admins on * see all.
     let catalog = |auth: Option<String>| {
-        let req = reg.req(Method::GET, "/v2/_catalog", auth.as_deref());
+        let req = reg.request_as(Method::GET, "/v2/_catalog", auth.as_deref());
         async move {
             let r = req.send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK);
@@ -310,9 +253,9 @@ async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
     );
     // Mount: alice may push team-a but not pull other/*: a plain session, nothing linked.
     let alice = basic("alice", "alice-pw");
-    let secret = digest(b"other/secret");
+    let secret = sha256(b"other/secret");
     let r = reg
-        .req(
+        .request_as(
             Method::POST,
             &format!("/v2/team-a/x/blobs/uploads/?mount={secret}&from=other/secret"),
             Some(&alice),
@@ -322,11 +265,11 @@ async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = reg
-        .req(
+        .request_as(
             Method::POST,
             &format!(
                 "/v2/team-a/x/blobs/uploads/?mount={}&from=team-a/app",
-                digest(b"team-a/app")
+                sha256(b"team-a/app")
             ),
             Some(&alice),
         )
@@ -339,7 +282,7 @@ async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
         "mount from a readable repository"
     );
     let r = reg
-        .req(
+        .request_as(
             Method::HEAD,
             &format!("/v2/team-a/x/blobs/{secret}"),
             Some(&alice),
@@ -352,11 +295,10 @@ async fn htpasswd_anonymous_pull_pattern_catalog_and_mount() {
 
 #[tokio::test]
 async fn htpasswd_file_is_reloaded() {
-    let reg = htpasswd_registry().await;
-    let p = reg.dir.path().join("htpasswd");
+    let (reg, p) = htpasswd_registry().await;
     let dave = basic("dave", "dave-pw");
     assert_eq!(
-        reg.req(Method::GET, "/v2/", Some(&dave))
+        reg.request_as(Method::GET, "/v2/", Some(&dave))
             .send()
             .await
             .unwrap()
@@ -368,7 +310,7 @@ async fn htpasswd_file_is_reloaded() {
     std::fs::write(&p, text).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
-        reg.req(Method::GET, "/v2/", Some(&dave))
+        reg.request_as(Method::GET, "/v2/", Some(&dave))
             .send()
             .await
             .unwrap()
@@ -376,8 +318,6 @@ async fn htpasswd_file_is_reloaded() {
         StatusCode::OK
     );
 }
-
-// ----- token mode ---------------------------------------------------------------------------
 
 struct Signer {
     key: jsonwebtoken::EncodingKey,
@@ -434,26 +374,25 @@ fn claims(sub: &str, access: Value, exp_in: i64) -> Value {
 #[tokio::test]
 async fn token_mode_checks_signature_issuer_audience_scope() {
     let s = signer();
-    let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, s.jwks("k1")).unwrap();
+    let b = TestServer::builder().in_memory();
+    let jwks = b.write_file("jwks.json", &s.jwks("k1"));
     let yaml = format!(
         "  token:\n    realm: https://auth.example/token\n    service: registry.example\n    issuer: auth.example\n    jwks: {:?}\n  bindings:\n    - role: registry-viewer\n      namespaces: [public]\n      anonymous: true\n",
         jwks.display().to_string()
     );
-    let reg = start(&yaml, dir).await;
+    let reg = b.auth(&yaml).start().await;
     let pull_push = json!([{"type": "repository", "name": "ns/app", "actions": ["pull", "push"]}]);
     let good = format!(
         "Bearer {}",
         s.sign(Some("k1"), claims("alice", pull_push.clone(), 300))
     );
     assert_eq!(
-        reg.push_blob("ns/app", b"t", &good).await,
+        push_blob(&reg, "ns/app", b"t", &good).await,
         StatusCode::CREATED
     );
     // Missing scope: 401 insufficient_scope with the scope to ask for.
     let r = reg
-        .req(Method::POST, "/v2/ns/other/blobs/uploads/", Some(&good))
+        .request_as(Method::POST, "/v2/ns/other/blobs/uploads/", Some(&good))
         .send()
         .await
         .unwrap();
@@ -476,13 +415,13 @@ async fn token_mode_checks_signature_issuer_audience_scope() {
         other,
     ] {
         assert_eq!(
-            reg.push_blob("ns/app", b"u", &format!("Bearer {t}")).await,
+            push_blob(&reg, "ns/app", b"u", &format!("Bearer {t}")).await,
             StatusCode::UNAUTHORIZED
         );
     }
     // Bindings add to the token: anonymous pull in public.
     let r = reg
-        .req(Method::GET, "/v2/public/x/tags/list", None)
+        .request_as(Method::GET, "/v2/public/x/tags/list", None)
         .send()
         .await
         .unwrap();
@@ -496,14 +435,13 @@ async fn token_mode_checks_signature_issuer_audience_scope() {
 #[tokio::test]
 async fn token_mode_with_a_pem_bundle() {
     let s = signer();
-    let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("bundle.pem");
-    std::fs::write(&pem, s.pem()).unwrap();
+    let b = TestServer::builder().in_memory();
+    let pem = b.write_file("bundle.pem", &s.pem());
     let yaml = format!(
         "  token:\n    realm: https://auth.example/token\n    service: registry.example\n    issuer: auth.example\n    rootcertbundle: {:?}\n",
         pem.display().to_string()
     );
-    let reg = start(&yaml, dir).await;
+    let reg = b.auth(&yaml).start().await;
     let t = s.sign(
         None,
         claims(
@@ -513,13 +451,13 @@ async fn token_mode_with_a_pem_bundle() {
         ),
     );
     assert_eq!(
-        reg.push_blob("a/b", b"p", &format!("Bearer {t}")).await,
+        push_blob(&reg, "a/b", b"p", &format!("Bearer {t}")).await,
         StatusCode::CREATED
     );
     let r = reg
-        .req(
+        .request_as(
             Method::DELETE,
-            &format!("/v2/a/b/blobs/{}", digest(b"p")),
+            &format!("/v2/a/b/blobs/{}", sha256(b"p")),
             Some(&format!("Bearer {t}")),
         )
         .send()
@@ -527,7 +465,7 @@ async fn token_mode_with_a_pem_bundle() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED, "* grants delete");
     assert_eq!(
-        reg.req(Method::GET, "/v2/", None)
+        reg.request_as(Method::GET, "/v2/", None)
             .send()
             .await
             .unwrap()

@@ -1,11 +1,10 @@
 //! The referrers API: manifests with a `subject`, the `artifactType` filter, unknown subjects and
 //! deleted referrers.
 
-mod common;
-
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::harness::*;
 
 const SIG: &str = "application/vnd.example.signature.v1";
 const SBOM: &str = "application/vnd.example.sbom.v1";
@@ -265,7 +264,7 @@ async fn an_index_can_be_a_referrer() {
 
 #[tokio::test]
 async fn referrers_on_the_in_memory_driver() {
-    let s = TestServer::start_with(Options::in_memory()).await;
+    let s = TestServer::builder().in_memory().start().await;
     let (subject, body) = s.push_image("mem", "v1", "subject").await;
     let (sig, _) = push_referrer(&s, "mem", &subject, body.len(), Some(SIG), OCI_EMPTY, "m").await;
     assert_eq!(

@@ -1,45 +1,26 @@
 //! The access log: one line per request, request id (taken or made, and returned), no secrets.
-//! Its own test binary: it installs a tracing subscriber, which other tests running in parallel
-//! threads of the same binary would disturb.
+//! The test captures its own thread's logs (a `current_thread` runtime with a thread-local
+//! subscriber), so tests running at the same time on other threads do not disturb it.
 
-mod ops_support;
+use reqwest::Method;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use ops_support::{client, start};
-
-/// Collects what the tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::harness::*;
 
 #[tokio::test(flavor = "current_thread")]
 async fn access_log_has_one_line_per_request_and_no_secrets() {
     let cap = Captured::default();
-    let writer = cap.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_env_filter("image_registry::access=info")
-        .with_writer(move || writer.clone())
+        .with_writer(cap.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let s = start("storage:\n  inmemory: {}\nhttp:\n  secret: s\n").await;
-    let c = client();
-    let r = c
-        .get(format!(
-            "{}/v2/ns/app/blobs/uploads/abc?_state=SECRETSTATE&token=SECRETQUERY",
-            s.base
-        ))
+    let _guard = capture_logs(subscriber);
+    let s = TestServer::builder().in_memory().start().await;
+    let r = s
+        .request(
+            Method::GET,
+            "/v2/ns/app/blobs/uploads/abc?_state=SECRETSTATE&token=SECRETQUERY",
+        )
         .header("authorization", "Bearer SECRETTOKEN")
         .header("x-request-id", "trace-me-123")
         .send()
@@ -47,12 +28,12 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me-123");
     let _ = r.bytes().await;
-    let r = c.get(format!("{}/v2/", s.base)).send().await.unwrap();
+    let r = s.get("/v2/").await;
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
     let _ = r.bytes().await;
-    let r = c
-        .get(format!("{}/v2/", s.base))
+    let r = s
+        .request(Method::GET, "/v2/")
         .header("x-request-id", "bad id\twith spaces")
         .send()
         .await
@@ -60,7 +41,7 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
     assert_ne!(r.headers()["x-request-id"], "bad id\twith spaces");
     let _ = r.bytes().await;
     drop(s);
-    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let text = cap.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
