@@ -1,4 +1,5 @@
-//! Behaviour switches from config: read-only mode and disabled deletes.
+//! Behaviour switches from config: read-only mode (writes refused with a readable message) and
+//! disabled deletes.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -177,4 +178,33 @@ async fn in_memory_storage_serves_a_whole_workflow() {
     assert_eq!(resp.bytes().await.unwrap().as_ref(), &m[..]);
     let v = json_body(s.get("/v2/_catalog").await).await;
     assert_eq!(v["repositories"], json!(["mem/app"]));
+}
+
+#[tokio::test]
+async fn read_only_refuses_every_write_with_a_readable_message() {
+    let s = TestServer::builder().in_memory().read_only().start().await;
+    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (m, p) in [
+        (Method::POST, "/v2/ns/app/blobs/uploads/".to_owned()),
+        (
+            Method::POST,
+            format!("/v2/ns/app/blobs/uploads/?mount={d}&from=other/app"),
+        ),
+        (Method::PUT, "/v2/ns/app/manifests/v1".to_owned()),
+        (Method::DELETE, format!("/v2/ns/app/manifests/{d}")),
+        (Method::DELETE, format!("/v2/ns/app/blobs/{d}")),
+        (Method::PATCH, "/v2/ns/app/blobs/uploads/x".to_owned()),
+    ] {
+        let r = s.request(m.clone(), &p).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("UNSUPPORTED") && body.contains("read-only"),
+            "{body}"
+        );
+    }
+    let r = s.get("/v2/").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.get("/v2/ns/app/tags/list").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

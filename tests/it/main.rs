@@ -1,9 +1,13 @@
 //! The integration tests, in one test crate (one binary to build and link instead of one per
 //! file). Every test starts its registry through [`harness`]: in-process from a config, built as
 //! the `image-registry` binary builds it, or (for signals and restarts) as a child process.
+//!
+//! Modules by concern: the OCI API (`blobs`, `uploads`, `manifests`, `listing`, `referrers`,
+//! `errors`, `concurrency`), storage (`storage_layout`), config switches (`config_modes`), auth
+//! (`auth`), operations (`ops`: metrics, health, access log, limits, TLS, the process) and the
+//! deployment files (`deploy_manifests`).
 
-mod auth_openshift;
-mod auth_standalone;
+mod auth;
 mod blobs;
 mod concurrency;
 mod config_modes;
@@ -14,11 +18,7 @@ mod fake_kube;
 mod harness;
 mod listing;
 mod manifests;
-mod ops_access_log;
-mod ops_http;
-mod ops_limits;
-mod ops_process;
-mod ops_tls;
+mod ops;
 mod referrers;
 mod storage_layout;
 mod uploads;

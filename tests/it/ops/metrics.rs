@@ -1,9 +1,9 @@
-//! Metrics endpoint (guard, families, `promtool check metrics`), readiness following storage
-//! health, the access log (one line per request, request id, no secrets), read-only mode.
+//! The metrics endpoint: the guard (`metrics.secret`), the OpenShift families, `promtool check
+//! metrics`, off by default, and the `openshift.metrics` section.
 
 use std::io::Write;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 
 use crate::harness::*;
 
@@ -169,79 +169,4 @@ async fn metrics_are_off_by_default_and_openshift_section_works() {
         Some("x")
     );
     assert!(!format!("{cfg:?}").contains("secret: Some(\"x\")"));
-}
-
-#[tokio::test]
-async fn readiness_follows_storage_health() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    let s = TestServer::builder()
-        .root(&root)
-        .metrics(None)
-        .config("health:\n  storagedriver:\n    interval: 50ms\n    threshold: 2\n")
-        .start()
-        .await;
-    let status = |p: &'static str| {
-        let sent = s.request(Method::GET, p).send();
-        async move { sent.await.unwrap().status() }
-    };
-    eventually(10, "ready", || async {
-        (status("/healthz/ready").await == StatusCode::OK).then_some(())
-    })
-    .await;
-    // The volume goes away.
-    let moved = dir.path().join("moved");
-    std::fs::rename(&root, &moved).unwrap();
-    eventually(10, "unready", || async {
-        (status("/healthz/ready").await == StatusCode::SERVICE_UNAVAILABLE).then_some(())
-    })
-    .await;
-    let body = s.get("/readyz").await.text().await.unwrap();
-    assert!(body.contains("storage unavailable"), "{body}");
-    assert!(
-        !body.contains(&root.display().to_string()),
-        "no paths: {body}"
-    );
-    assert_eq!(
-        status("/healthz").await,
-        StatusCode::OK,
-        "liveness stays up"
-    );
-    let text = s.scrape().await;
-    assert_eq!(sample(&text, "imageregistry_storage_health_up"), Some(0.0));
-    // And comes back.
-    std::fs::rename(&moved, &root).unwrap();
-    eventually(10, "ready again", || async {
-        (status("/healthz/ready").await == StatusCode::OK).then_some(())
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn read_only_refuses_every_write_with_a_readable_message() {
-    let s = TestServer::builder().in_memory().read_only().start().await;
-    let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    for (m, p) in [
-        (Method::POST, "/v2/ns/app/blobs/uploads/".to_owned()),
-        (
-            Method::POST,
-            format!("/v2/ns/app/blobs/uploads/?mount={d}&from=other/app"),
-        ),
-        (Method::PUT, "/v2/ns/app/manifests/v1".to_owned()),
-        (Method::DELETE, format!("/v2/ns/app/manifests/{d}")),
-        (Method::DELETE, format!("/v2/ns/app/blobs/{d}")),
-        (Method::PATCH, "/v2/ns/app/blobs/uploads/x".to_owned()),
-    ] {
-        let r = s.request(m.clone(), &p).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
-        let body = r.text().await.unwrap();
-        assert!(
-            body.contains("UNSUPPORTED") && body.contains("read-only"),
-            "{body}"
-        );
-    }
-    let r = s.get("/v2/").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = s.get("/v2/ns/app/tags/list").await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
