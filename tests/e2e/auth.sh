@@ -39,30 +39,15 @@ FAKE_KUBE_BIN=${FAKE_KUBE_BIN:-$(dirname "$bin")/examples/fake_kube}
 
 # start_auth NAME CONFIG [VAR=VALUE...]: our server with a config file, ready when GET /v2/ is 401.
 start_auth() {
-  local name=$1 cfg=$2 port data code deadline
+  local name=$1 cfg=$2 data
   shift 2
-  port=$(free_port) || die "no free port"
   data=$E2E_TMP/data-$name
   mkdir -p "$data"
-  SRV_ADDR[$name]=127.0.0.1:$port
-  server_env_cmd
-  _launch "$name" ours "$data" "$E2E_TMP/server-$name.log" "${SERVER_ENV[@]}" \
-    REGISTRY_HTTP_ADDR="127.0.0.1:$port" \
+  launch_ours "$name" "$data" 401 \
     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$data" \
     REGISTRY_HTTP_SECRET="$E2E_HTTP_SECRET" \
-    NO_COLOR=1 "$@" "$bin" serve --config "$cfg"
-  deadline=$((SECONDS + E2E_START_TIMEOUT))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    kill -0 "${SRV_PID[$name]}" 2>/dev/null || die "server $name exited at start"
-    code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://127.0.0.1:$port/v2/" || true)
-    [ "$code" = 401 ] && {
-      log "started $name (auth) at 127.0.0.1:$port"
-      ctr_insecure "127.0.0.1:$port"
-      return 0
-    }
-    sleep 0.1
-  done
-  die "server $name did not answer 401 on /v2/"
+    "$@" -- --config "$cfg"
+  ctr_insecure "$(server_addr "$name")"
 }
 
 IMG=$E2E_TMP/img
@@ -83,7 +68,7 @@ podman_roundtrip() {
 
 # ---------------------------------------------------------------------------------------------
 section "openshift mode (fake cluster API)"
-_launch kube fake-kube "" "$E2E_TMP/kube.log" "$FAKE_KUBE_BIN" "$E2E_TMP/kube.url"
+start_process kube "$FAKE_KUBE_BIN" "$E2E_TMP/kube.url"
 for _ in $(seq 1 100); do [ -s "$E2E_TMP/kube.url" ] && break; sleep 0.1; done
 [ -s "$E2E_TMP/kube.url" ] || die "the fake cluster API did not start"
 printf 'e2e-sa-token\n' >"$E2E_TMP/sa-token"

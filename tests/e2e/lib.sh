@@ -3,10 +3,13 @@
 # tests/e2e/lib.sh — helpers shared by the end-to-end scripts in this folder.
 #
 # Source it, then call `e2e_init` once. It gives:
-#   - servers:   start_sut / start_ours / start_distribution NAME DATADIR [SECRET], stop_server NAME,
-#                server_addr / server_url / server_data / server_log NAME. Each binds 127.0.0.1 on a
-#                free port and is ready once GET /v2/ answers 200. Servers get no REGISTRY_* or
+#   - servers:   start_sut / start_ours / start_distribution NAME DATADIR [SECRET], launch_ours (ours
+#                with any storage or config file), stop_server NAME, server_addr / server_url /
+#                server_data / server_log NAME. Each binds 127.0.0.1 on a free port and is ready once
+#                GET /v2/ answers 200 (or the status asked for). Servers get no REGISTRY_* or
 #                AWS_CA_BUNDLE from our environment; extra settings for ours go in E2E_OURS_ENV=(K=V...).
+#   - processes: start_process NAME CMD... for helpers (emulators, Prometheus, a fake API), stopped
+#                like servers; free_port, wait_port HOST PORT [TIMEOUT].
 #   - clients:   ctr_sandbox_init, ctr_insecure HOST:PORT, then `ctr skopeo|podman|buildah ARGS...` runs
 #                the tool with private storage (vfs), containers.conf, registries.conf, auth file,
 #                TMPDIR, HOME and network config dir, in a private mount namespace where
@@ -274,9 +277,10 @@ wait_port() {
   return 1
 }
 
-# wait_ready NAME: until GET /v2/ answers 200, the server dies, or E2E_START_TIMEOUT passes.
+# wait_ready NAME [CODE]: until GET /v2/ answers CODE (default 200), the server dies, or
+# E2E_START_TIMEOUT passes.
 wait_ready() {
-  local name=$1 code deadline=$((SECONDS + E2E_START_TIMEOUT))
+  local name=$1 want=${2:-200} code deadline=$((SECONDS + E2E_START_TIMEOUT))
   while [ "$SECONDS" -lt "$deadline" ]; do
     if ! kill -0 "${SRV_PID[$name]}" 2>/dev/null; then
       local st=0
@@ -286,10 +290,10 @@ wait_ready() {
       return 1
     fi
     code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://${SRV_ADDR[$name]}/v2/" || true)
-    [ "$code" = 200 ] && return 0
+    [ "$code" = "$want" ] && return 0
     sleep 0.1
   done
-  warn "server $name (${SRV_KIND[$name]}) at ${SRV_ADDR[$name]} not ready after ${E2E_START_TIMEOUT}s (last GET /v2/: $code; its log follows at the end)"
+  warn "server $name (${SRV_KIND[$name]}) at ${SRV_ADDR[$name]} not ready after ${E2E_START_TIMEOUT}s (last GET /v2/: $code, want $want; its log follows at the end)"
   return 1
 }
 
@@ -329,28 +333,53 @@ ours_bin() {
   echo "$target/$TEST_PROFILE/image-registry"
 }
 
-# start_ours NAME DATADIR [SECRET]: our server on a free port, filesystem storage in DATADIR.
-# Extra configuration: put REGISTRY_* assignments in the array E2E_OURS_ENV before the call.
+# launch_ours NAME STORE READY [VAR=VALUE...] [-- SERVE_ARGS...]: our server on a free port, set up
+# by the VAR=VALUE settings only (plus REGISTRY_HTTP_ADDR, NO_COLOR and E2E_OURS_ENV), started as
+# `image-registry serve SERVE_ARGS...` and ready once GET /v2/ answers READY (200; 401 with auth
+# on). STORE says where it keeps its data (a folder, or e.g. s3://bucket), for server_data and logs.
 OURS_BIN=
-start_ours() {
-  local name=$1 data=$2 secret=${3:-$E2E_HTTP_SECRET} bin port
+launch_ours() {
+  local name=$1 store=$2 ready=$3 bin port vars=()
+  shift 3
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    vars+=("$1")
+    shift
+  done
+  [ $# -eq 0 ] || shift
   [ -n "$OURS_BIN" ] || OURS_BIN=$(ours_bin)
   bin=$OURS_BIN
   [ -x "$bin" ] || die "our server binary $bin is missing: build it first (cargo build --workspace)"
   port=$(free_port) || die "no free port"
-  mkdir -p "$data"
   SRV_ADDR[$name]=127.0.0.1:$port
   server_env_cmd
-  _launch "$name" ours "$data" "$E2E_TMP/server-$name.log" "${SERVER_ENV[@]}" \
+  _launch "$name" ours "$store" "$E2E_TMP/server-$name.log" "${SERVER_ENV[@]}" \
     REGISTRY_HTTP_ADDR="127.0.0.1:$port" \
-    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$data" \
-    REGISTRY_HTTP_SECRET="$secret" \
-    REGISTRY_STORAGE_DELETE_ENABLED=true \
+    "${vars[@]}" \
     NO_COLOR=1 \
     "${E2E_OURS_ENV[@]}" \
-    "$bin" serve
-  wait_ready "$name" || die "our server $name did not start"
-  log "started $name: ours (pid ${SRV_PID[$name]}) at ${SRV_ADDR[$name]} on $data"
+    "$bin" serve "$@"
+  wait_ready "$name" "$ready" || die "our server $name did not start"
+  log "started $name: ours (pid ${SRV_PID[$name]}) at ${SRV_ADDR[$name]} on $store"
+}
+
+# start_ours NAME DATADIR [SECRET]: our server on a free port, filesystem storage in DATADIR.
+# Extra configuration: put REGISTRY_* assignments in the array E2E_OURS_ENV before the call.
+start_ours() {
+  local name=$1 data=$2 secret=${3:-$E2E_HTTP_SECRET}
+  mkdir -p "$data"
+  launch_ours "$name" "$data" 200 \
+    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$data" \
+    REGISTRY_HTTP_SECRET="$secret" \
+    REGISTRY_STORAGE_DELETE_ENABLED=true
+}
+
+# start_process NAME CMD...: a helper process (an emulator, Prometheus, a fake API) in the
+# background, its output in $E2E_TMP/NAME.log (printed at the end when anything failed). It is
+# stopped like a server: stop_server NAME, or at exit; dying before that counts as a failure.
+start_process() {
+  local name=$1
+  shift
+  _launch "$name" process "" "$E2E_TMP/$name.log" "$@"
 }
 
 # start_distribution NAME DATADIR [SECRET]: CNCF distribution 2.8 (Debian's docker-registry).

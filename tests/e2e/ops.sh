@@ -68,7 +68,7 @@ scrape_configs:
 YAML
 step "promtool check config" promtool check config "$E2E_TMP/prometheus.yml" || :
 server_env_cmd
-_launch prometheus prometheus "$E2E_TMP/tsdb" "$E2E_TMP/prometheus.log" "${SERVER_ENV[@]}" \
+start_process prometheus "${SERVER_ENV[@]}" \
   prometheus --config.file="$E2E_TMP/prometheus.yml" --storage.tsdb.path="$E2E_TMP/tsdb" \
   --web.listen-address="127.0.0.1:$PPORT" --log.level=warn
 wait_port 127.0.0.1 "$PPORT" 60 || die "prometheus did not start (log: $E2E_TMP/prometheus.log)"

@@ -9,90 +9,31 @@
 #   4. the replica test: two registry processes sharing one bucket and http.secret — an upload
 #      begun on one, continued on the other, finished on the first; tags seen by both; blob GETs
 #      redirected (307) to presigned URLs that serve the right bytes; HEAD answered directly;
-#   5. a skopeo round trip with S3 storage (when tests/e2e/lib.sh and skopeo are there).
+#   5. a store outage (s3s-fs stopped and restarted) and start-up errors of bad S3 configs;
+#   6. a skopeo round trip with S3 storage.
 #
-# Stops everything it started (by pid) on exit. Prints `storage-emulators: N passed, M failed`.
+# Uses the helpers of tests/e2e/lib.sh (servers, processes, checks, the temp folder), which stops
+# everything it started (by pid) on exit. Prints `storage-emulators: N passed, M failed`.
 # `tests/e2e/storage-emulators.sh measure` instead measures (not part of CI): peak RSS of the
 # registry during 32 concurrent 100 MiB pushes to S3 on moto, and the throughput of one 1 GiB push
 # to each emulator (set TEST_PROFILE=release for meaningful numbers).
 # Environment: EMU_CACHE (default /var/tmp/image-registry-emulators), TEST_PROFILE (debug),
-# STORAGE_E2E_SKIP_SUITE=1 (skip step 2), KEEP_TMP=1.
+# STORAGE_E2E_SKIP_SUITE=1 (skip step 2), E2E_KEEP_TMP=1 (or KEEP_TMP=1), the knobs of lib.sh.
+# shellcheck disable=SC2317 # functions called through `step` look unreachable to shellcheck
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$E2E_REPO_ROOT"
 EMU_CACHE=${EMU_CACHE:-/var/tmp/image-registry-emulators}
-TEST_PROFILE=${TEST_PROFILE:-debug}
-TMP=$(mktemp -d /tmp/storage-e2e.XXXXXX)
-PIDS=()
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
+[ -z "${KEEP_TMP:-}" ] || E2E_KEEP_TMP=1
 
-# Never a cloud endpoint or metadata server; plain-HTTP emulators despite a CA bundle in the env.
+# Never a cloud endpoint or metadata server; plain-HTTP emulators despite a CA bundle in the env
+# (lib.sh keeps loopback traffic away from proxies).
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN GOOGLE_APPLICATION_CREDENTIALS || true
-export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 
-log() { printf '%s\n' "$*"; }
-pass() {
-  PASSED=$((PASSED + 1))
-  log "PASS: $1"
-}
-fail() {
-  FAILED=$((FAILED + 1))
-  FAILED_NAMES+=("$1")
-  log "FAIL: $1${2:+ ($2)}"
-}
-check() { # NAME CMD...
-  local name=$1
-  shift
-  if "$@"; then pass "$name"; else fail "$name"; fi
-}
-
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "$rc" -ne 0 ] || [ "$FAILED" -gt 0 ]; then
-    for f in "$TMP"/*.log; do
-      [ -s "$f" ] || continue
-      printf '\n----- %s (last 25 lines)\n' "$(basename "$f")"
-      tail -n 25 "$f"
-    done
-  fi
-  if [ -n "${KEEP_TMP:-}" ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-  return 1
-}
-wait_port() { # PORT [SECONDS]
-  local deadline=$((SECONDS + ${2:-60}))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.2
-  done
-  return 1
-}
-start() { # NAME CMD... (background, logged, pid recorded)
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  PIDS+=($!)
-}
+e2e_init
 
 # ---------------------------------------------------------------------------------------------
 # Install (idempotent, cached)
@@ -131,26 +72,22 @@ AZ_ACCOUNT=devstoreaccount1
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 start_emulators() {
-  MOTO_PORT=$(free_port)
-  start moto "$EMU_CACHE/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
-  S3S_PORT=$(free_port)
-  mkdir -p "$TMP/s3s-data"
-  start s3s "$EMU_CACHE/s3s-fs/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
-    --access-key "$S3S_KEY" --secret-key "$S3S_SECRET" "$TMP/s3s-data"
-  S3S_PID=$!
-  AZ_PORT=$(free_port)
-  mkdir -p "$TMP/azurite"
-  start azurite "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 \
-    --blobPort "$AZ_PORT" --location "$TMP/azurite" --skipApiVersionCheck --disableTelemetry --loose
-  GCS_PORT=$(free_port)
-  start gcs "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
+  MOTO_PORT=$(free_port) || die "no free port"
+  start_process moto "$EMU_CACHE/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+  S3S_PORT=$(free_port) || die "no free port"
+  mkdir -p "$E2E_TMP/s3s-data"
+  start_process s3s "$EMU_CACHE/s3s-fs/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
+    --access-key "$S3S_KEY" --secret-key "$S3S_SECRET" "$E2E_TMP/s3s-data"
+  AZ_PORT=$(free_port) || die "no free port"
+  mkdir -p "$E2E_TMP/azurite"
+  start_process azurite "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 \
+    --blobPort "$AZ_PORT" --location "$E2E_TMP/azurite" --skipApiVersionCheck --disableTelemetry --loose
+  GCS_PORT=$(free_port) || die "no free port"
+  start_process gcs "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
     -public-host "127.0.0.1:$GCS_PORT" -external-url "http://127.0.0.1:$GCS_PORT" -log-level warn
   local p
   for p in "$MOTO_PORT" "$S3S_PORT" "$AZ_PORT" "$GCS_PORT"; do
-    wait_port "$p" 60 || {
-      echo "an emulator did not start (port $p)" >&2
-      exit 1
-    }
+    wait_port 127.0.0.1 "$p" 60 || die "an emulator did not start (port $p)"
   done
   export IMAGE_REGISTRY_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
   export IMAGE_REGISTRY_S3S_ENDPOINT=http://127.0.0.1:$S3S_PORT
@@ -163,29 +100,16 @@ start_emulators() {
 
 s3_bucket() { curl -fsS -X PUT "$IMAGE_REGISTRY_S3_ENDPOINT/$1" -o /dev/null; } # moto checks no signature
 
-azure_container() { # SharedKey-signed PUT ?restype=container
-  local c=$1 date sig hexkey
-  date=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')
-  hexkey=$(printf '%s' "$AZ_KEY" | base64 -d | od -An -vtx1 | tr -d ' \n')
-  sig=$(printf 'PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:%s\nx-ms-version:2021-08-06\n/%s/%s/%s\nrestype:container' \
-    "$date" "$AZ_ACCOUNT" "$AZ_ACCOUNT" "$c" |
-    openssl dgst -sha256 -mac HMAC -macopt "hexkey:$hexkey" -binary | base64 -w0)
-  curl -fsS -X PUT -o /dev/null -H "x-ms-date: $date" -H 'x-ms-version: 2021-08-06' -H 'Content-Length: 0' \
-    -H "Authorization: SharedKey $AZ_ACCOUNT:$sig" "$IMAGE_REGISTRY_AZURE_ENDPOINT/$c?restype=container"
+# azure_container NAME: a container on Azurite (the SharedKey signing lives in azure-container.sh).
+azure_container() {
+  "$E2E_LIB_DIR/azure-container.sh" "$IMAGE_REGISTRY_AZURE_ENDPOINT" "$AZ_ACCOUNT" "$AZ_KEY" "$1"
 }
 
 # ---------------------------------------------------------------------------------------------
 # Our server on object storage
 
-target_dir() {
-  cargo metadata --offline --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory
-}
-BIN=
-SECRET=$(openssl rand -hex 32)
-declare -A SRV_ADDR=()
-start_registry() { # NAME KIND(s3|azure) BUCKET
-  local name=$1 kind=$2 bucket=$3 port
-  port=$(free_port)
+start_registry() { # NAME KIND(s3|s3s|gcs|azure) BUCKET
+  local name=$1 kind=$2 bucket=$3
   local storage=()
   case "$kind" in
   s3) storage=(REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET="$bucket" REGISTRY_STORAGE_S3_REGION=us-east-1
@@ -200,47 +124,38 @@ start_registry() { # NAME KIND(s3|azure) BUCKET
     REGISTRY_STORAGE_AZURE_ACCOUNTKEY="$AZ_KEY" REGISTRY_STORAGE_AZURE_CONTAINER="$bucket"
     REGISTRY_STORAGE_AZURE_ENDPOINT="$IMAGE_REGISTRY_AZURE_ENDPOINT") ;;
   esac
-  start "server-$name" env -u AWS_CA_BUNDLE "${storage[@]}" REGISTRY_HTTP_ADDR="127.0.0.1:$port" \
-    REGISTRY_HTTP_SECRET="$SECRET" REGISTRY_STORAGE_CACHE_LINKTTL=1s NO_COLOR=1 "$BIN" serve
-  SRV_ADDR[$name]=127.0.0.1:$port
-  local deadline=$((SECONDS + 30))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 200 ] && return 0
-    sleep 0.2
-  done
-  echo "registry $name did not start" >&2
-  return 1
+  launch_ours "$name" "$kind://$bucket" 200 "${storage[@]}" \
+    REGISTRY_HTTP_SECRET="$E2E_HTTP_SECRET" REGISTRY_STORAGE_CACHE_LINKTTL=1s
 }
 
 run_conformance() { # NAME
-  local url=http://${SRV_ADDR[$1]}
-  OCI_ROOT_URL=$url OCI_NAMESPACE=conformance/repo OCI_CROSSMOUNT_NAMESPACE=conformance/other \
-    timeout 600 "$(dirname "$BIN")/oci-conformance" >"$TMP/conformance-$1.log" 2>&1
-  local rc=$?
-  tail -n 1 "$TMP/conformance-$1.log"
-  return "$rc"
+  OCI_ROOT_URL=$(server_url "$1") OCI_NAMESPACE=conformance/repo OCI_CROSSMOUNT_NAMESPACE=conformance/other \
+    timeout 600 "$(dirname "$(ours_bin)")/oci-conformance"
 }
+
+# step_summary: the last line the last step printed (the conformance runner's totals).
+step_summary() { log "      $(tail -n 1 "$STEP_OUT")"; }
 
 # The replica test, with curl: upload begun on A, continued on B, finished on A.
 replica_test() {
   local a=http://${SRV_ADDR[a]} b=http://${SRV_ADDR[b]} repo=replica/test
-  head -c $((7 * 1024 * 1024 + 12345)) /dev/urandom >"$TMP/blob"
+  head -c $((7 * 1024 * 1024 + 12345)) /dev/urandom >"$E2E_TMP/blob"
   local digest
-  digest=sha256:$(sha256sum "$TMP/blob" | cut -d' ' -f1)
-  head -c 3000000 "$TMP/blob" >"$TMP/p1"
-  tail -c +3000001 "$TMP/blob" | head -c 3000000 >"$TMP/p2"
-  tail -c +6000001 "$TMP/blob" >"$TMP/p3"
+  digest=sha256:$(sha256sum "$E2E_TMP/blob" | cut -d' ' -f1)
+  head -c 3000000 "$E2E_TMP/blob" >"$E2E_TMP/p1"
+  tail -c +3000001 "$E2E_TMP/blob" | head -c 3000000 >"$E2E_TMP/p2"
+  tail -c +6000001 "$E2E_TMP/blob" >"$E2E_TMP/p3"
   local loc
   loc=$(curl -fsS -X POST -D - -o /dev/null "$a/v2/$repo/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
   [ -n "$loc" ] || return 1
   loc=$(curl -fsS -X PATCH -D - -o /dev/null -H 'Content-Type: application/octet-stream' \
-    -H 'Content-Range: 0-2999999' --data-binary @"$TMP/p1" "$a$loc" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+    -H 'Content-Range: 0-2999999' --data-binary @"$E2E_TMP/p1" "$a$loc" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
   [ -n "$loc" ] || {
     echo "PATCH on A failed"
     return 1
   }
   loc=$(curl -fsS -X PATCH -D - -o /dev/null -H 'Content-Type: application/octet-stream' \
-    -H 'Content-Range: 3000000-5999999' --data-binary @"$TMP/p2" "$b$loc" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+    -H 'Content-Range: 3000000-5999999' --data-binary @"$E2E_TMP/p2" "$b$loc" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
   [ -n "$loc" ] || {
     echo "PATCH on B failed"
     return 1
@@ -248,10 +163,10 @@ replica_test() {
   local sep='&'
   [[ "$loc" == *\?* ]] || sep='?'
   local code
-  code=$(curl -sS -o "$TMP/put.out" -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' \
-    --data-binary @"$TMP/p3" "$a$loc${sep}digest=$digest")
+  code=$(curl -sS -o "$E2E_TMP/put.out" -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' \
+    --data-binary @"$E2E_TMP/p3" "$a$loc${sep}digest=$digest")
   [ "$code" = 201 ] || {
-    echo "final PUT on A: HTTP $code $(cat "$TMP/put.out")"
+    echo "final PUT on A: HTTP $code $(cat "$E2E_TMP/put.out")"
     return 1
   }
   # GET through either: 307 to the store, whose bytes match; HEAD answered by the registry.
@@ -272,7 +187,7 @@ replica_test() {
   curl -fsS -X POST -o /dev/null --data-binary "$cfg" -H 'Content-Type: application/octet-stream' \
     "$b/v2/$repo/blobs/uploads/?digest=$cfgd" || return 1
   local size
-  size=$(stat -c %s "$TMP/blob")
+  size=$(stat -c %s "$E2E_TMP/blob")
   local m
   m=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' "$cfgd" "$digest" "$size")
   curl -fsS -X PUT -o /dev/null -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
@@ -320,27 +235,26 @@ replica_test() {
 # The store goes away (s3s-fs stopped): 503 with an OCI error; it comes back: the same process
 # serves again.
 outage_test() {
-  local r=http://${SRV_ADDR[s3s]} repo=outage/test code
-  printf 'outage blob' >"$TMP/ob"
+  local r=http://${SRV_ADDR[s3s-reg]} repo=outage/test code
+  printf 'outage blob' >"$E2E_TMP/ob"
   local d
-  d=sha256:$(sha256sum "$TMP/ob" | cut -d' ' -f1)
-  curl -fsS -X POST -o /dev/null --data-binary @"$TMP/ob" -H 'Content-Type: application/octet-stream' \
+  d=sha256:$(sha256sum "$E2E_TMP/ob" | cut -d' ' -f1)
+  curl -fsS -X POST -o /dev/null --data-binary @"$E2E_TMP/ob" -H 'Content-Type: application/octet-stream' \
     "$r/v2/$repo/blobs/uploads/?digest=$d" || return 1
-  kill "$S3S_PID"
-  wait "$S3S_PID" 2>/dev/null || true
-  code=$(curl -sS -o "$TMP/outage.json" -w '%{http_code}' -I "$r/v2/$repo/blobs/$d")
+  stop_server s3s
+  code=$(curl -sS -o "$E2E_TMP/outage.json" -w '%{http_code}' -I "$r/v2/$repo/blobs/$d")
   [ "$code" = 503 ] || {
     echo "HEAD with the store down: HTTP $code, want 503"
     return 1
   }
-  code=$(curl -sS -o "$TMP/outage.json" -w '%{http_code}' -X POST "$r/v2/$repo/blobs/uploads/")
-  if [ "$code" != 503 ] || ! grep -q '"code":"UNAVAILABLE"' "$TMP/outage.json"; then
-    echo "POST with the store down: HTTP $code $(cat "$TMP/outage.json")"
+  code=$(curl -sS -o "$E2E_TMP/outage.json" -w '%{http_code}' -X POST "$r/v2/$repo/blobs/uploads/")
+  if [ "$code" != 503 ] || ! grep -q '"code":"UNAVAILABLE"' "$E2E_TMP/outage.json"; then
+    echo "POST with the store down: HTTP $code $(cat "$E2E_TMP/outage.json")"
     return 1
   fi
-  start s3s-again "$EMU_CACHE/s3s-fs/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
-    --access-key "$S3S_KEY" --secret-key "$S3S_SECRET" "$TMP/s3s-data"
-  wait_port "$S3S_PORT" 30 || return 1
+  start_process s3s-again "$EMU_CACHE/s3s-fs/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
+    --access-key "$S3S_KEY" --secret-key "$S3S_SECRET" "$E2E_TMP/s3s-data"
+  wait_port 127.0.0.1 "$S3S_PORT" 30 || return 1
   code=$(curl -sS -o /dev/null -w '%{http_code}' -I "$r/v2/$repo/blobs/$d")
   [ "$code" = 200 ] || {
     echo "HEAD after the store came back: HTTP $code"
@@ -348,24 +262,17 @@ outage_test() {
   }
 }
 
-# skopeo round trip through the registry on S3, with the helpers of tests/e2e/lib.sh.
+# skopeo round trip through the registry on S3.
 skopeo_round_trip() {
-  local addr=${SRV_ADDR[a]}
-  (
-    set +e
-    export E2E_NAME="storage-skopeo"
-    # shellcheck source=/dev/null
-    . "$ROOT/tests/e2e/lib.sh"
-    e2e_init >/dev/null
-    ctr_sandbox_init
-    local img=$E2E_TMP/img
-    oci_make_image "$img" v1 amd64 s3seed 2 2048
-    step "skopeo copy to the registry on S3" ctr skopeo copy --dest-tls-verify=false "oci:$img:v1" "docker://$addr/skopeo/s3:v1" || exit 1
-    step "skopeo copy back" ctr skopeo copy --src-tls-verify=false "docker://$addr/skopeo/s3:v1" "oci:$E2E_TMP/back:v1" || exit 1
-    assert_eq "manifest digest round trip" "$OCI_MANIFEST_DIGEST" "$(oci_ref "$E2E_TMP/back" v1)" || exit 1
-    step "skopeo inspect" ctr skopeo inspect --tls-verify=false "docker://$addr/skopeo/s3:v1" || exit 1
-    [ "$E2E_FAILED" -eq 0 ]
-  ) >"$TMP/skopeo.log" 2>&1
+  local addr img
+  addr=$(server_addr a)
+  ctr_sandbox_init
+  img=$E2E_TMP/img
+  oci_make_image "$img" v1 amd64 s3seed 2 2048
+  step "skopeo copy to the registry on S3" ctr skopeo copy --dest-tls-verify=false "oci:$img:v1" "docker://$addr/skopeo/s3:v1" || return 0
+  step "skopeo copy back" ctr skopeo copy --src-tls-verify=false "docker://$addr/skopeo/s3:v1" "oci:$E2E_TMP/back:v1" || return 0
+  assert_eq "skopeo round trip keeps the manifest digest" "$OCI_MANIFEST_DIGEST" "$(oci_ref "$E2E_TMP/back" v1)" || return 0
+  step "skopeo inspect" ctr skopeo inspect --tls-verify=false "docker://$addr/skopeo/s3:v1" || return 0
 }
 
 # push_blob URL REPO FILE DIGEST: POST, one streamed PATCH, PUT ?digest=.
@@ -381,39 +288,38 @@ push_blob() {
 measure() {
   if [ "$TEST_PROFILE" = release ]; then cargo build --release -p image-registry --quiet; fi
   S3_CHUNK_MIB=10
-  BIN=$(target_dir)/$TEST_PROFILE/image-registry
   local pid t0 t1 i pushes=() failures=0 digests=()
   for i in $(seq 1 32); do
-    head -c $((100 << 20)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass "pass:m$i" >"$TMP/b100-$i"
-    digests[i]=sha256:$(openssl dgst -sha256 -r "$TMP/b100-$i" | cut -d' ' -f1)
+    head -c $((100 << 20)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass "pass:m$i" >"$E2E_TMP/b100-$i"
+    digests[i]=sha256:$(openssl dgst -sha256 -r "$E2E_TMP/b100-$i" | cut -d' ' -f1)
   done
   s3_bucket measure
   start_registry m s3 measure
-  pid=${PIDS[-1]}
+  pid=${SRV_PID[m]}
   log "RSS at start: $(grep VmRSS "/proc/$pid/status")"
   t0=$(date +%s.%N)
   for i in $(seq 1 32); do
-    push_blob "http://${SRV_ADDR[m]}" "measure/r$i" "$TMP/b100-$i" "${digests[i]}" &
+    push_blob "http://${SRV_ADDR[m]}" "measure/r$i" "$E2E_TMP/b100-$i" "${digests[i]}" &
     pushes+=($!)
   done
   for i in "${pushes[@]}"; do wait "$i" || failures=$((failures + 1)); done
   t1=$(date +%s.%N)
   log "32 x 100 MiB to S3 (moto): $(grep VmHWM "/proc/$pid/status") (peak RSS), $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f s, %.0f MiB/s", b-a, 3200/(b-a)}'), failed pushes: $failures"
-  rm -f "$TMP"/b100-*
+  rm -f "$E2E_TMP"/b100-*
   [ "${STORAGE_MEASURE_BIG:-1}" = 1 ] || return 0
-  head -c $((1 << 30)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass pass:g1 >"$TMP/b1g"
+  head -c $((1 << 30)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass pass:g1 >"$E2E_TMP/b1g"
   local dg
-  dg=sha256:$(sha256sum "$TMP/b1g" | cut -d' ' -f1)
+  dg=sha256:$(sha256sum "$E2E_TMP/b1g" | cut -d' ' -f1)
   s3_bucket big
-  mkdir -p "$TMP/s3s-data/big"
+  mkdir -p "$E2E_TMP/s3s-data/big"
   azure_container big
   curl -fsS -X POST -o /dev/null "$IMAGE_REGISTRY_GCS_ENDPOINT/storage/v1/b?project=test" -d '{"name":"big"}' -H 'Content-Type: application/json'
   local kind
   for kind in s3 s3s azure gcs; do
     start_registry "big-$kind" "$kind" big
-    pid=${PIDS[-1]}
+    pid=${SRV_PID[big-$kind]}
     t0=$(date +%s.%N)
-    push_blob "http://${SRV_ADDR[big-$kind]}" measure/big "$TMP/b1g" "$dg" || log "push to $kind failed"
+    push_blob "http://${SRV_ADDR[big-$kind]}" measure/big "$E2E_TMP/b1g" "$dg" || log "push to $kind failed"
     t1=$(date +%s.%N)
     log "1 GiB push to $kind: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f s, %.0f MiB/s", b-a, 1024/(b-a)}'), $(grep VmHWM "/proc/$pid/status")"
   done
@@ -429,55 +335,55 @@ if [ "${1:-}" = measure ]; then
 fi
 
 if [ -z "${STORAGE_E2E_SKIP_SUITE:-}" ]; then
-  log "--- driver suite against the emulators"
-  if cargo test --lib storage::cloud_tests -- --test-threads=2 2>&1 | tee "$TMP/suite.log" | grep -E '^test |test result'; then
-    pass "driver suite on moto, s3s-fs, azurite, fake-gcs-server"
-  else
-    fail "driver suite on moto, s3s-fs, azurite, fake-gcs-server"
-  fi
+  section "driver suite against the emulators"
+  step "driver suite on moto, s3s-fs, azurite, fake-gcs-server" \
+    cargo test --lib storage::cloud_tests -- --test-threads=2 || :
+  grep -E '^test |test result' "$STEP_OUT" | sed 's/^/      /' || :
 fi
 
-log "--- the registry on object storage"
-cargo build --workspace --quiet
-BIN=$(target_dir)/$TEST_PROFILE/image-registry
+section "the registry on object storage"
+cargo build --workspace --quiet || die "cargo build --workspace failed"
 
 s3_bucket registry-e2e
 start_registry a s3 registry-e2e
 start_registry b s3 registry-e2e
-check "conformance on S3 (moto)" run_conformance a
-check "replica test: upload begun on A, continued on B, finished on A; tags on both; tag move and delete seen across replicas within linkTTL; 307 redirects" replica_test
+step "conformance on S3 (moto)" run_conformance a || :
+step_summary
+step "replica test: upload begun on A, continued on B, finished on A; tags on both; tag move and delete seen across replicas within linkTTL; 307 redirects" replica_test || :
 
 azure_container registry-e2e
 start_registry az azure registry-e2e
-check "conformance on Azure (azurite)" run_conformance az
+step "conformance on Azure (azurite)" run_conformance az || :
+step_summary
 
-mkdir -p "$TMP/s3s-data/registry-outage"
-start_registry s3s s3s registry-outage
-check "store outage: 503 UNAVAILABLE, then recovery without restart (s3s-fs)" outage_test
-
-if [ -f "$ROOT/tests/e2e/lib.sh" ] && command -v skopeo >/dev/null; then
-  check "skopeo round trip with S3 storage" skopeo_round_trip
-else
-  log "note: no tests/e2e/lib.sh or skopeo: skopeo round trip not run"
-  [ -z "${IMAGE_REGISTRY_E2E:-}" ] || fail "skopeo round trip with S3 storage" "lib.sh or skopeo missing"
-fi
+mkdir -p "$E2E_TMP/s3s-data/registry-outage"
+start_registry s3s-reg s3s registry-outage
+step "store outage: 503 UNAVAILABLE, then recovery without restart (s3s-fs)" outage_test || :
 
 # A bad config fails at start with a message naming what to set.
-out=$(env -u AWS_CA_BUNDLE REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" \
+server_env_cmd
+BIN=$(ours_bin)
+out=$("${SERVER_ENV[@]}" REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" \
   REGISTRY_STORAGE_S3_ACCESSKEY=test REGISTRY_STORAGE_S3_SECRETKEY=test REGISTRY_HTTP_ADDR=127.0.0.1:0 \
   timeout 20 "$BIN" serve 2>&1 || true)
-check "missing bucket fails at start naming REGISTRY_STORAGE_S3_BUCKET" grep -q REGISTRY_STORAGE_S3_BUCKET <<<"$out"
-out=$(env -u AWS_CA_BUNDLE REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET=no-such-bucket \
+assert_contains "missing bucket fails at start naming REGISTRY_STORAGE_S3_BUCKET" "$out" REGISTRY_STORAGE_S3_BUCKET || :
+out=$("${SERVER_ENV[@]}" REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET=no-such-bucket \
   REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" REGISTRY_STORAGE_S3_ACCESSKEY=test \
   REGISTRY_STORAGE_S3_SECRETKEY=test REGISTRY_HTTP_ADDR=127.0.0.1:0 timeout 20 "$BIN" serve 2>&1 || true)
-check "absent bucket fails at start" grep -q "does not exist" <<<"$out"
-mkdir -p "$TMP/empty-home"
-out=$(env -u AWS_CA_BUNDLE HOME="$TMP/empty-home" REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET=registry-e2e \
+assert_contains "absent bucket fails at start" "$out" "does not exist" || :
+mkdir -p "$E2E_TMP/empty-home"
+out=$("${SERVER_ENV[@]}" HOME="$E2E_TMP/empty-home" REGISTRY_STORAGE=s3 REGISTRY_STORAGE_S3_BUCKET=registry-e2e \
   REGISTRY_STORAGE_S3_REGIONENDPOINT="$IMAGE_REGISTRY_S3_ENDPOINT" REGISTRY_HTTP_ADDR=127.0.0.1:0 \
   timeout 30 "$BIN" serve 2>&1 || true)
-check "no credentials fails at start naming REGISTRY_STORAGE_S3_ACCESSKEY" grep -q "no AWS credentials: set REGISTRY_STORAGE_S3_ACCESSKEY" <<<"$out"
+assert_contains "no credentials fails at start naming REGISTRY_STORAGE_S3_ACCESSKEY" "$out" \
+  "no AWS credentials: set REGISTRY_STORAGE_S3_ACCESSKEY" || :
 
-echo
-if [ "$FAILED" -gt 0 ]; then printf 'failed: %s\n' "${FAILED_NAMES[@]}"; fi
-echo "storage-emulators: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+if command -v skopeo >/dev/null; then
+  section "skopeo with S3 storage"
+  skopeo_round_trip
+else
+  log "note: no skopeo: skopeo round trip not run"
+  [ -z "${IMAGE_REGISTRY_E2E:-}" ] || fail "skopeo round trip with S3 storage" "skopeo missing"
+fi
+
+e2e_finish

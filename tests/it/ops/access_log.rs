@@ -1,0 +1,62 @@
+//! The access log: one line per request, request id (taken or made, and returned), no secrets.
+//! The test captures its own thread's logs (a `current_thread` runtime with a thread-local
+//! subscriber), so tests running at the same time on other threads do not disturb it.
+
+use reqwest::Method;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "current_thread")]
+async fn access_log_has_one_line_per_request_and_no_secrets() {
+    let cap = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("image_registry::access=info")
+        .with_writer(cap.clone())
+        .finish();
+    let _guard = capture_logs(subscriber);
+    let s = TestServer::builder().in_memory().start().await;
+    let r = s
+        .request(
+            Method::GET,
+            "/v2/ns/app/blobs/uploads/abc?_state=SECRETSTATE&token=SECRETQUERY",
+        )
+        .header("authorization", "Bearer SECRETTOKEN")
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-123");
+    let _ = r.bytes().await;
+    let r = s.get("/v2/").await;
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let _ = r.bytes().await;
+    let r = s
+        .request(Method::GET, "/v2/")
+        .header("x-request-id", "bad id\twith spaces")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.headers()["x-request-id"], "bad id\twith spaces");
+    let _ = r.bytes().await;
+    drop(s);
+    let text = cap.text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let first = &lines[0]["fields"];
+    assert_eq!(first["request_id"], "trace-me-123");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/v2/ns/app/blobs/uploads/abc");
+    assert_eq!(first["user"], "-");
+    assert!(first["status"].as_u64().is_some());
+    assert!(first["bytes"].as_u64().is_some());
+    assert!(first["duration_ms"].as_f64().is_some());
+    assert!(first["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(lines[1]["fields"]["request_id"], generated.as_str());
+    assert_eq!(lines[1]["fields"]["status"], 200);
+    assert!(!text.contains("SECRET"), "{text}");
+}
