@@ -68,192 +68,212 @@ impl Default for Metrics {
     }
 }
 
+/// `imageregistry_build_info` (value 1) and, on Linux, the `process_*` families.
+fn register_build_and_process(f: &Families<'_>) {
+    let build = f.gauge_vec(
+        "",
+        "build_info",
+        "Build information; the value is 1.",
+        &["major", "minor", "gitCommit", "gitVersion"],
+    );
+    build
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            env!("CARGO_PKG_VERSION_MINOR"),
+            option_env!("IMAGE_REGISTRY_GIT_COMMIT").unwrap_or("unknown"),
+            concat!("v", env!("CARGO_PKG_VERSION")),
+        ])
+        .set(1);
+    #[cfg(target_os = "linux")]
+    {
+        let pc = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(e) = f.registry.register(Box::new(pc)) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
+    }
+}
+
 fn size_buckets() -> Vec<f64> {
     // 256 B .. 4 GiB, x4.
     (0..13).map(|i| 256.0 * 4f64.powi(i)).collect()
+}
+
+/// Makes families in one `prometheus::Registry` and registers them: every family of the crate is
+/// made through it, with the `imageregistry` namespace. Name `sub` "" for no subsystem.
+///
+/// Registration only fails on duplicate names and the constructors only on invalid (constant)
+/// names: a failure is logged and leaves a family unexported, never breaks a request.
+pub struct Families<'a> {
+    registry: &'a Registry,
+}
+
+#[allow(clippy::expect_used)]
+impl<'a> Families<'a> {
+    pub fn new(registry: &'a Registry) -> Families<'a> {
+        Families { registry }
+    }
+
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&self, m: M) -> M {
+        if let Err(e) = self.registry.register(Box::new(m.clone())) {
+            tracing::error!(error = %e, "cannot register a metric");
+        }
+        m
+    }
+
+    fn opts(sub: &str, name: &str, help: &str) -> Opts {
+        Opts::new(name, help).namespace(NS).subsystem(sub)
+    }
+
+    fn hopts(sub: &str, name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+        HistogramOpts::new(name, help)
+            .namespace(NS)
+            .subsystem(sub)
+            .buckets(buckets.to_vec())
+    }
+
+    pub fn counter(&self, sub: &str, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::with_opts(Self::opts(sub, name, help)).expect("metric"))
+    }
+
+    pub fn counter_vec(&self, sub: &str, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Self::opts(sub, name, help), labels).expect("metric"))
+    }
+
+    pub fn gauge(&self, sub: &str, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::with_opts(Self::opts(sub, name, help)).expect("metric"))
+    }
+
+    pub fn gauge_vec(&self, sub: &str, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Self::opts(sub, name, help), labels).expect("metric"))
+    }
+
+    pub fn histogram(&self, sub: &str, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        self.register(Histogram::with_opts(Self::hopts(sub, name, help, buckets)).expect("metric"))
+    }
+
+    pub fn histogram_vec(
+        &self,
+        sub: &str,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> HistogramVec {
+        self.register(
+            HistogramVec::new(Self::hopts(sub, name, help, buckets), labels).expect("metric"),
+        )
+    }
 }
 
 impl Metrics {
     /// A fresh set of families in a fresh registry, with build info and (on Linux) process metrics.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        // Registration only fails on duplicate names, which this constructor never makes; a failure
-        // would leave a family unexported, never break a request.
-        macro_rules! reg {
-            ($m:expr) => {{
-                let m = $m;
-                if let Err(e) = registry.register(Box::new(m.clone())) {
-                    tracing::error!(error = %e, "cannot register a metric");
-                }
-                m
-            }};
-        }
-        fn opts(sub: &str, name: &str, help: &str) -> Opts {
-            Opts::new(name, help).namespace(NS).subsystem(sub)
-        }
-        fn hopts(sub: &str, name: &str, help: &str, buckets: Vec<f64>) -> HistogramOpts {
-            HistogramOpts::new(name, help)
-                .namespace(NS)
-                .subsystem(sub)
-                .buckets(buckets)
-        }
-        // The constructors only fail on invalid names or label names, all constant here.
-        #[allow(clippy::expect_used)]
+        let f = Families::new(&registry);
+        let sizes = size_buckets();
         let m = Metrics {
-            http_in_flight: reg!(IntGauge::with_opts(opts(
+            http_in_flight: f.gauge("http", "in_flight_requests", "Requests being served."),
+            http_requests_total: f.counter_vec(
                 "http",
-                "in_flight_requests",
-                "Requests being served."
-            ))
-            .expect("metric")),
-            http_requests_total: reg!(IntCounterVec::new(
-                opts("http", "requests_total", "Requests served, by status code and method."),
-                &["code", "method"]
-            )
-            .expect("metric")),
-            http_request_duration: reg!(HistogramVec::new(
-                hopts(
-                    "http",
-                    "request_duration_seconds",
-                    "Time to serve a request, body included, by method.",
-                    DURATION_BUCKETS.to_vec()
-                ),
-                &["method"]
-            )
-            .expect("metric")),
-            http_request_size: reg!(Histogram::with_opts(hopts(
+                "requests_total",
+                "Requests served, by status code and method.",
+                &["code", "method"],
+            ),
+            http_request_duration: f.histogram_vec(
+                "http",
+                "request_duration_seconds",
+                "Time to serve a request, body included, by method.",
+                DURATION_BUCKETS,
+                &["method"],
+            ),
+            http_request_size: f.histogram(
                 "http",
                 "request_size_bytes",
                 "Request body sizes.",
-                size_buckets()
-            ))
-            .expect("metric")),
-            http_response_size: reg!(Histogram::with_opts(hopts(
+                &sizes,
+            ),
+            http_response_size: f.histogram(
                 "http",
                 "response_size_bytes",
                 "Response body sizes.",
-                size_buckets()
-            ))
-            .expect("metric")),
-            request_duration: reg!(HistogramVec::new(
-                HistogramOpts::new(
-                    "request_duration_seconds",
-                    "Time to serve a registry API request, by operation."
-                )
-                .namespace(NS)
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["operation"]
-            )
-            .expect("metric")),
-            storage_duration: reg!(HistogramVec::new(
-                hopts(
-                    "storage",
-                    "duration_seconds",
-                    "Time of storage driver calls, by operation.",
-                    DURATION_BUCKETS.to_vec()
-                ),
-                &["operation"]
-            )
-            .expect("metric")),
-            storage_errors: reg!(IntCounterVec::new(
-                opts(
-                    "storage",
-                    "errors_total",
-                    "Failed storage driver calls, by operation and error code."
-                ),
-                &["operation", "code"]
-            )
-            .expect("metric")),
-            upload_bytes: reg!(IntCounter::with_opts(opts(
+                &sizes,
+            ),
+            request_duration: f.histogram_vec(
+                "",
+                "request_duration_seconds",
+                "Time to serve a registry API request, by operation.",
+                DURATION_BUCKETS,
+                &["operation"],
+            ),
+            storage_duration: f.histogram_vec(
+                "storage",
+                "duration_seconds",
+                "Time of storage driver calls, by operation.",
+                DURATION_BUCKETS,
+                &["operation"],
+            ),
+            storage_errors: f.counter_vec(
+                "storage",
+                "errors_total",
+                "Failed storage driver calls, by operation and error code.",
+                &["operation", "code"],
+            ),
+            upload_bytes: f.counter(
                 "http",
                 "upload_bytes_total",
-                "Bytes received in blob uploads."
-            ))
-            .expect("metric")),
-            limiter_running: reg!(IntGaugeVec::new(
-                opts(
-                    "http",
-                    "limiter_running_requests",
-                    "Requests holding a running slot, by limiter (read, write)."
-                ),
-                &["limiter"]
-            )
-            .expect("metric")),
-            limiter_queued: reg!(IntGaugeVec::new(
-                opts(
-                    "http",
-                    "limiter_queued_requests",
-                    "Requests waiting for a running slot, by limiter."
-                ),
-                &["limiter"]
-            )
-            .expect("metric")),
-            limiter_rejected: reg!(IntCounterVec::new(
-                opts(
-                    "http",
-                    "limiter_rejected_requests_total",
-                    "Requests refused with 429, by limiter and reason (queue_full, timeout, canceled)."
-                ),
-                &["limiter", "reason"]
-            )
-            .expect("metric")),
-            storage_up: reg!(IntGauge::with_opts(opts(
+                "Bytes received in blob uploads.",
+            ),
+            limiter_running: f.gauge_vec(
+                "http",
+                "limiter_running_requests",
+                "Requests holding a running slot, by limiter (read, write).",
+                &["limiter"],
+            ),
+            limiter_queued: f.gauge_vec(
+                "http",
+                "limiter_queued_requests",
+                "Requests waiting for a running slot, by limiter.",
+                &["limiter"],
+            ),
+            limiter_rejected: f.counter_vec(
+                "http",
+                "limiter_rejected_requests_total",
+                "Requests refused with 429, by limiter and reason (queue_full, timeout, canceled).",
+                &["limiter", "reason"],
+            ),
+            storage_up: f.gauge(
                 "storage",
                 "health_up",
-                "1 while the storage health check passes, else 0."
-            ))
-            .expect("metric")),
-            auth_reviews: reg!(IntCounterVec::new(
-                opts(
-                    "auth",
-                    "review_requests_total",
-                    "Authentication and authorization review calls, by type and result."
-                ),
-                &["type", "result"]
-            )
-            .expect("metric")),
-            auth_review_cache: reg!(IntCounterVec::new(
-                opts(
-                    "auth",
-                    "review_cache_requests_total",
-                    "Lookups in the review cache, by type (hit, miss)."
-                ),
-                &["type"]
-            )
-            .expect("metric")),
+                "1 while the storage health check passes, else 0.",
+            ),
+            auth_reviews: f.counter_vec(
+                "auth",
+                "review_requests_total",
+                "Authentication and authorization review calls, by type and result.",
+                &["type", "result"],
+            ),
+            auth_review_cache: f.counter_vec(
+                "auth",
+                "review_cache_requests_total",
+                "Lookups in the review cache, by type (hit, miss).",
+                &["type"],
+            ),
             registry: registry.clone(),
         };
-        #[allow(clippy::expect_used)]
-        let build = IntGaugeVec::new(
-            Opts::new("build_info", "Build information; the value is 1.").namespace(NS),
-            &["major", "minor", "gitCommit", "gitVersion"],
-        )
-        .expect("metric");
-        build
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION_MAJOR"),
-                env!("CARGO_PKG_VERSION_MINOR"),
-                option_env!("IMAGE_REGISTRY_GIT_COMMIT").unwrap_or("unknown"),
-                concat!("v", env!("CARGO_PKG_VERSION")),
-            ])
-            .set(1);
-        let _ = registry.register(Box::new(build));
-        #[cfg(target_os = "linux")]
-        {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            if let Err(e) = registry.register(Box::new(pc)) {
-                tracing::warn!(error = %e, "process metrics unavailable");
-            }
-        }
-        // Both limiters show up (at 0) even when unused, so dashboards have a series.
-        for l in ["read", "write"] {
-            m.limiter_running.with_label_values(&[l]).set(0);
-            m.limiter_queued.with_label_values(&[l]).set(0);
-            for r in ["queue_full", "timeout", "canceled"] {
-                m.limiter_rejected.with_label_values(&[l, r]).inc_by(0);
-            }
-        }
+        register_build_and_process(&f);
+        m.zero_limiter_series();
         m
+    }
+
+    /// Both limiters show up (at 0) even when unused, so dashboards have a series.
+    fn zero_limiter_series(&self) {
+        for l in ["read", "write"] {
+            self.limiter_running.with_label_values(&[l]).set(0);
+            self.limiter_queued.with_label_values(&[l]).set(0);
+            for r in ["queue_full", "timeout", "canceled"] {
+                self.limiter_rejected.with_label_values(&[l, r]).inc_by(0);
+            }
+        }
     }
 
     /// The registry, for families added elsewhere.

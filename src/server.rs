@@ -23,8 +23,8 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt as _;
 
@@ -65,52 +65,74 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let cut = cut.clone();
+        let conn = Connection {
+            app: app.clone(),
+            remote,
+            cut: cut.clone(),
+            watcher: graceful.watcher(),
+        };
+        tokio::spawn(conn.run(stream, tls.clone()));
+    }
+    drop(listener);
+    on_shutdown();
+    drain_connections(graceful, cut, drain).await;
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    app: Router,
+    remote: SocketAddr,
+    /// Cancelled at the drain deadline: request bodies fail from then on.
+    cut: CancellationToken,
+    watcher: Watcher,
+}
+
+impl Connection {
+    /// Completes the TLS handshake if there is one, then serves HTTP/1.1 or HTTP/2 until the
+    /// connection ends (or the graceful shutdown closes it).
+    async fn run(self, stream: TcpStream, tls: Option<Tls>) {
+        let Some(tls) = tls else {
+            return self.serve_http(stream).await;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+            Ok(Ok(s)) => self.serve_http(s).await,
+            Ok(Err(e)) => {
+                tracing::debug!(remote = %self.remote, error = %e, "TLS handshake failed")
+            }
+            Err(_) => tracing::debug!(remote = %self.remote, "TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_http<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            app,
+            remote,
+            cut,
+            watcher,
+        } = self;
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(remote));
             let cut = Box::pin(cut.clone().cancelled_owned());
             app.clone()
                 .oneshot(req.map(|inner| Body::new(Cuttable { inner, cut })))
         });
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            // Bounds the read buffer of a connection (and so the size of request body chunks):
-            // memory per upload in flight stays small; larger buffers measured no faster.
-            builder.http1().max_buf_size(MAX_READ_BUF);
-            match tls {
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
-                }
-                Some(tls) => {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await;
-                    let stream = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
-                }
-            }
-        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // Bounds the read buffer of a connection (and so the size of request body chunks):
+        // memory per upload in flight stays small; larger buffers measured no faster.
+        builder.http1().max_buf_size(MAX_READ_BUF);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(%remote, error = %e, "connection ended with an error");
+        }
     }
-    drop(listener);
-    on_shutdown();
+}
+
+/// After the listener closed: waits up to `drain` for the connections to finish, then cuts the
+/// request bodies still being read and gives handlers [`CUT_GRACE`] to answer.
+async fn drain_connections(graceful: GracefulShutdown, cut: CancellationToken, drain: Duration) {
     tracing::info!(
         drain_timeout = ?drain,
         "shutting down: not accepting connections; draining requests in flight"

@@ -90,26 +90,33 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
     let Some(route) = req.extensions().get::<Route>().cloned() else {
         return next.run(req).await;
     };
-    let base = external_base(req.headers());
-    let wants = wants(&route, req.method());
-    let challenge = |insufficient: bool| auth.challenge(&base, &wants, insufficient);
-    let creds = match Credentials::parse(authorization(req.headers())) {
-        Ok(c) => c,
-        Err(e) => return ApiError::unauthorized(&challenge(false), &e.to_string()).into_response(),
-    };
-    if let Some(name) = route.repository() {
-        if !auth.name_allowed(name.as_str()) {
-            return ApiError::name_invalid(name.as_str())
-                .with_detail(json!({
-                    "name": name.as_str(),
-                    "reason": "repository names are <project>/<name> on this registry"
-                }))
-                .into_response();
+    match decide(&auth, &route, req.method(), req.headers()).await {
+        Ok(granted) => {
+            req.extensions_mut().insert(granted);
+            next.run(req).await
         }
+        Err(e) => e.into_response(),
     }
+}
+
+/// What the request may do, or the answer that refuses it.
+async fn decide(
+    auth: &Auth,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<RequestAuth, ApiError> {
+    let base = external_base(headers);
+    let wants = wants(route, method);
+    let challenge = |insufficient: bool| auth.challenge(&base, &wants, insufficient);
+    let creds = Credentials::parse(authorization(headers))
+        .map_err(|e| ApiError::unauthorized(&challenge(false), &e.to_string()))?;
+    check_name(auth, route)?;
     if matches!(route, Route::Base) && creds.is_none() {
-        return ApiError::unauthorized(&challenge(false), "authentication required")
-            .into_response();
+        return Err(ApiError::unauthorized(
+            &challenge(false),
+            "authentication required",
+        ));
     }
     // A mount also asks for pull on `from` (never failing the request on it).
     let mount_from = route
@@ -119,36 +126,39 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
     if let Some(from) = mount_from {
         all.push(Access::pull(from.as_str()));
     }
-    let verdict = match auth.authorize(&creds, &all).await {
-        Ok(v) => v,
-        Err(AuthError::Unauthenticated(m)) => {
-            return ApiError::unauthorized(&challenge(false), &m).into_response()
-        }
-        Err(AuthError::Unavailable(_)) => return ApiError::auth_unavailable().into_response(),
-    };
-    let needed_ok = verdict.allowed.iter().take(wants.len()).all(|a| *a);
-    if !needed_ok {
-        if verdict.subject.is_anonymous() {
-            return ApiError::unauthorized(&challenge(false), "authentication required")
-                .into_response();
-        }
-        if verdict.scope_limited {
-            return ApiError::unauthorized(
-                &challenge(true),
-                "the token does not grant this access",
-            )
-            .into_response();
-        }
-        return ApiError::denied("requested access to the resource is denied").into_response();
+    let verdict = auth.authorize(&creds, &all).await.map_err(|e| match e {
+        AuthError::Unauthenticated(m) => ApiError::unauthorized(&challenge(false), &m),
+        AuthError::Unavailable(_) => ApiError::auth_unavailable(),
+    })?;
+    if !verdict.allowed.iter().take(wants.len()).all(|a| *a) {
+        return Err(if verdict.subject.is_anonymous() {
+            ApiError::unauthorized(&challenge(false), "authentication required")
+        } else if verdict.scope_limited {
+            ApiError::unauthorized(&challenge(true), "the token does not grant this access")
+        } else {
+            ApiError::denied("requested access to the resource is denied")
+        });
     }
     let may_mount =
         mount_from.is_some() && verdict.allowed.get(wants.len()).copied().unwrap_or(false);
-    req.extensions_mut().insert(RequestAuth {
+    Ok(RequestAuth {
         subject: verdict.subject,
         catalog: verdict.catalog,
         may_mount,
-    });
-    next.run(req).await
+    })
+}
+
+/// The mode's naming rule (`<project>/<name>` in openshift mode): `NAME_INVALID` otherwise.
+fn check_name(auth: &Auth, route: &Route) -> Result<(), ApiError> {
+    match route.repository() {
+        Some(name) if !auth.name_allowed(name.as_str()) => {
+            Err(ApiError::name_invalid(name.as_str()).with_detail(json!({
+                "name": name.as_str(),
+                "reason": "repository names are <project>/<name> on this registry"
+            })))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `GET /openshift/token` / `GET /auth/token`: `{"token","access_token"[,"expires_in","issued_at"]}`.

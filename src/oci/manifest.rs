@@ -117,84 +117,106 @@ impl ParsedManifest {
         let header = content_type
             .map(|c| c.split(';').next().unwrap_or("").trim().to_owned())
             .filter(|c| !is_generic(c));
-        if raw.schema_version == Some(1)
-            || matches!(
-                header.as_deref(),
-                Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)
-            )
-        {
-            return Err(ManifestError::Schema1);
-        }
-        match raw.schema_version {
-            Some(2) => {}
-            Some(v) => return Err(ManifestError::SchemaVersion(v)),
-            None => return Err(ManifestError::Missing("manifest", "schemaVersion")),
-        }
-        let media_type = match (&raw.media_type, &header) {
-            (Some(b), Some(h)) if b != h => {
-                return Err(ManifestError::MediaTypeMismatch {
-                    body: b.clone(),
-                    header: h.clone(),
-                })
-            }
-            (Some(b), _) => b.clone(),
-            // A stored manifest's type is read back from its body, so the Docker types, which
-            // distribution also requires to carry it, must name it there or be served as OCI.
-            (None, Some(h)) if h == media::DOCKER_MANIFEST || h == media::DOCKER_LIST => {
-                let mt = if h == media::DOCKER_LIST {
-                    media::DOCKER_LIST
-                } else {
-                    media::DOCKER_MANIFEST
-                };
-                return Err(ManifestError::Missing(mt, "mediaType"));
-            }
-            (None, Some(h)) => h.clone(),
-            (None, None) if raw.manifests.is_some() => media::OCI_INDEX.to_owned(),
-            (None, None) => media::OCI_MANIFEST.to_owned(),
-        };
-        let mt: &'static str = match media_type.as_str() {
-            media::OCI_MANIFEST => media::OCI_MANIFEST,
-            media::DOCKER_MANIFEST => media::DOCKER_MANIFEST,
-            media::OCI_INDEX => media::OCI_INDEX,
-            media::DOCKER_LIST => media::DOCKER_LIST,
-            _ => return Err(ManifestError::MediaType(media_type)),
-        };
+        check_schema(&raw, header.as_deref())?;
+        let mt = media_type_of(&raw, header.as_deref())?;
         if media::is_index(mt) {
-            let manifests = raw
-                .manifests
-                .ok_or(ManifestError::Missing(mt, "manifests"))?;
-            Ok(ParsedManifest {
-                media_type: media_type.clone(),
-                blobs: Vec::new(),
-                manifests,
-                subject: raw.subject,
-                artifact_type: raw.artifact_type,
-                annotations: raw.annotations,
-            })
+            index(raw, mt)
         } else {
-            let config = raw.config.ok_or(ManifestError::Missing(mt, "config"))?;
-            let layers = match (raw.layers, mt) {
-                (Some(l), _) => l,
-                // An OCI artifact may omit layers in practice; schema2 requires them.
-                (None, media::OCI_MANIFEST) => Vec::new(),
-                (None, _) => return Err(ManifestError::Missing(mt, "layers")),
-            };
-            let artifact_type = raw
-                .artifact_type
-                .or_else(|| Some(config.media_type.clone()));
-            let mut blobs = Vec::with_capacity(layers.len() + 1);
-            blobs.push(config);
-            blobs.extend(layers);
-            Ok(ParsedManifest {
-                media_type: media_type.clone(),
-                blobs,
-                manifests: Vec::new(),
-                subject: raw.subject,
-                artifact_type,
-                annotations: raw.annotations,
-            })
+            image(raw, mt)
         }
     }
+}
+
+/// Schema 2 only: schema 1 (by version or by header) and other versions are refused.
+fn check_schema(raw: &RawManifest, header: Option<&str>) -> Result<(), ManifestError> {
+    if raw.schema_version == Some(1)
+        || matches!(
+            header,
+            Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)
+        )
+    {
+        return Err(ManifestError::Schema1);
+    }
+    match raw.schema_version {
+        Some(2) => Ok(()),
+        Some(v) => Err(ManifestError::SchemaVersion(v)),
+        None => Err(ManifestError::Missing("manifest", "schemaVersion")),
+    }
+}
+
+/// The manifest's media type, from the body's `mediaType` and the `Content-Type` header (which
+/// must agree when both are given), else from its shape; one of the four types we store.
+fn media_type_of(raw: &RawManifest, header: Option<&str>) -> Result<&'static str, ManifestError> {
+    let media_type = match (&raw.media_type, header) {
+        (Some(b), Some(h)) if b != h => {
+            return Err(ManifestError::MediaTypeMismatch {
+                body: b.clone(),
+                header: h.to_owned(),
+            })
+        }
+        (Some(b), _) => b.as_str(),
+        // A stored manifest's type is read back from its body, so the Docker types, which
+        // distribution also requires to carry it, must name it there or be served as OCI.
+        (None, Some(h @ (media::DOCKER_MANIFEST | media::DOCKER_LIST))) => {
+            let mt = if h == media::DOCKER_LIST {
+                media::DOCKER_LIST
+            } else {
+                media::DOCKER_MANIFEST
+            };
+            return Err(ManifestError::Missing(mt, "mediaType"));
+        }
+        (None, Some(h)) => h,
+        (None, None) if raw.manifests.is_some() => media::OCI_INDEX,
+        (None, None) => media::OCI_MANIFEST,
+    };
+    match media_type {
+        media::OCI_MANIFEST => Ok(media::OCI_MANIFEST),
+        media::DOCKER_MANIFEST => Ok(media::DOCKER_MANIFEST),
+        media::OCI_INDEX => Ok(media::OCI_INDEX),
+        media::DOCKER_LIST => Ok(media::DOCKER_LIST),
+        _ => Err(ManifestError::MediaType(media_type.to_owned())),
+    }
+}
+
+/// An index or manifest list: its `manifests` are required.
+fn index(raw: RawManifest, mt: &'static str) -> Result<ParsedManifest, ManifestError> {
+    let manifests = raw
+        .manifests
+        .ok_or(ManifestError::Missing(mt, "manifests"))?;
+    Ok(ParsedManifest {
+        media_type: mt.to_owned(),
+        blobs: Vec::new(),
+        manifests,
+        subject: raw.subject,
+        artifact_type: raw.artifact_type,
+        annotations: raw.annotations,
+    })
+}
+
+/// An image manifest: its blobs are the config, then the layers; the artifact type defaults to
+/// the config's media type.
+fn image(raw: RawManifest, mt: &'static str) -> Result<ParsedManifest, ManifestError> {
+    let config = raw.config.ok_or(ManifestError::Missing(mt, "config"))?;
+    let layers = match (raw.layers, mt) {
+        (Some(l), _) => l,
+        // An OCI artifact may omit layers in practice; schema2 requires them.
+        (None, media::OCI_MANIFEST) => Vec::new(),
+        (None, _) => return Err(ManifestError::Missing(mt, "layers")),
+    };
+    let artifact_type = raw
+        .artifact_type
+        .or_else(|| Some(config.media_type.clone()));
+    let mut blobs = Vec::with_capacity(layers.len() + 1);
+    blobs.push(config);
+    blobs.extend(layers);
+    Ok(ParsedManifest {
+        media_type: mt.to_owned(),
+        blobs,
+        manifests: Vec::new(),
+        subject: raw.subject,
+        artifact_type,
+        annotations: raw.annotations,
+    })
 }
 
 #[cfg(test)]
