@@ -12,14 +12,14 @@ use axum::{Extension, Router};
 
 use crate::auth::{Auth, MetricsAccess};
 use crate::config::{Config, RequestsConfig, StorageKind};
-use crate::health::Health;
 use crate::http::metrics::METRICS_PATH;
 use crate::http::{self, dispatch, AppState, Route, API_VERSION, API_VERSION_HEADER};
 use crate::layers::access_log::access_log;
 use crate::layers::limits::LimitLayer;
 use crate::layers::metrics::{track, RouteKind};
 use crate::layers::readonly::read_only;
-use crate::metrics::Metrics;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
 use crate::registry::{Registry, RegistryOptions, UploadSecret};
 use crate::storage::fs::FsDriver;
 use crate::storage::instrumented::Instrumented;

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use image_registry::app::build_server;
 use image_registry::config::{Config, LogFormat, StorageKind};
-use image_registry::server;
-use image_registry::tls::Tls;
+use image_registry::net::server;
+use image_registry::net::tls::Tls;
 
 #[derive(Parser)]
 #[command(

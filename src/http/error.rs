@@ -35,6 +35,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BlobUnknown,
+        ErrorCode::BlobUploadInvalid,
+        ErrorCode::BlobUploadUnknown,
+        ErrorCode::Denied,
+        ErrorCode::DigestInvalid,
+        ErrorCode::ManifestBlobUnknown,
+        ErrorCode::ManifestInvalid,
+        ErrorCode::ManifestUnknown,
+        ErrorCode::NameInvalid,
+        ErrorCode::NameUnknown,
+        ErrorCode::PaginationNumberInvalid,
+        ErrorCode::RangeInvalid,
+        ErrorCode::SizeInvalid,
+        ErrorCode::TagInvalid,
+        ErrorCode::TooManyRequests,
+        ErrorCode::Unauthorized,
+        ErrorCode::Unavailable,
+        ErrorCode::Unknown,
+        ErrorCode::Unsupported,
+    ];
+
     /// The code as it appears in `{"errors":[{"code": ...}]}`.
     pub fn as_str(self) -> &'static str {
         match self {

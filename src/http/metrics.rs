@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use crate::auth::MetricsAccess;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// Where metrics are served (the OpenShift registry's path).
 pub const METRICS_PATH: &str = "/extensions/v2/metrics";

@@ -38,7 +38,7 @@ use tower::{Layer, Service};
 use super::body::Observed;
 use crate::config::{LimitConfig, RequestsConfig};
 use crate::http::ApiError;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::body::Observed;
-use crate::metrics::{method_label, Metrics};
+use crate::ops::metrics::{method_label, Metrics};
 
 /// The kind of `/v2` route a response answered (`Route::kind`), set by the classify layer.
 #[derive(Debug, Clone, Copy)]

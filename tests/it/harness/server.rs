@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use image_registry::app::build_server;
 use image_registry::config::Config;
-use image_registry::server;
-use image_registry::tls::Tls;
+use image_registry::net::server;
+use image_registry::net::tls::Tls;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 

@@ -214,7 +214,7 @@ async fn client_certificates_are_required_when_client_cas_are_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_clients_trust_per_host_cas_and_folders() {
     use image_registry::config::Config;
-    use image_registry::outbound::Outbound;
+    use image_registry::net::outbound::Outbound;
 
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("upstream CA");
@@ -289,7 +289,7 @@ async fn outbound_clients_trust_per_host_cas_and_folders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_requests_go_through_the_configured_proxy() {
     use image_registry::config::Config;
-    use image_registry::outbound::Outbound;
+    use image_registry::net::outbound::Outbound;
 
     // A minimal forward proxy that records the request line and answers itself.
     let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

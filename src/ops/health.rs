@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::ops::StorageHealthConfig;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::storage::StorageDriver;
 
 /// Readiness state shared by the check task, the shutdown path and the probe handler.

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt as _;
 
-use crate::tls::Tls;
+use crate::net::tls::Tls;
 
 /// How long handlers get to finish after the drain deadline cut their request bodies.
 pub const CUT_GRACE: Duration = Duration::from_secs(5);
