@@ -239,7 +239,7 @@ impl Registry {
         let (hasher, size) = self.append_inner(s, start, body, true).await?;
         let actual = match digest.algorithm() {
             Algorithm::Sha256 => Digest::from_raw(Algorithm::Sha256, &hasher.finish()),
-            Algorithm::Sha512 => self.digest_file(&data, Algorithm::Sha512).await?,
+            Algorithm::Sha512 => self.sha512_of_file(&data).await?,
         };
         if &actual != digest {
             return Err(RegistryError::DigestInvalid(format!(
@@ -256,7 +256,10 @@ impl Registry {
         Ok(size)
     }
 
-    async fn digest_file(&self, path: &str, alg: Algorithm) -> Result<Digest> {
+    /// The sha512 digest of a stored file, read back whole. Uploads are hashed with sha256 as they
+    /// arrive (resumably, across requests); an upload completed under a sha512 digest is hashed
+    /// here, once, from its bytes.
+    async fn sha512_of_file(&self, path: &str) -> Result<Digest> {
         use sha2::Digest as _;
         let mut stream = self.driver.read(path, 0, None).await?;
         let mut h = sha2::Sha512::new();
@@ -267,7 +270,7 @@ impl Registry {
         {
             h.update(&chunk);
         }
-        Ok(Digest::from_raw(alg, &h.finalize()))
+        Ok(Digest::from_raw(Algorithm::Sha512, &h.finalize()))
     }
 
     /// Cancels an upload and removes its data.
