@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    SharedCredentialsProvider,
+    SharedCredentialsProvider, SharedHttpClient,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -59,6 +59,26 @@ pub struct S3Backend {
     static_credentials: bool,
     /// The AWS chain, when no keys are configured (probed at start-up).
     chain: Option<SharedCredentialsProvider>,
+}
+
+/// The SDK's HTTPS client, on rustls with ring (the crate's one crypto provider; see Cargo.toml).
+/// It is what the SDK's `default-https-client` feature builds, with `CryptoMode::Ring` in place of
+/// aws-lc: each SDK client's connector settings (timeouts) and sleep, the platform's roots, and
+/// proxies from the environment (the SDK's default since behaviour version 2025-08-07).
+/// `build_with_connector_fn` is what that default uses too; `build_https` would drop the proxies.
+fn http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut b = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        b.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            b.set_sleep_impl(c.sleep_impl());
+        }
+        b.set_proxy_config(Some(ProxyConfig::from_env()));
+        b.build()
+    })
 }
 
 fn backend_err<E, R>(what: &str, key: &str, e: SdkError<E, R>) -> StorageError
@@ -119,6 +139,7 @@ impl S3Backend {
                     .read_timeout(Duration::from_secs(60))
                     .build(),
             )
+            .http_client(http_client())
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(ep) = cfg.regionendpoint.as_deref().filter(|e| !e.is_empty()) {
@@ -766,8 +787,9 @@ impl aws_sdk_s3::config::ProvideCredentials for LazyChain {
             let chain = self
                 .chain
                 .get_or_init(|| async {
-                    let mut b =
-                        aws_config::defaults(BehaviorVersion::latest()).region(self.region.clone());
+                    let mut b = aws_config::defaults(BehaviorVersion::latest())
+                        .region(self.region.clone())
+                        .http_client(http_client());
                     if let Some(f) = &self.credentials_file {
                         use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
                         b = b.profile_files(
