@@ -23,11 +23,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::api::enc;
 use crate::config::GcsConfig;
 use crate::storage::{Result, StorageError};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
+/// The OAuth grant that exchanges a signed JWT for an access token.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const METADATA_TOKEN: &str =
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
@@ -185,11 +186,7 @@ impl Tokens {
             Some(s) => {
                 let jwt = s.assertion()?;
                 http.post(&s.token_uri)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!(
-                        "grant_type={}&assertion={jwt}",
-                        enc("urn:ietf:params:oauth:grant-type:jwt-bearer")
-                    ))
+                    .form(&[("grant_type", JWT_BEARER), ("assertion", jwt.as_str())])
                     .send()
                     .await
             }

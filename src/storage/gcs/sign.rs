@@ -1,7 +1,7 @@
 //! V4 signed GET URLs for GCS (`GOOG4-RSA-SHA256`): what blob GETs are redirected to when a
 //! service-account key is configured.
 //!
-//! Depends on the service account of `auth.rs` (its RS256 key) and nothing else of the backend.
+//! Depends on the service account of `auth.rs` (its RS256 key) and the URL encoding of `api.rs`.
 //! Contract: a pure function of the endpoint, bucket, key, expiry and the clock; path-style URLs
 //! (`<endpoint>/<bucket>/<key>`) that sign only the `host` header, the endpoint's host and port,
 //! so they verify against private endpoints too; at most 7 days (GCS's limit).

@@ -228,3 +228,61 @@ fn signed_urls_verify_with_the_public_key() {
         jsonwebtoken::crypto::verify(&sig, to_sign.as_bytes(), &key, Algorithm::RS256).unwrap()
     );
 }
+
+#[tokio::test]
+async fn tokens_come_from_the_token_endpoint_and_are_cached() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        // One request only: a second fetch would hang the test, not pass it.
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut req = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let k = sock.read(&mut chunk).await.unwrap();
+            req.extend_from_slice(&chunk[..k]);
+            let text = String::from_utf8_lossy(&req).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    break;
+                }
+            }
+        }
+        let body = r#"{"access_token":"tok-1","expires_in":3600}"#;
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(reply.as_bytes()).await.unwrap();
+        String::from_utf8(req).unwrap()
+    });
+    let (private, _) = rsa_pair();
+    let mut key = account_key(&private);
+    key.token_uri = Some(format!("http://{addr}/token"));
+    let tokens = Tokens::new(Auth::ServiceAccount(Arc::new(
+        ServiceAccount::from_key(&key).unwrap(),
+    )));
+    let http = reqwest::Client::new();
+    assert_eq!(tokens.token(&http).await.unwrap().as_deref(), Some("tok-1"));
+    assert_eq!(tokens.token(&http).await.unwrap().as_deref(), Some("tok-1"));
+    let req = server.await.unwrap();
+    let (head, body) = req.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("POST /token HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/x-www-form-urlencoded"),
+        "{head}"
+    );
+    let assertion = body
+        .strip_prefix("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(assertion.split('.').count(), 3, "{assertion}");
+}

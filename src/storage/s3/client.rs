@@ -1,30 +1,86 @@
-//! Building the S3 backend from `storage.s3`: the bucket, region, endpoint and addressing style,
-//! credentials (static keys or the lazy AWS chain), part size and server-side encryption, and the
-//! SDK client on the crate's HTTPS stack.
+//! The S3 client of one bucket, built from `storage.s3`: the [`S3Backend`] value itself, the
+//! bucket, region, endpoint and addressing style, credentials (static keys or the standard AWS
+//! chain, built on first use), part size and server-side encryption, the SDK client on the
+//! crate's HTTPS stack, and the mapping of SDK errors.
 //!
-//! Depends on the config, the SDK and `credentials.rs`. Contract: [`S3Backend::new`] does no I/O
-//! (credentials and the bucket are probed by `check` at start) and fails only on a config that
-//! cannot work, with a message naming the key or variable to set.
+//! Depends on the config and the SDK only (the other files of `s3/` build on it). Contract:
+//! [`S3Backend::new`] does no I/O (credentials and the bucket are probed by `check` at start)
+//! and fails only on a config that cannot work, with a message naming the key or variable to
+//! set. A 404 maps to `NotFound`, every other SDK failure to `Backend`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    SharedCredentialsProvider, SharedHttpClient,
+    BehaviorVersion, Credentials, ProvideCredentials, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, SharedCredentialsProvider, SharedHttpClient,
 };
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::credentials::LazyChain;
-use super::S3Backend;
 use crate::config::S3Config;
+use crate::storage::StorageError;
+
+/// S3's smallest part (all but the last).
+pub const MIN_PART: usize = 5 << 20;
 
 /// Attempts per SDK call (the first and two retries) and the first backoff.
 const MAX_ATTEMPTS: u32 = 3;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Characters kept as they are in a `CopySource` key.
+const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The S3 backend of one bucket.
+pub struct S3Backend {
+    pub(super) client: Client,
+    pub(super) bucket: String,
+    pub(super) part_size: usize,
+    pub(super) sse: Option<ServerSideEncryption>,
+    pub(super) kms_key: Option<String>,
+    /// Whether credentials came from config (then start-up skips the chain probe).
+    pub(super) static_credentials: bool,
+    /// The AWS chain, when no keys are configured (probed at start-up).
+    pub(super) chain: Option<SharedCredentialsProvider>,
+}
+
+pub(super) fn backend_err<E, R>(what: &str, key: &str, e: SdkError<E, R>) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: std::error::Error,
+{
+    StorageError::Backend(format!("s3 {what} {key}: {}", DisplayErrorContext(&e)))
+}
+
+/// Maps a 404 to NotFound.
+pub(super) fn map_err<E>(
+    what: &str,
+    key: &str,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if status_of(&e) == Some(404) {
+        return StorageError::NotFound(key.to_owned());
+    }
+    backend_err(what, key, e)
+}
+
+/// The HTTP status of a failed call, if it got a response.
+pub(super) fn status_of<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
 
 /// The SDK's HTTPS client, on rustls with ring (the crate's one crypto provider; see Cargo.toml).
 /// It is what the SDK's `default-https-client` feature builds, with `CryptoMode::Ring` in place of
@@ -55,6 +111,11 @@ struct CredentialSource {
 }
 
 impl S3Backend {
+    /// `CopySource` of `key` in this bucket.
+    pub(super) fn copy_source(&self, key: &str) -> String {
+        format!("{}/{}", self.bucket, utf8_percent_encode(key, KEY_SET))
+    }
+
     /// Builds the client from config. Fails when required keys are missing.
     pub fn new(cfg: &S3Config) -> anyhow::Result<S3Backend> {
         let bucket = required_bucket(cfg)?;
@@ -193,5 +254,55 @@ fn encryption(cfg: &S3Config) -> (Option<ServerSideEncryption>, Option<String>) 
     match cfg.keyid.clone().filter(|k| !k.is_empty()) {
         Some(k) => (Some(ServerSideEncryption::AwsKms), Some(k)),
         None => (Some(ServerSideEncryption::Aes256), None),
+    }
+}
+
+/// The standard AWS credential chain (environment, shared profile and `credentialsConfigPath`,
+/// web identity, SSO, process, container and instance metadata), built on the first request for
+/// credentials (building it is async and reads files), once per backend. With no source it
+/// answers `CredentialsError::not_loaded`, which `check` reports at start with what to set.
+#[derive(Debug, Clone)]
+struct LazyChain {
+    region: Region,
+    /// A shared credentials file to read besides the default ones.
+    credentials_file: Option<String>,
+    chain: Arc<tokio::sync::OnceCell<Option<SharedCredentialsProvider>>>,
+}
+
+impl LazyChain {
+    async fn build(&self) -> Option<SharedCredentialsProvider> {
+        let mut b = aws_config::defaults(BehaviorVersion::latest())
+            .region(self.region.clone())
+            .http_client(http_client());
+        if let Some(f) = &self.credentials_file {
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            b = b.profile_files(
+                EnvConfigFiles::builder()
+                    .with_file(EnvConfigFileKind::Credentials, f)
+                    .include_default_config_file(true)
+                    .build(),
+            );
+        }
+        b.load().await.credentials_provider()
+    }
+}
+
+impl ProvideCredentials for LazyChain {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            match self.chain.get_or_init(|| self.build()).await {
+                Some(c) => c.provide_credentials().await,
+                None => Err(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded(
+                        "no credential source found",
+                    ),
+                ),
+            }
+        })
     }
 }

@@ -8,89 +8,36 @@
 //! S3 call the driver makes is idempotent (same key, same bytes). A 404 is `NotFound`; every other
 //! failure is `Backend` (the registry answers 503).
 //!
-//! Files: `client.rs` (the client built from config), `credentials.rs` (the lazy AWS chain),
-//! `multipart.rs` (multipart uploads and copies), and here the [`ObjectBackend`] with the single
-//! calls. Among storage files the backend depends only on `object.rs`'s trait and types.
+//! Files: `client.rs` (the backend value and its SDK client built from config, credentials, error
+//! mapping), `multipart.rs` (multipart uploads and copies, on `client.rs`), and here the
+//! [`ObjectBackend`] with the single calls, on both. Among storage files the backend depends only
+//! on `object.rs`'s trait and types.
 
 mod client;
-mod credentials;
 mod multipart;
+
+pub use self::client::{S3Backend, MIN_PART};
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_sdk_s3::config::SharedCredentialsProvider;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as AwsStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier, ServerSideEncryption};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::task::JoinSet;
 
+use self::client::{backend_err, map_err, status_of};
 use self::multipart::S3Parts;
 use super::object::{Listing, ObjMeta, ObjectBackend, PartSink};
 use super::{ByteStream, Result, StorageError};
 
-/// S3's smallest part (all but the last).
-pub const MIN_PART: usize = 5 << 20;
-/// Parts of one upload in flight at once.
-const PARTS_IN_FLIGHT: usize = 3;
-/// Largest range copied by one `UploadPartCopy` (S3 allows 5 GiB).
-const COPY_PART: u64 = 1 << 30;
 /// Largest object one `CopyObject` may copy.
 const COPY_OBJECT_MAX: u64 = 5 << 30;
 /// Most keys one `DeleteObjects` takes.
 const DELETE_BATCH: usize = 1000;
-
-const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-pub struct S3Backend {
-    client: Client,
-    bucket: String,
-    part_size: usize,
-    sse: Option<ServerSideEncryption>,
-    kms_key: Option<String>,
-    /// Whether credentials came from config (then start-up skips the chain probe).
-    static_credentials: bool,
-    /// The AWS chain, when no keys are configured (probed at start-up).
-    chain: Option<SharedCredentialsProvider>,
-}
-
-fn backend_err<E, R>(what: &str, key: &str, e: SdkError<E, R>) -> StorageError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-    SdkError<E, R>: std::error::Error,
-{
-    StorageError::Backend(format!("s3 {what} {key}: {}", DisplayErrorContext(&e)))
-}
-
-/// Maps a 404 to NotFound.
-fn map_err<E>(
-    what: &str,
-    key: &str,
-    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> StorageError
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    if status_of(&e) == Some(404) {
-        return StorageError::NotFound(key.to_owned());
-    }
-    backend_err(what, key, e)
-}
-
-/// The HTTP status of a failed call, if it got a response.
-fn status_of<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
-    e.raw_response().map(|r| r.status().as_u16())
-}
 
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())
@@ -105,10 +52,6 @@ impl S3Backend {
 
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    fn copy_source(&self, key: &str) -> String {
-        format!("{}/{}", self.bucket, utf8_percent_encode(key, KEY_SET))
     }
 
     /// Walks every page of a ListObjectsV2 under `prefix` (with `delimiter`, one level only),

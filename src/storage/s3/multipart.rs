@@ -2,7 +2,7 @@
 //! and server-side assembly by multipart copy (`UploadPartCopy` in ranges of at most 1 GiB, so
 //! objects above 5 GiB are moved without passing through the registry).
 //!
-//! Depends on the SDK and the backend's client and settings (`mod.rs`). Contract: nothing is
+//! Depends on the SDK and the backend's client, settings and error mapping (`client.rs`). Contract: nothing is
 //! visible under the target key before `CompleteMultipartUpload`; any failure aborts the upload
 //! (an abort that fails is logged, and the bucket's lifecycle rule for incomplete multipart
 //! uploads cleans what is left).
@@ -16,9 +16,14 @@ use futures::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::{backend_err, map_err, S3Backend, COPY_PART, PARTS_IN_FLIGHT};
+use super::client::{backend_err, map_err, S3Backend};
 use crate::storage::object::PartSink;
 use crate::storage::{Result, StorageError};
+
+/// Parts of one upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 3;
+/// Largest range copied by one `UploadPartCopy` (S3 allows 5 GiB).
+const COPY_PART: u64 = 1 << 30;
 
 /// Cuts `sources` (key, size) into copy ranges `[a, b)` of at most [`COPY_PART`], each source in
 /// near-equal pieces; an empty source is one empty range.
