@@ -102,7 +102,7 @@ pub fn build_driver(config: &Config) -> anyhow::Result<Arc<dyn StorageDriver>> {
         }
         StorageKind::InMemory => Arc::new(MemoryDriver::new()),
         kind => {
-            crate::storage::object::build_object_driver(&kind, !config.storage.redirect.disable)?
+            crate::storage::cloud::build_object_driver(&kind, !config.storage.redirect.disable)?
                 .ok_or_else(|| anyhow::anyhow!("unsupported storage"))?
         }
     })

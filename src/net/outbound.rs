@@ -92,6 +92,15 @@ impl ProxySettings {
         Url::parse(proxy).ok()
     }
 
+    /// Whether `host` (lower case, no brackets) at `port` goes direct.
+    ///
+    /// Hand-written because `reqwest::NoProxy` (hyper-util's matcher, reqwest 0.12) cannot express
+    /// the Go `httpproxy` rules the operator's `NO_PROXY` is written for: it has no `host:port`
+    /// entries (`api.cluster:6443` is taken as a domain name and matches nothing, since it is
+    /// compared with the host alone), it reads `.example.com` as `example.com` (matching the
+    /// domain itself too, where Go matches subdomains only), and it does not exempt `localhost`
+    /// and loopback addresses by itself. Its IP, CIDR, domain-and-subdomain and `*` entries are
+    /// what the branches below do as well.
     fn bypass(&self, host: &str, port: Option<u16>) -> bool {
         let ip: Option<IpAddr> = host.parse().ok();
         if host == "localhost" || ip.is_some_and(|i| i.is_loopback()) {

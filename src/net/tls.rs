@@ -37,6 +37,14 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Installs [`provider`] as the process-wide rustls default, for clients that take the default
+/// rather than being handed one (object_store's reqwest 0.13, built with `rustls-no-provider`,
+/// panics without it). Idempotent; the first install in the process wins.
+pub fn install_default_provider() {
+    // `Err` only means a default is installed already (by an earlier call).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Where one certificate comes from.
 #[derive(Debug, Clone)]
 struct Source {

@@ -7,6 +7,10 @@
 //! than `part_size` before its last PATCH) is assembled by streaming its segments back through the
 //! registry into a new block blob, a buffer at a time (memory stays flat, but the bytes travel
 //! twice). Single-segment files (every monolithic or single-PATCH push) are copied server-side.
+//!
+//! Among storage files this depends only on `object.rs`'s trait and types. object_store signs
+//! with its ring provider and connects through reqwest on rustls's process default (ring), which
+//! [`AzureBackend::new`] installs (see `tls::install_default_provider`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -94,6 +98,8 @@ impl AzureBackend {
             .clone()
             .filter(|e| !e.is_empty())
             .unwrap_or_else(|| format!("https://{account}.blob.{suffix}"));
+        // object_store's reqwest takes rustls's process default provider (see Cargo.toml).
+        crate::tls::install_default_provider();
         let store = MicrosoftAzureBuilder::new()
             .with_account(&account)
             .with_container_name(&container)

@@ -1,6 +1,6 @@
 //! Storage: one async driver trait that every backend implements (filesystem, in-memory, and the
-//! object stores of a later issue), plus the on-disk layout of CNCF distribution drawn once in
-//! [`layout`].
+//! object stores S3, GCS and Azure through [`object`], built by [`cloud`]), plus the on-disk
+//! layout of CNCF distribution drawn once in [`layout`].
 //!
 //! Depends on nothing above it (no HTTP, no registry types besides `oci` in `layout`).
 //!
@@ -18,6 +18,7 @@
 //!   URLs); `None` (the default) means "serve it yourself". `check` is a start-up probe.
 
 pub mod azure;
+pub mod cloud;
 #[cfg(test)]
 mod cloud_tests;
 pub mod fs;

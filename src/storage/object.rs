@@ -1,5 +1,8 @@
 //! The object-store driver: one [`StorageDriver`] over any [`ObjectBackend`] (S3, Azure Blob, GCS).
 //!
+//! Depends on the storage trait only: the backends (`s3`, `gcs`, `azure`) implement
+//! [`ObjectBackend`] from here, and `cloud.rs` builds them; this file names none of them.
+//!
 //! Object stores cannot append, so a file being written (an upload's `data`) is kept as *segment
 //! objects* beside its key, `<key>@parts/<start offset, 20 digits>`, until it is renamed into place:
 //!
@@ -35,8 +38,6 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::config::StorageKind;
 
 use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
 
@@ -121,35 +122,6 @@ pub struct ObjectDriver {
     part_size: usize,
     buffers: Arc<Semaphore>,
     redirect: bool,
-}
-
-/// Builds the object driver for an object-store [`StorageKind`] (`None` for other kinds).
-/// `redirect`: whether blob GETs may be redirected to presigned URLs (`storage.redirect.disable`
-/// turns it off).
-pub fn build_object_driver(
-    kind: &StorageKind,
-    redirect: bool,
-) -> anyhow::Result<Option<Arc<dyn StorageDriver>>> {
-    let (backend, root): (Arc<dyn ObjectBackend>, Option<String>) = match kind {
-        StorageKind::S3(c) => (
-            Arc::new(super::s3::S3Backend::new(c)?),
-            c.rootdirectory.clone(),
-        ),
-        StorageKind::Gcs(c) => (
-            Arc::new(super::gcs::GcsBackend::new(c)?),
-            c.rootdirectory.clone(),
-        ),
-        StorageKind::Azure(c) => (
-            Arc::new(super::azure::AzureBackend::new(c)?),
-            c.rootdirectory.clone(),
-        ),
-        _ => return Ok(None),
-    };
-    Ok(Some(Arc::new(ObjectDriver::new(
-        backend,
-        root.as_deref().unwrap_or(""),
-        redirect,
-    ))))
 }
 
 /// One segment of a file being written.
