@@ -83,6 +83,8 @@ pub fn init_logging(config: &Config) {
 
 /// Runs the command line (`main` calls this).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // One crypto provider (ring) for every TLS client and server of the process.
+    crate::net::tls::install_default_provider();
     match cli.command {
         Some(Command::CheckConfig(args)) => check_config::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),

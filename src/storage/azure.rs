@@ -99,7 +99,7 @@ impl AzureBackend {
             .filter(|e| !e.is_empty())
             .unwrap_or_else(|| format!("https://{account}.blob.{suffix}"));
         // object_store's reqwest takes rustls's process default provider (see Cargo.toml).
-        crate::tls::install_default_provider();
+        crate::net::tls::install_default_provider();
         let store = MicrosoftAzureBuilder::new()
             .with_account(&account)
             .with_container_name(&container)
