@@ -59,6 +59,8 @@ pub struct Built {
 /// Builds everything from config: storage (instrumented), registry, metrics, health checks and the
 /// HTTP stack. Must run inside a tokio runtime (it starts the storage health check).
 pub fn build_server(config: &Config) -> anyhow::Result<Built> {
+    // Every outbound client (cluster API, object stores) takes the process-wide provider: ring.
+    crate::net::tls::install_default_provider();
     let metrics = Arc::new(Metrics::new());
     let env: Vec<(String, String)> = std::env::vars().collect();
     let auth = Auth::from_config(config, &env)?.map(Arc::new);

@@ -251,6 +251,8 @@ pub fn say(line: &str) {
 }
 
 fn main() -> ExitCode {
+    // HTTPS registries: rustls with ring (the registry's one provider); reqwest takes the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(

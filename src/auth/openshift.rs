@@ -200,7 +200,7 @@ impl OpenShift {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .or_else(|| default_sa("token"));
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::net::outbound::http_client_builder()
             .connect_timeout(cfg.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("image-registry/", env!("CARGO_PKG_VERSION")));

@@ -262,7 +262,7 @@ impl Outbound {
     /// A client builder for any host: proxy rules and the global CAs.
     pub fn client_builder(&self) -> ClientBuilder {
         let proxy = self.proxy.clone();
-        let mut b = reqwest::Client::builder()
+        let mut b = http_client_builder()
             .no_proxy()
             .proxy(reqwest::Proxy::custom(move |u| proxy.proxy_for(u)));
         for c in &self.global {
@@ -294,6 +294,13 @@ impl Outbound {
         }
         out
     }
+}
+
+/// Every reqwest client of the crate starts here: rustls with the process's one crypto provider
+/// (ring), installed first because reqwest 0.13 built with `rustls-no-provider` panics without it.
+pub fn http_client_builder() -> ClientBuilder {
+    super::tls::install_default_provider();
+    reqwest::Client::builder()
 }
 
 #[cfg(test)]

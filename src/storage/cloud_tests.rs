@@ -162,7 +162,9 @@ async fn redirect_round_trip(d: &dyn StorageDriver) {
     let r = reqwest::get(&url).await.unwrap();
     assert_eq!(r.status(), 200, "{url}");
     assert_eq!(r.bytes().await.unwrap(), data);
-    let r = reqwest::Client::new()
+    let r = crate::net::outbound::http_client_builder()
+        .build()
+        .unwrap()
         .get(&url)
         .header("range", "bytes=11-17")
         .send()
@@ -259,7 +261,9 @@ fn gcs_key_file(dir: &std::path::Path) -> String {
 }
 
 async fn gcs_create_bucket(endpoint: &str, bucket: &str) {
-    let r = reqwest::Client::new()
+    let r = crate::net::outbound::http_client_builder()
+        .build()
+        .unwrap()
         .post(format!("{endpoint}/storage/v1/b?project=test"))
         .json(&serde_json::json!({"name": bucket}))
         .send()

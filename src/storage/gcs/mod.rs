@@ -78,7 +78,7 @@ impl GcsBackend {
         } else {
             DEFAULT_PART
         };
-        let http = reqwest::Client::builder()
+        let http = crate::net::outbound::http_client_builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(60))
             .build()?;

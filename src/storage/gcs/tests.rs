@@ -98,7 +98,7 @@ async fn serve_statuses(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
 
 fn api(endpoint: String) -> Api {
     Api {
-        http: reqwest::Client::new(),
+        http: crate::net::outbound::http_client_builder().build().unwrap(),
         endpoint,
         bucket: "b".into(),
         kms: None,
@@ -270,7 +270,7 @@ async fn tokens_come_from_the_token_endpoint_and_are_cached() {
     let tokens = Tokens::new(Auth::ServiceAccount(Arc::new(
         ServiceAccount::from_key(&key).unwrap(),
     )));
-    let http = reqwest::Client::new();
+    let http = crate::net::outbound::http_client_builder().build().unwrap();
     assert_eq!(tokens.token(&http).await.unwrap().as_deref(), Some("tok-1"));
     assert_eq!(tokens.token(&http).await.unwrap().as_deref(), Some("tok-1"));
     let req = server.await.unwrap();

@@ -10,6 +10,7 @@ use super::server::TestServer;
 
 /// A client that never uses a proxy and never follows redirects (tests look at the 307s).
 pub fn client() -> reqwest::Client {
+    image_registry::net::tls::install_default_provider();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

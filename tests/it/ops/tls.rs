@@ -57,10 +57,8 @@ fn write_leaf(dir: &Path, name: &str, leaf: &(String, String, Vec<u8>)) {
 
 fn tls_client(ca: &Ca, addr: SocketAddr) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .use_rustls_tls()
         .no_proxy()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
         .resolve("a.example.test", addr)
         .resolve("b.example.test", addr)
         .resolve("localhost", addr)
