@@ -41,6 +41,9 @@ pub struct AppOptions {
     pub health: Option<Arc<Health>>,
     /// Authentication and authorization; `None` is auth mode `none`.
     pub auth: Option<Arc<Auth>>,
+    /// Prefixes of pull-through upstreams named by a host: containerd's `?ns=<host>` on a request
+    /// selects the upstream whose prefix is that host.
+    pub mirror_namespaces: Vec<String>,
 }
 
 /// A server built from config: the router and the handles `main` and tests need.
@@ -73,6 +76,20 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         metrics.clone(),
     );
     let (registry, secret_generated) = build_registry(config, driver.clone());
+    // The pull-through cache (`proxy.remoteurl`, `proxy.upstreams`): its clients go through the
+    // outbound proxy and trust the configured CAs.
+    let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
+    let mut mirror_namespaces = Vec::new();
+    let registry = match crate::upstream::Upstreams::from_config(config, &outbound)? {
+        Some(u) => {
+            mirror_namespaces = u.prefixes();
+            let u = u.with_metrics(Arc::new(crate::ops::metrics::PullThroughMetrics::new(
+                &metrics,
+            )));
+            registry.with_pull_through(Arc::new(u))
+        }
+        None => registry,
+    };
     let router = build_app(
         registry,
         AppOptions {
@@ -82,6 +99,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             metrics_access,
             health: Some(health.clone()),
             auth,
+            mirror_namespaces,
         },
     );
     Ok(Built {
@@ -181,8 +199,9 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
             crate::layers::auth::authorize,
         ));
     }
+    let namespaces = Arc::new(options.mirror_namespaces.clone());
     router
-        .layer(middleware::from_fn(classify))
+        .layer(middleware::from_fn_with_state(namespaces, classify))
         .layer(LimitLayer::new(&options.limits, &metrics))
         .layer(middleware::map_response(api_version))
         .layer(middleware::from_fn_with_state(metrics, track))
@@ -195,8 +214,20 @@ async fn readiness(Extension(health): Extension<Arc<Health>>) -> Response {
     health.readiness_response()
 }
 
-async fn classify(mut req: Request, next: Next) -> Response {
-    match Route::parse(req.method(), req.uri().path(), req.uri().query()) {
+async fn classify(
+    axum::extract::State(namespaces): axum::extract::State<Arc<Vec<String>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let parsed = Route::parse(req.method(), req.uri().path(), req.uri().query()).map(|r| {
+        // containerd mirrors: `?ns=docker.io` pulls `docker.io/<name>` when an upstream has
+        // that prefix; any other `ns` is ignored (the name is served as it is).
+        match http::route::mirror_namespace(req.uri().query()) {
+            Some(ns) if namespaces.contains(&ns) => r.and_then(|r| r.in_namespace(&ns)),
+            _ => r,
+        }
+    });
+    match parsed {
         Some(Ok(route)) => {
             let kind = RouteKind(route.kind());
             req.extensions_mut().insert(route);
@@ -212,4 +243,14 @@ async fn classify(mut req: Request, next: Next) -> Response {
 async fn api_version(mut resp: Response) -> Response {
     resp.headers_mut().insert(API_VERSION_HEADER, API_VERSION);
     resp
+}
+
+impl crate::upstream::PullMetrics for crate::ops::metrics::PullThroughMetrics {
+    fn observe(&self, kind: &'static str, hit: bool, err: bool, elapsed: std::time::Duration) {
+        crate::ops::metrics::PullThroughMetrics::observe(self, kind, hit, err, elapsed);
+    }
+
+    fn bytes(&self, n: u64) {
+        self.upstream_bytes.inc_by(n);
+    }
 }

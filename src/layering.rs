@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ops", &["storage", "config"]),
     ("http", &["registry", "auth", "oci", "ops", "config"]),
     ("layers", &["http", "auth", "ops", "oci", "config"]),
+    ("upstream", &["registry", "oci", "config", "net"]),
     ("app", &["*"]),
     ("cli", &["*"]),
     ("layering", &[]),

@@ -11,6 +11,8 @@
 //! - `oci` (vocabulary, no I/O).
 //! - `ops` (metrics families, health) and `net` (accept loop, server TLS, outbound client):
 //!   services of the process that the layers above use.
+//! - `upstream`: the upstream registries of the pull-through cache, behind the domain's
+//!   `PullThrough` trait.
 //! - `config`: typed config with the `REGISTRY_*` overlay, a leaf anything may read.
 
 #![forbid(unsafe_code)]
@@ -28,3 +30,4 @@ pub mod oci;
 pub mod ops;
 pub mod registry;
 pub mod storage;
+pub mod upstream;

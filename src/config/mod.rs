@@ -14,6 +14,7 @@ mod env;
 pub mod flex;
 pub mod ops;
 mod storage_cloud;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use ops::{
     HealthConfig, MetricsConfig, ProxyConfig, RouteConfig, Secret, TlsConfig, TrustConfig,
 };
 pub use storage_cloud::{AzureConfig, GcsConfig, S3Config};
+pub use upstream::UpstreamConfig;
 
 /// Default data folder when no storage is configured (the "emptyDir" default).
 pub const DEFAULT_ROOT: &str = "./registry-data";
@@ -361,7 +363,8 @@ impl Config {
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }
-        self.validate_ops()
+        self.validate_ops()?;
+        self.proxy.validate_upstreams()
     }
 
     /// The listen address; Go-style `:5000` means all interfaces.

@@ -159,6 +159,19 @@ pub struct ProxyConfig {
     /// Comma-separated hosts, domains (`.example.com` or `example.com`), IPs, CIDRs or `*`.
     #[serde(deserialize_with = "flex::opt_string")]
     pub noproxy: Option<String>,
+    /// distribution's pull-through cache: the whole registry mirrors this upstream.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub remoteurl: Option<String>,
+    /// Credentials for `remoteurl`.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub username: Option<String>,
+    #[serde(deserialize_with = "opt_secret")]
+    pub password: Option<Secret>,
+    /// Tag revalidation interval for `remoteurl`.
+    #[serde(deserialize_with = "super::upstream::opt_duration")]
+    pub ttl: Option<std::time::Duration>,
+    /// Ours: several upstreams, each serving a name prefix (see `config/upstream.rs`).
+    pub upstreams: Vec<super::upstream::UpstreamConfig>,
 }
 
 /// `additionaltrustedca`: CAs trusted by outbound clients on top of the system's.

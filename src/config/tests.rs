@@ -146,3 +146,72 @@ fn storage_cache_takes_distribution_keys_and_link_ttl() {
     .unwrap_err();
     assert!(err.to_string().contains("linkttl"), "{err}");
 }
+
+#[test]
+fn pull_through_keys_sit_beside_the_outbound_proxy() {
+    // distribution's form, from the environment, next to the outbound proxy keys.
+    let e = env(&[
+        ("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io"),
+        ("REGISTRY_PROXY_USERNAME", "u"),
+        ("REGISTRY_PROXY_PASSWORD", "p"),
+        ("REGISTRY_PROXY_TTL", "1h"),
+    ]);
+    let (c, w) = Config::from_yaml("proxy:\n  http: http://squid:3128\n", &e).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.proxy.http.as_deref(), Some("http://squid:3128"));
+    let all = c.proxy.all_upstreams();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0, "proxy.remoteurl");
+    assert_eq!(all[0].1.prefix, "");
+    assert_eq!(all[0].1.ttl, std::time::Duration::from_secs(3600));
+    assert_eq!(all[0].1.password.as_ref().map(|p| p.0.as_str()), Some("p"));
+    // Ours: defaults.
+    let (c, _) = Config::from_yaml(
+        "proxy:\n  upstreams:\n    - prefix: quay.io\n      url: https://quay.io\n      tlsVerify: false\n",
+        &[],
+    )
+    .unwrap();
+    let u = &c.proxy.upstreams[0];
+    assert_eq!(u.ttl, super::upstream::DEFAULT_UPSTREAM_TTL);
+    assert!(!u.tlsverify);
+    assert!(Config::default().proxy.all_upstreams().is_empty());
+}
+
+#[test]
+fn bad_pull_through_config_names_the_key() {
+    let bad = |y: &str, key: &str| {
+        let e = Config::from_yaml(y, &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}`")), "{key} not in {e}");
+    };
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: docker.io, url: 'https://a'}\n    - {prefix: docker.io/library, url: 'https://b'}\n",
+        "proxy.upstreams[1].prefix",
+    );
+    bad(
+        "proxy:\n  remoteurl: https://a\n  upstreams:\n    - {prefix: quay.io, url: 'https://b'}\n",
+        "proxy.upstreams[0].prefix",
+    );
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: q, url: 'not a url'}\n",
+        "proxy.upstreams[0].url",
+    );
+    bad("proxy:\n  remoteurl: ftp://x\n", "proxy.remoteurl");
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: q, url: 'https://q', authFile: /nonexistent/auth.json}\n",
+        "proxy.upstreams[0].authfile",
+    );
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: '', url: 'https://q'}\n",
+        "proxy.upstreams[0].prefix",
+    );
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: q, url: 'https://q', username: u}\n",
+        "proxy.upstreams[0]",
+    );
+    // `docker.io` and `docker.iox` do not overlap.
+    Config::from_yaml(
+        "proxy:\n  upstreams:\n    - {prefix: docker.io, url: 'https://a'}\n    - {prefix: docker.iox, url: 'https://b'}\n",
+        &[],
+    )
+    .unwrap();
+}

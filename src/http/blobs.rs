@@ -13,7 +13,7 @@ use super::headers::{
 use super::{body_stream, encode, ApiError, AppState, UploadStart};
 use crate::auth::RequestAuth;
 use crate::oci::{Digest, RepositoryName};
-use crate::registry::{RegistryError, UploadSession};
+use crate::registry::{PulledBlob, RegistryError, UploadSession};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -29,15 +29,8 @@ fn created_blob(name: &RepositoryName, d: &Digest) -> Response {
     (StatusCode::CREATED, h).into_response()
 }
 
-pub async fn get(
-    state: &AppState,
-    name: &RepositoryName,
-    digest: &Digest,
-    req: &Parts,
-) -> Result<Response> {
-    let reg = &state.registry;
-    let size = reg.stat_blob(name, digest).await?;
-    let mut h = HeaderMap::new();
+/// The headers of every blob answer.
+fn blob_headers(h: &mut HeaderMap, digest: &Digest) {
     h.insert("docker-content-digest", hv(&digest.to_string()));
     h.insert(header::ETAG, hv(&format!("\"{digest}\"")));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -49,6 +42,40 @@ pub async fn get(
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=31536000"),
     );
+}
+
+pub async fn get(
+    state: &AppState,
+    name: &RepositoryName,
+    digest: &Digest,
+    req: &Parts,
+) -> Result<Response> {
+    let reg = &state.registry;
+    let mut h = HeaderMap::new();
+    let size = match reg.stat_blob(name, digest).await {
+        Ok(size) => size,
+        // A mirrored repository: a HEAD asks the upstream; a GET fetches (shared with every
+        // client asking meanwhile) and streams; a range waits until the blob is stored.
+        Err(RegistryError::BlobUnknown(_)) if reg.is_proxied(name) => {
+            if req.method == Method::HEAD {
+                reg.pulled_blob_size(name, digest).await?
+            } else {
+                let ranged = req.headers.contains_key(header::RANGE);
+                match reg.pull_blob(name, digest, ranged).await? {
+                    PulledBlob::Stored(size) => size,
+                    PulledBlob::Streaming { size, stream } => {
+                        blob_headers(&mut h, digest);
+                        if let Some(size) = size {
+                            h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+                        }
+                        return Ok((StatusCode::OK, h, Body::from_stream(stream)).into_response());
+                    }
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    blob_headers(&mut h, digest);
     let (status, offset, len) = match parse_range(header_str(&req.headers, &header::RANGE), size) {
         RangeRequest::Full => (StatusCode::OK, 0, size),
         RangeRequest::Partial(s, e) => {

@@ -322,6 +322,7 @@ impl From<RegistryError> for ApiError {
             E::Internal(_) => {
                 ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg)
             }
+            E::Upstream(u) => upstream_error(u),
             #[allow(unreachable_patterns)]
             _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg),
         }
@@ -345,5 +346,40 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(k, v);
         }
         resp
+    }
+}
+
+/// A mirrored repository's upstream failed with nothing cached to answer: 429 with the upstream's
+/// `Retry-After`, 503 for an upstream 5xx, 502 for an unreachable or nonsensical one.
+fn upstream_error(u: crate::registry::UpstreamError) -> ApiError {
+    use crate::registry::UpstreamError as U;
+    tracing::warn!(error = %u, "pull-through: upstream failed");
+    match u {
+        U::RateLimited { retry_after } => {
+            let e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyRequests,
+                "the upstream registry is rate limiting; retry later",
+            );
+            match retry_after {
+                Some(r) => e.with_header(axum::http::header::RETRY_AFTER, &r),
+                None => e,
+            }
+        }
+        U::Unavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the upstream registry is unavailable; retry later",
+        ),
+        U::BadGateway(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::Unavailable,
+            "the upstream registry could not be reached or answered wrongly",
+        ),
+        U::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NameUnknown,
+            "not found in the upstream registry",
+        ),
     }
 }

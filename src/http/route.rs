@@ -156,6 +156,63 @@ impl Route {
     }
 }
 
+/// containerd's mirror parameter: `?ns=<host>` on a request sent to a mirror names the registry
+/// the image is from (`hosts.toml`). The value is returned only if it could start a repository
+/// name (a host, maybe with a port).
+pub fn mirror_namespace(query: Option<&str>) -> Option<String> {
+    let q = Query::parse(query);
+    let ns = q.get("ns")?.trim().to_ascii_lowercase();
+    (!ns.is_empty() && !ns.contains('/')).then_some(ns)
+}
+
+impl Route {
+    /// The same route for the repository `<ns>/<name>` (a mirror request for the registry `ns`:
+    /// its images live under the prefix `ns`). Routes without a repository stay as they are.
+    pub fn in_namespace(self, ns: &str) -> Result<Route, ApiError> {
+        let prefixed = |n: RepositoryName| name(&format!("{ns}/{n}"));
+        Ok(match self {
+            Route::Base => Route::Base,
+            Route::Catalog { page } => Route::Catalog { page },
+            Route::Tags { name, page } => Route::Tags {
+                name: prefixed(name)?,
+                page,
+            },
+            Route::Manifest { name, reference } => Route::Manifest {
+                name: prefixed(name)?,
+                reference,
+            },
+            Route::Blob { name, digest } => Route::Blob {
+                name: prefixed(name)?,
+                digest,
+            },
+            Route::UploadStart { name, start } => Route::UploadStart {
+                name: prefixed(name)?,
+                start,
+            },
+            Route::Upload {
+                name,
+                uuid,
+                state,
+                digest,
+            } => Route::Upload {
+                name: prefixed(name)?,
+                uuid,
+                state,
+                digest,
+            },
+            Route::Referrers {
+                name,
+                digest,
+                artifact_type,
+            } => Route::Referrers {
+                name: prefixed(name)?,
+                digest,
+                artifact_type,
+            },
+        })
+    }
+}
+
 /// The decoded `key=value` pairs of a query string (`application/x-www-form-urlencoded`: `+` is a
 /// space, `%XX` escapes), in order. The one query parser of the crate.
 #[derive(Debug, Clone, Default)]

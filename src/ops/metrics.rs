@@ -324,6 +324,70 @@ impl StorageObserver for Metrics {
     }
 }
 
+/// The pull-through cache's families, with the OpenShift registry's names, made on a server's
+/// registry when upstreams are configured:
+/// `imageregistry_pullthrough_blobstore_cache_requests_total{type}` (`Hit`: a blob served from
+/// storage, `Miss`: fetched upstream), `imageregistry_pullthrough_repository_duration_seconds`
+/// and `imageregistry_pullthrough_repository_errors_total` by `funcname` (`manifest`, `blob`),
+/// and `imageregistry_pullthrough_upstream_bytes_total`.
+pub struct PullThroughMetrics {
+    pub cache_requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub errors: IntCounterVec,
+    pub upstream_bytes: IntCounter,
+}
+
+impl PullThroughMetrics {
+    pub fn new(m: &Metrics) -> PullThroughMetrics {
+        let f = Families::new(m.registry());
+        let p = PullThroughMetrics {
+            cache_requests: f.counter_vec(
+                "pullthrough",
+                "blobstore_cache_requests_total",
+                "Blob requests of mirrored repositories, by type (Hit: from storage, Miss: fetched upstream).",
+                &["type"],
+            ),
+            duration: f.histogram_vec(
+                "pullthrough",
+                "repository_duration_seconds",
+                "Time of pull-through lookups (storage or upstream), by funcname.",
+                DURATION_BUCKETS,
+                &["funcname"],
+            ),
+            errors: f.counter_vec(
+                "pullthrough",
+                "repository_errors_total",
+                "Pull-through lookups the upstream failed, by funcname.",
+                &["funcname"],
+            ),
+            upstream_bytes: f.counter(
+                "pullthrough",
+                "upstream_bytes_total",
+                "Blob bytes fetched from upstream registries.",
+            ),
+        };
+        for t in ["Hit", "Miss"] {
+            p.cache_requests.with_label_values(&[t]).inc_by(0);
+        }
+        p
+    }
+
+    /// One lookup: `kind` is `manifest` or `blob`.
+    pub fn observe(&self, kind: &'static str, hit: bool, err: bool, elapsed: Duration) {
+        if kind == "blob" {
+            self.cache_requests
+                .with_label_values(&[if hit { "Hit" } else { "Miss" }])
+                .inc();
+        }
+        self.duration
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+        if err {
+            self.errors.with_label_values(&[kind]).inc();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

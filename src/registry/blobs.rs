@@ -96,6 +96,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<bool> {
+        self.refuse_push(name)?;
         let available = match from {
             Some(from) => {
                 self.exists(&layout::layer_link(from, digest)).await?

@@ -46,6 +46,9 @@ pub enum RegistryError {
     /// Storage answered, but wrongly (an I/O error, a file missing that must exist, a bad path).
     #[error(transparent)]
     StorageFailed(StorageError),
+    /// A mirrored repository's upstream failed and nothing cached could answer.
+    #[error(transparent)]
+    Upstream(#[from] super::UpstreamError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -61,13 +61,16 @@ impl Registry {
         name: &RepositoryName,
         reference: &Reference,
     ) -> Result<Manifest> {
+        if let Some(ttl) = self.proxied_ttl(name) {
+            return self.get_manifest_proxied(name, reference, ttl).await;
+        }
         let digest = self.resolve(name, reference).await?;
         self.read_manifest(&digest).await
     }
 
     /// Reads a manifest's bytes by digest: from the cache of digest-addressed content, else from
     /// the blob store (then parsed and cached).
-    async fn read_manifest(&self, digest: &Digest) -> Result<Manifest> {
+    pub(super) async fn read_manifest(&self, digest: &Digest) -> Result<Manifest> {
         let cached = match self.manifests.get(digest) {
             Some(c) => c,
             None => {
@@ -106,6 +109,22 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PutManifest> {
+        self.refuse_push(name)?;
+        self.store_manifest(name, reference, content_type, body, true)
+            .await
+    }
+
+    /// Stores a manifest; with `check_refs`, only if every blob and child it references is in the
+    /// repository (a push). The pull-through cache stores without: the references are fetched
+    /// when a client asks for them.
+    pub(super) async fn store_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        check_refs: bool,
+    ) -> Result<PutManifest> {
         if body.len() > MAX_MANIFEST_SIZE {
             return Err(RegistryError::ManifestTooLarge {
                 limit: MAX_MANIFEST_SIZE,
@@ -125,14 +144,18 @@ impl Registry {
         };
         let parsed = ParsedManifest::parse(&body, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        for blob in parsed.blobs.iter().filter(|b| !b.is_foreign()) {
+        for blob in parsed
+            .blobs
+            .iter()
+            .filter(|b| check_refs && !b.is_foreign())
+        {
             if !self.exists(&layout::layer_link(name, &blob.digest)).await?
                 || self.stat_global_blob(&blob.digest).await?.is_none()
             {
                 return Err(RegistryError::ManifestBlobUnknown(blob.digest.clone()));
             }
         }
-        for child in &parsed.manifests {
+        for child in parsed.manifests.iter().filter(|_| check_refs) {
             if !self
                 .exists(&layout::manifest_revision_link(name, &child.digest))
                 .await?

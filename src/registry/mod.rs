@@ -15,6 +15,7 @@ mod catalog;
 mod error;
 pub mod hasher;
 mod manifests;
+mod pullthrough;
 mod upload_state;
 mod uploads;
 
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use error::{RegistryError, Result};
 pub use manifests::{default_platform_child, Manifest, PutManifest};
+pub use pullthrough::{PullThrough, PulledBlob, UpstreamBlob, UpstreamError, UpstreamManifest};
 pub use upload_state::{UploadSecret, UploadState};
 pub use uploads::UploadSession;
 
@@ -71,6 +73,8 @@ pub struct Registry {
     blob_sizes: Arc<DigestCache<u64>>,
     /// Tag and link answers of the read paths, for `link_cache_ttl`.
     links: Arc<LinkCache>,
+    /// The pull-through cache, when some repositories mirror an upstream (`pullthrough.rs`).
+    pull: Option<Arc<pullthrough::PullState>>,
 }
 
 /// Manifests cached: at most this many, and this many bytes.
@@ -92,6 +96,7 @@ impl Registry {
                 MANIFEST_CACHE_BYTES,
             )),
             blob_sizes: Arc::new(DigestCache::new(BLOB_SIZE_CACHE_ENTRIES, usize::MAX)),
+            pull: None,
         }
     }
 

@@ -32,6 +32,12 @@ fn valid_uuid(uuid: &str) -> bool {
 impl Registry {
     /// Starts an upload session.
     pub async fn start_upload(&self, name: &RepositoryName) -> Result<UploadSession> {
+        self.refuse_push(name)?;
+        self.begin_upload(name).await
+    }
+
+    /// Starts an upload session, also in a mirrored repository (the pull-through cache's own).
+    pub(super) async fn begin_upload(&self, name: &RepositoryName) -> Result<UploadSession> {
         let uuid = uuid::Uuid::new_v4().to_string();
         let started_at = Utc::now();
         // Not flushed to disk, like the upload's data until commit: an upload caught by a crash may
@@ -68,6 +74,7 @@ impl Registry {
         uuid: &str,
         state: Option<&str>,
     ) -> Result<UploadSession> {
+        self.refuse_push(name)?;
         if !valid_uuid(uuid) {
             return Err(RegistryError::BlobUploadUnknown);
         }

@@ -4,7 +4,7 @@
 //!
 //! Modules by concern: the OCI API (`blobs`, `uploads`, `manifests`, `listing`, `referrers`,
 //! `errors`, `concurrency`), storage (`storage_layout`), config switches (`config_modes`), auth
-//! (`auth`), operations (`ops`: metrics, health, access log, limits, TLS, the process) and the
+//! (`auth`), the pull-through cache against real upstreams (`pullthrough`), operations (`ops`: metrics, health, access log, limits, TLS, the process) and the
 //! deployment files (`deploy_manifests`).
 
 mod auth;
@@ -19,6 +19,7 @@ mod harness;
 mod listing;
 mod manifests;
 mod ops;
+mod pullthrough;
 mod referrers;
 mod storage_layout;
 mod uploads;

@@ -237,6 +237,36 @@ impl TestServer {
         }
     }
 
+    /// A handle on a registry this harness did not start (distribution 2.8 in a child process),
+    /// so the push and pull helpers work against it; every request carries `authorization`.
+    pub fn at(base: &str, authorization: Option<String>) -> TestServer {
+        image_registry::net::tls::install_default_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(a) = authorization {
+            headers.insert(
+                "authorization",
+                reqwest::header::HeaderValue::from_str(&a).expect("header value"),
+            );
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("http client");
+        TestServer {
+            addr: base
+                .trim_start_matches("http://")
+                .parse()
+                .expect("http://ip:port"),
+            base: base.to_owned(),
+            client,
+            root: None,
+            _dirs: Vec::new(),
+            task: tokio::spawn(async {}),
+        }
+    }
+
     /// The storage folder (panics for in-memory servers).
     pub fn root(&self) -> &Path {
         self.root.as_deref().expect("a filesystem server")

@@ -1,0 +1,556 @@
+//! The pull-through cache, domain side: what happens on a local miss in a repository that mirrors
+//! an upstream registry. The upstream itself (HTTP, auth, which prefix goes where) lives in
+//! `src/upstream/` behind the [`PullThrough`] trait; this file decides what is fetched, when, and
+//! how it becomes local content:
+//!
+//! - Manifests by digest: fetched once, verified against the digest, cached for good.
+//! - Manifests by tag: fetched on a miss and stored with the tag linked locally. Once the tag's
+//!   link is older than the upstream's `ttl` (its modification time in storage, so every replica
+//!   sharing the storage agrees), a `HEAD` revalidates it; only a changed digest is fetched. An
+//!   upstream in trouble leaves the cached tag served (stale-if-error).
+//! - Blobs: one upstream fetch per digest in this process however many clients ask (they share
+//!   the stream: [`Flight`]), written through the upload path so the digest is verified before the
+//!   blob becomes visible; the fetch runs in its own task, so a client that disconnects aborts
+//!   nothing. A blob already in the blob store (fetched by another repository or replica) is only
+//!   confirmed with a `HEAD` upstream and linked, never fetched again.
+//! - Pushes into a proxied repository are refused (`Unsupported`, 405), as distribution does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{broadcast, watch};
+
+use super::{ByteStream, Manifest, Registry, RegistryError, Result};
+use crate::oci::{Algorithm, Digest, Reference, RepositoryName};
+use crate::storage::layout;
+
+/// Why the upstream gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream does not have it (404), or refused the credentials for it (401/403).
+    #[error("not found upstream: {0}")]
+    NotFound(String),
+    /// 429 from the upstream; `retry_after` is its `Retry-After` header as sent.
+    #[error("the upstream registry is rate limiting")]
+    RateLimited { retry_after: Option<String> },
+    /// The upstream answered 5xx / 503.
+    #[error("the upstream registry is unavailable: {0}")]
+    Unavailable(String),
+    /// Unreachable, timed out, or an answer that makes no sense (a bad gateway).
+    #[error("the upstream registry failed: {0}")]
+    BadGateway(String),
+}
+
+/// A manifest as the upstream sent it.
+#[derive(Debug, Clone)]
+pub struct UpstreamManifest {
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    /// `Docker-Content-Digest`, if sent.
+    pub digest: Option<Digest>,
+}
+
+/// A blob response from the upstream: its length (if sent) and its bytes.
+pub struct UpstreamBlob {
+    pub size: Option<u64>,
+    pub stream: ByteStream,
+}
+
+/// How the domain reaches upstream registries. Implemented by `src/upstream/`.
+#[async_trait]
+pub trait PullThrough: Send + Sync + 'static {
+    /// The revalidation interval of the upstream `name` is mirrored from, if any: `None` means
+    /// the repository is a normal one.
+    fn ttl_for(&self, name: &RepositoryName) -> Option<Duration>;
+    /// `GET` a manifest (every manifest media type accepted).
+    async fn manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<UpstreamManifest, UpstreamError>;
+    /// `HEAD` a manifest: its digest.
+    async fn manifest_digest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Digest, UpstreamError>;
+    /// `GET` a blob.
+    async fn blob(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<UpstreamBlob, UpstreamError>;
+    /// `HEAD` a blob: its size.
+    async fn blob_size(&self, name: &RepositoryName, digest: &Digest)
+        -> Result<u64, UpstreamError>;
+    /// Observes an outcome, for metrics: `kind` is `manifest` or `blob`, `hit` whether it was
+    /// served from storage, `err` whether the upstream failed.
+    fn observe(&self, _kind: &'static str, _hit: bool, _err: bool, _elapsed: Duration) {}
+    /// Observes `n` blob bytes received from upstream, for metrics.
+    fn observe_bytes(&self, _n: u64) {}
+}
+
+/// The pull-through state of a registry: the upstream and the fetches in flight.
+pub(crate) struct PullState {
+    upstream: Arc<dyn PullThrough>,
+    flights: Mutex<HashMap<Digest, Arc<Flight>>>,
+}
+
+impl PullState {
+    pub(crate) fn new(upstream: Arc<dyn PullThrough>) -> PullState {
+        PullState {
+            upstream,
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Chunks a slow client may fall behind the fetch before its stream is cut (it retries and finds
+/// the blob stored, or joins the fetch again).
+const FLIGHT_BUFFER: usize = 1024;
+
+/// Where one upstream blob fetch stands.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Waiting for the upstream's answer.
+    Starting,
+    /// Bytes are flowing; the size if the upstream sent one.
+    Streaming(Option<u64>),
+    /// Stored and verified (its size), or failed.
+    Done(std::result::Result<u64, FlightError>),
+}
+
+#[derive(Debug, Clone)]
+enum FlightError {
+    Upstream(UpstreamError),
+    Other(String),
+}
+
+/// One upstream fetch of a blob, shared by every client that asks for it meanwhile.
+struct Flight {
+    /// Bytes handed to subscribers so far, and the channel; a client that subscribes after the
+    /// first byte waits for the end instead and reads the stored blob.
+    chunks: Mutex<(u64, Option<broadcast::Sender<Bytes>>)>,
+    phase: watch::Sender<Phase>,
+}
+
+/// What a pull of a blob gives the HTTP layer.
+pub enum PulledBlob {
+    /// The blob is stored and linked now: serve it as any other (its size).
+    Stored(u64),
+    /// Being fetched: the bytes as they arrive (the stream fails instead of ending if the digest
+    /// does not match), and the size if known.
+    Streaming {
+        size: Option<u64>,
+        stream: ByteStream,
+    },
+}
+
+fn failure(e: FlightError) -> RegistryError {
+    match e {
+        FlightError::Upstream(u) => RegistryError::Upstream(u),
+        FlightError::Other(m) => RegistryError::Internal(m),
+    }
+}
+
+fn not_found_manifest(reference: &Reference) -> RegistryError {
+    RegistryError::ManifestUnknown(format!("unknown manifest {reference} (also upstream)"))
+}
+
+impl Registry {
+    /// Turns on the pull-through cache for the repositories `upstream` claims.
+    pub fn with_pull_through(mut self, upstream: Arc<dyn PullThrough>) -> Registry {
+        self.pull = Some(Arc::new(PullState::new(upstream)));
+        self
+    }
+
+    /// The revalidation interval if `name` mirrors an upstream.
+    pub fn proxied_ttl(&self, name: &RepositoryName) -> Option<Duration> {
+        self.pull.as_ref().and_then(|p| p.upstream.ttl_for(name))
+    }
+
+    /// Whether `name` mirrors an upstream.
+    pub fn is_proxied(&self, name: &RepositoryName) -> bool {
+        self.proxied_ttl(name).is_some()
+    }
+
+    /// Refuses pushes into a mirrored repository.
+    pub(crate) fn refuse_push(&self, name: &RepositoryName) -> Result<()> {
+        if self.is_proxied(name) {
+            return Err(RegistryError::Unsupported(format!(
+                "{name} is a pull-through cache of an upstream registry: pushes are not accepted"
+            )));
+        }
+        Ok(())
+    }
+
+    fn upstream(&self) -> Result<Arc<dyn PullThrough>> {
+        self.pull
+            .as_ref()
+            .map(|p| p.upstream.clone())
+            .ok_or_else(|| RegistryError::Internal("no pull-through upstream".into()))
+    }
+
+    /// `get_manifest` for a mirrored repository.
+    pub(crate) async fn get_manifest_proxied(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        ttl: Duration,
+    ) -> Result<Manifest> {
+        let up = self.upstream()?;
+        let started = std::time::Instant::now();
+        let local = self.resolve(name, reference).await;
+        let r = match (local, reference) {
+            (Ok(d), Reference::Digest(_)) => {
+                up.observe("manifest", true, false, started.elapsed());
+                return self.read_manifest(&d).await;
+            }
+            (Ok(d), Reference::Tag(tag)) => {
+                let link = layout::tag_current_link(name, tag);
+                if !self.tag_is_stale(&link, ttl).await? {
+                    up.observe("manifest", true, false, started.elapsed());
+                    return self.read_manifest(&d).await;
+                }
+                match up.manifest_digest(name, reference).await {
+                    Ok(remote) if remote == d => {
+                        // Still current: restart the clock (every replica reads it).
+                        self.driver
+                            .put_content(&link, Bytes::from(d.to_string()))
+                            .await?;
+                        up.observe("manifest", true, false, started.elapsed());
+                        return self.read_manifest(&d).await;
+                    }
+                    Ok(remote) => {
+                        tracing::info!(repository = %name, %tag, old = %d, new = %remote, "upstream tag moved");
+                        self.fetch_manifest(name, reference, Some(&remote)).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(repository = %name, %tag, error = %e,
+                            "cannot revalidate a cached tag upstream; serving the cached one");
+                        up.observe("manifest", true, true, started.elapsed());
+                        return self.read_manifest(&d).await;
+                    }
+                }
+            }
+            (Err(RegistryError::ManifestUnknown(_)), _) => {
+                self.fetch_manifest(name, reference, None).await
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let err = matches!(r, Err(RegistryError::Upstream(_)));
+        up.observe("manifest", false, err, started.elapsed());
+        r
+    }
+
+    /// Whether the tag link at `path` was last written (fetched or revalidated) more than `ttl`
+    /// ago. A store that reports no modification time counts as stale.
+    async fn tag_is_stale(&self, path: &str, ttl: Duration) -> Result<bool> {
+        let info = match self.driver.stat(path).await {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match info.modified {
+            Some(m) => SystemTime::now()
+                .duration_since(m)
+                .map(|age| age >= ttl)
+                .unwrap_or(false),
+            None => true,
+        })
+    }
+
+    /// Fetches a manifest upstream and stores it (linked under the tag for a tag reference).
+    /// `expect` is the digest a revalidation saw, checked against what arrives.
+    async fn fetch_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        expect: Option<&Digest>,
+    ) -> Result<Manifest> {
+        let up = self.upstream()?;
+        let m = match up.manifest(name, reference).await {
+            Ok(m) => m,
+            Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(reference)),
+            Err(e) => return Err(RegistryError::Upstream(e)),
+        };
+        let wanted = match reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(_) => m
+                .digest
+                .clone()
+                .filter(|d| d.algorithm() == Algorithm::Sha256),
+        };
+        if let Some(want) = &wanted {
+            let actual = Digest::of(want.algorithm(), &m.body);
+            if &actual != want {
+                return Err(RegistryError::Upstream(UpstreamError::BadGateway(format!(
+                    "upstream manifest has digest {actual}, not {want}"
+                ))));
+            }
+        }
+        if let (Some(e), Reference::Tag(_)) = (expect, reference) {
+            let actual = Digest::of(e.algorithm(), &m.body);
+            if &actual != e {
+                tracing::info!(repository = %name, expected = %e, got = %actual,
+                    "upstream tag moved again while revalidating");
+            }
+        }
+        let put = self
+            .store_manifest(name, reference, m.content_type.as_deref(), m.body, false)
+            .await
+            .map_err(|e| match e {
+                RegistryError::ManifestInvalid(why) => RegistryError::Upstream(
+                    UpstreamError::BadGateway(format!("upstream sent an invalid manifest: {why}")),
+                ),
+                other => other,
+            })?;
+        self.read_manifest(&put.digest).await
+    }
+
+    /// The size of a blob `name` may serve, asking the upstream (`HEAD`) when it is not stored:
+    /// for `HEAD` requests, which fetch nothing. A blob in the blob store that the upstream
+    /// confirms is linked.
+    pub async fn pulled_blob_size(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
+        let up = self.upstream()?;
+        let size = up
+            .blob_size(name, digest)
+            .await
+            .map_err(|e| blob_err(e, digest))?;
+        if self.stat_global_blob(digest).await? == Some(size) {
+            self.link_blob(name, digest).await?;
+        }
+        Ok(size)
+    }
+
+    /// A blob of a mirrored repository that is not linked locally: linked if the blob store has
+    /// it (after the upstream confirms the repository has it), else fetched once upstream, shared
+    /// with every client asking meanwhile. With `wait`, returns only once the blob is stored.
+    pub async fn pull_blob(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        wait: bool,
+    ) -> Result<PulledBlob> {
+        let state = self
+            .pull
+            .clone()
+            .ok_or_else(|| RegistryError::Internal("no pull-through upstream".into()))?;
+        let started = std::time::Instant::now();
+        if let Some(size) = self.stat_global_blob(digest).await? {
+            let confirmed = state.upstream.blob_size(name, digest).await;
+            match confirmed {
+                Ok(_) => {
+                    self.link_blob(name, digest).await?;
+                    state
+                        .upstream
+                        .observe("blob", true, false, started.elapsed());
+                    return Ok(PulledBlob::Stored(size));
+                }
+                Err(e) => return Err(blob_err(e, digest)),
+            }
+        }
+        let (flight, leader) = {
+            let mut flights = state
+                .flights
+                .lock()
+                .map_err(|_| RegistryError::Internal("pull-through state poisoned".into()))?;
+            match flights.get(digest) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let (tx, _) = broadcast::channel(FLIGHT_BUFFER);
+                    let (phase, _) = watch::channel(Phase::Starting);
+                    let f = Arc::new(Flight {
+                        chunks: Mutex::new((0, Some(tx))),
+                        phase,
+                    });
+                    flights.insert(digest.clone(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        // Subscribe before the fetch can send its first chunk.
+        let rx = {
+            let chunks = flight
+                .chunks
+                .lock()
+                .map_err(|_| RegistryError::Internal("pull-through state poisoned".into()))?;
+            chunks
+                .1
+                .as_ref()
+                .filter(|_| chunks.0 == 0 && !wait)
+                .map(broadcast::Sender::subscribe)
+        };
+        let mut phase = flight.phase.subscribe();
+        if leader {
+            let reg = self.clone();
+            let name = name.clone();
+            let digest = digest.clone();
+            let flight = flight.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let r = reg.run_flight(&name, &digest, &flight, &state).await;
+                if let Err(e) = &r {
+                    tracing::warn!(repository = %name, %digest, error = ?e, "pull-through fetch failed");
+                }
+                let failed = matches!(r, Err(FlightError::Upstream(_)));
+                state
+                    .upstream
+                    .observe("blob", false, failed, started.elapsed());
+                flight.phase.send_replace(Phase::Done(r));
+                // Dropping the sender closes every subscriber, which then reads the outcome.
+                if let Ok(mut c) = flight.chunks.lock() {
+                    c.1 = None;
+                }
+                if let Ok(mut f) = state.flights.lock() {
+                    f.remove(&digest);
+                }
+            });
+        }
+        loop {
+            let p = phase.borrow_and_update().clone();
+            match p {
+                Phase::Starting => {}
+                Phase::Streaming(size) => {
+                    if let Some(rx) = rx {
+                        return Ok(PulledBlob::Streaming {
+                            size,
+                            stream: subscriber_stream(rx, flight.clone()),
+                        });
+                    }
+                }
+                Phase::Done(Ok(size)) => return Ok(PulledBlob::Stored(size)),
+                Phase::Done(Err(FlightError::Upstream(e))) => return Err(blob_err(e, digest)),
+                Phase::Done(Err(e)) => return Err(failure(e)),
+            }
+            if phase.changed().await.is_err() {
+                return Err(RegistryError::Internal(
+                    "the pull-through fetch vanished".into(),
+                ));
+            }
+        }
+    }
+
+    /// The fetch itself: upstream `GET`, then the bytes through a one-shot upload (hashed,
+    /// verified, moved into the blob store, linked), handing every chunk to the subscribers.
+    async fn run_flight(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        flight: &Arc<Flight>,
+        state: &Arc<PullState>,
+    ) -> std::result::Result<u64, FlightError> {
+        let blob = state
+            .upstream
+            .blob(name, digest)
+            .await
+            .map_err(FlightError::Upstream)?;
+        flight.phase.send_replace(Phase::Streaming(blob.size));
+        let expected = blob.size;
+        let f = flight.clone();
+        let up = state.upstream.clone();
+        let body: ByteStream = Box::pin(blob.stream.map(move |chunk| {
+            if let Ok(c) = &chunk {
+                up.observe_bytes(c.len() as u64);
+                if let Ok(mut g) = f.chunks.lock() {
+                    g.0 += c.len() as u64;
+                    // No subscriber (all gone) is fine: the fetch goes on.
+                    if let Some(tx) = &g.1 {
+                        let _ = tx.send(c.clone());
+                    }
+                }
+            }
+            chunk
+        }));
+        let mut s = self
+            .begin_upload(name)
+            .await
+            .map_err(|e| FlightError::Other(e.to_string()))?;
+        let r = self.complete_upload(&mut s, digest, None, Some(body)).await;
+        match r {
+            Ok(size) => {
+                if expected.is_some_and(|e| e != size) {
+                    // Verified by digest, so the bytes are right; the header was not.
+                    tracing::warn!(%digest, size, ?expected, "upstream sent a wrong Content-Length");
+                }
+                Ok(size)
+            }
+            Err(e) => {
+                let _ = self.cancel_upload(&s).await;
+                Err(match e {
+                    RegistryError::BodyRead(io) => {
+                        FlightError::Upstream(UpstreamError::BadGateway(format!(
+                            "reading the blob from upstream failed: {io}"
+                        )))
+                    }
+                    RegistryError::DigestInvalid(m) => FlightError::Upstream(
+                        UpstreamError::BadGateway(format!("upstream sent a wrong blob: {m}")),
+                    ),
+                    other => FlightError::Other(other.to_string()),
+                })
+            }
+        }
+    }
+}
+
+fn blob_err(e: UpstreamError, digest: &Digest) -> RegistryError {
+    match e {
+        UpstreamError::NotFound(_) => RegistryError::BlobUnknown(digest.clone()),
+        other => RegistryError::Upstream(other),
+    }
+}
+
+/// A subscriber's view of a fetch: the chunks as they come, the last one held back until the
+/// fetch says the digest matched (a client never receives a complete wrong blob).
+fn subscriber_stream(rx: broadcast::Receiver<Bytes>, flight: Arc<Flight>) -> ByteStream {
+    struct St {
+        rx: broadcast::Receiver<Bytes>,
+        held: Option<Bytes>,
+        flight: Arc<Flight>,
+        done: bool,
+    }
+    let st = St {
+        rx,
+        held: None,
+        flight,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.rx.recv().await {
+                Ok(c) => {
+                    if let Some(prev) = st.held.replace(c) {
+                        return Some((Ok(prev), st));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    st.done = true;
+                    return Some((
+                        Err(std::io::Error::other(
+                            "client fell behind the upstream fetch",
+                        )),
+                        st,
+                    ));
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    st.done = true;
+                    let ok = matches!(&*st.flight.phase.borrow(), Phase::Done(Ok(_)));
+                    return match (ok, st.held.take()) {
+                        (true, Some(last)) => Some((Ok(last), st)),
+                        (true, None) => None,
+                        (false, _) => {
+                            Some((Err(std::io::Error::other("the upstream fetch failed")), st))
+                        }
+                    };
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,518 @@
+//! The pull-through cache against real upstreams on loopback: our own server (anonymous, and in
+//! htpasswd mode: the Docker token flow) and CNCF distribution 2.8 with htpasswd (Basic), each
+//! behind [`proxy::FaultProxy`], which counts the upstream requests and injects 429/503/outages.
+
+mod proxy;
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+
+use crate::harness::*;
+use proxy::FaultProxy;
+
+const PREFIX: &str = "up.local";
+
+/// A cache mirroring `url` under [`PREFIX`], with extra keys for the upstream entry.
+async fn cache(url: &str, extra: &str, ttl: &str) -> TestServer {
+    TestServer::builder()
+        .metrics(None)
+        .config(&format!(
+            "proxy:\n  upstreams:\n    - prefix: {PREFIX}\n      url: {url}\n      ttl: {ttl}\n{extra}"
+        ))
+        .start()
+        .await
+}
+
+/// Pushes an image with a layer of `size` bytes; returns (manifest digest, manifest, layer digest,
+/// layer bytes, config digest).
+async fn push_big(
+    up: &TestServer,
+    repo: &str,
+    tag: &str,
+    size: usize,
+    seed: u64,
+) -> (String, Vec<u8>, String, Vec<u8>, String) {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+    let layer = bytes(size, seed);
+    // Chunked: distribution 2.8 takes no monolithic POST.
+    let c = up.push_blob_chunked(repo, config.as_bytes(), 1 << 20).await;
+    let l = up.push_blob_chunked(repo, &layer, 1 << 20).await;
+    let m = oci_manifest(
+        &descriptor(OCI_CONFIG, &c, config.len()),
+        &[descriptor(OCI_LAYER, &l, layer.len())],
+    );
+    let d = up.push_manifest(repo, tag, OCI_MANIFEST, &m).await;
+    (d, m, l, layer, c)
+}
+
+async fn get_ok(reg: &TestServer, path: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+    let r = reg.get(path).await;
+    assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+    let h = r.headers().clone();
+    (h, r.bytes().await.unwrap().to_vec())
+}
+
+/// GET of a manifest with the usual Accept header.
+async fn manifest(reg: &TestServer, path: &str) -> reqwest::Response {
+    reg.request(Method::GET, path)
+        .header(
+            "accept",
+            format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}"),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pulls_through_a_token_upstream_and_serves_locally_after() {
+    // Content pushed to an open server, then served by one in htpasswd mode on the same folder:
+    // the cache has to do the Docker token flow with its credentials.
+    let open = TestServer::start().await;
+    let (md, m, ld, layer, cd) = push_big(&open, "library/app", "v1", 300_000, 1).await;
+    let root = open.root().to_owned();
+    let b = TestServer::builder().root(&root);
+    let pw = b.write_file(
+        "htpasswd",
+        &format!("puller:{}\n", bcrypt::hash("pull-pw", 4).unwrap()),
+    );
+    let up = b
+        .auth(&format!(
+            "  htpasswd:\n    path: {:?}\n  bindings:\n    - role: registry-viewer\n      namespaces: [\"*\"]\n      users: [puller]\n",
+            pw.display().to_string()
+        ))
+        .start()
+        .await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(
+        &px.url,
+        "      username: puller\n      password: pull-pw\n",
+        "1h",
+    )
+    .await;
+    let r = manifest(&c, &format!("/v2/{PREFIX}/library/app/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), md);
+    assert_eq!(header(&r, "content-type"), OCI_MANIFEST);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), m);
+    // The first upstream request was challenged (401), the retry carried the token.
+    assert_eq!(
+        px.count("GET /v2/library/app/manifests/v1"),
+        2,
+        "{:?}",
+        px.log()
+    );
+    let (h, body) = get_ok(&c, &format!("/v2/{PREFIX}/library/app/blobs/{ld}")).await;
+    assert_eq!(body, layer);
+    assert_eq!(header_of(&h, "content-length"), layer.len().to_string());
+    let (_, cfg) = get_ok(&c, &format!("/v2/{PREFIX}/library/app/blobs/{cd}")).await;
+    assert_eq!(sha256(&cfg), cd);
+    // Everything again: served from storage, nothing asked upstream (the tag is fresh).
+    px.clear();
+    let r = manifest(&c, &format!("/v2/{PREFIX}/library/app/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = manifest(&c, &format!("/v2/{PREFIX}/library/app/manifests/{md}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get_ok(&c, &format!("/v2/{PREFIX}/library/app/blobs/{ld}"))
+            .await
+            .1,
+        layer
+    );
+    let r = c
+        .request(Method::GET, &format!("/v2/{PREFIX}/library/app/blobs/{ld}"))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), layer[10..20].to_vec());
+    assert_eq!(px.log(), Vec::<String>::new());
+    // Cached content is normal content: tags and catalog list it.
+    assert_eq!(c.tags(&format!("{PREFIX}/library/app")).await, vec!["v1"]);
+    let cat = json_body(c.get("/v2/_catalog").await).await;
+    assert!(strings(&cat["repositories"]).contains(&format!("{PREFIX}/library/app")));
+    // Unknown upstream: 404 with the OCI shape.
+    assert_error(
+        manifest(&c, &format!("/v2/{PREFIX}/library/app/manifests/nope")).await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    let missing = sha256(b"never pushed");
+    assert_error(
+        c.get(&format!("/v2/{PREFIX}/library/app/blobs/{missing}"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UNKNOWN",
+    )
+    .await;
+    let text = c.scrape().await;
+    assert!(
+        sample(
+            &text,
+            "imageregistry_pullthrough_blobstore_cache_requests_total{type=\"Miss\"}"
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "imageregistry_pullthrough_upstream_bytes_total"),
+        Some((layer.len() + cfg.len()) as f64)
+    );
+}
+
+#[tokio::test]
+async fn wrong_upstream_credentials_answer_502_not_500() {
+    let open = TestServer::start().await;
+    open.push_image("library/app", "v1", "creds").await;
+    let b = TestServer::builder().root(open.root());
+    let pw = b.write_file(
+        "htpasswd",
+        &format!("puller:{}\n", bcrypt::hash("pull-pw", 4).unwrap()),
+    );
+    let up = b
+        .auth(&format!(
+            "  htpasswd:\n    path: {:?}\n",
+            pw.display().to_string()
+        ))
+        .start()
+        .await;
+    let c = cache(
+        &up.base,
+        "      username: puller\n      password: wrong\n",
+        "1h",
+    )
+    .await;
+    assert_error(
+        manifest(&c, &format!("/v2/{PREFIX}/library/app/manifests/v1")).await,
+        StatusCode::BAD_GATEWAY,
+        "UNAVAILABLE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sixteen_cold_pulls_share_one_upstream_fetch() {
+    let up = TestServer::start().await;
+    let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", 4 << 20, 7).await;
+    let px = FaultProxy::start(&up.base).await;
+    // Hold the upstream's answer so every client is waiting before the first byte.
+    px.delay_blobs(Duration::from_millis(400));
+    let c = cache(&px.url, "", "1h").await;
+    let path = format!("/v2/{PREFIX}/team/big/blobs/{ld}");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let client = c.client.clone();
+        let url = c.url(&path);
+        tasks.push(tokio::spawn(async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.bytes().await.unwrap().to_vec()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap() == layer, "a client got other bytes");
+    }
+    assert_eq!(
+        px.count(&format!("GET /v2/team/big/blobs/{ld}")),
+        1,
+        "{:?}",
+        px.log()
+    );
+    // Stored: the next pull asks nothing upstream.
+    px.clear();
+    assert!(get_ok(&c, &path).await.1 == layer);
+    assert_eq!(px.log(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_abort_the_fetch() {
+    let up = TestServer::start().await;
+    let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", 8 << 20, 9).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1h").await;
+    let path = format!("/v2/{PREFIX}/team/big/blobs/{ld}");
+    let mut r = c.get(&path).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let _first = r.chunk().await.unwrap();
+    drop(r);
+    // The fetch goes on without the client and ends with the blob stored.
+    let root = c.root().to_owned();
+    let hex = hex_of(&ld).to_owned();
+    eventually(20, "the blob to be stored", || {
+        let root = root.clone();
+        let hex = hex.clone();
+        async move {
+            files_under(&root)
+                .iter()
+                .any(|f| f.ends_with(&format!("{hex}/data")))
+                .then_some(())
+        }
+    })
+    .await;
+    px.clear();
+    assert!(get_ok(&c, &path).await.1 == layer);
+    assert_eq!(px.log(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn pushes_into_a_mirrored_prefix_are_refused_others_work() {
+    let up = TestServer::start().await;
+    let c = cache(&up.base, "", "1h").await;
+    assert_error(
+        c.request(
+            Method::POST,
+            &format!("/v2/{PREFIX}/library/app/blobs/uploads/"),
+        )
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+    )
+    .await;
+    let m = oci_manifest(&descriptor(OCI_CONFIG, &sha256(b"{}"), 2), &[]);
+    assert_error(
+        c.request(
+            Method::PUT,
+            &format!("/v2/{PREFIX}/library/app/manifests/v1"),
+        )
+        .header("content-type", OCI_MANIFEST)
+        .body(m)
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+    )
+    .await;
+    // One registry can host and cache.
+    c.push_image("mine/app", "v1", "local").await;
+    assert_eq!(c.tags("mine/app").await, vec!["v1"]);
+}
+
+#[tokio::test]
+async fn tags_are_revalidated_with_head_after_ttl() {
+    let up = TestServer::start().await;
+    let (d1, _) = up.push_image("team/app", "latest", "one").await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1").await;
+    let path = format!("/v2/{PREFIX}/team/app/manifests/latest");
+    let mpath = "/v2/team/app/manifests/latest";
+    assert_eq!(
+        header(&manifest(&c, &path).await, "docker-content-digest"),
+        d1
+    );
+    assert_eq!(px.count(&format!("GET {mpath}")), 1);
+    // Fresh: served without asking.
+    assert_eq!(
+        header(&manifest(&c, &path).await, "docker-content-digest"),
+        d1
+    );
+    assert_eq!(px.log().len(), 1, "{:?}", px.log());
+    // Stale and unchanged: one HEAD, no GET.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        header(&manifest(&c, &path).await, "docker-content-digest"),
+        d1
+    );
+    assert_eq!(px.count(&format!("HEAD {mpath}")), 1, "{:?}", px.log());
+    assert_eq!(px.count(&format!("GET {mpath}")), 1);
+    // The HEAD restarted the clock.
+    assert_eq!(
+        header(&manifest(&c, &path).await, "docker-content-digest"),
+        d1
+    );
+    assert_eq!(px.count(&format!("HEAD {mpath}")), 1);
+    // Moved upstream: after the ttl, HEAD sees it and the new manifest is fetched.
+    let (d2, _) = up.push_image("team/app", "latest", "two").await;
+    assert_ne!(d1, d2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = manifest(&c, &path).await;
+    assert_eq!(header(&r, "docker-content-digest"), d2);
+    assert_eq!(px.count(&format!("HEAD {mpath}")), 2);
+    assert_eq!(px.count(&format!("GET {mpath}")), 2);
+    // The old one is still there by digest.
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/{d1}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn upstream_trouble_serves_what_is_cached_and_fails_fast_otherwise() {
+    let up = TestServer::start().await;
+    let (d1, _, ld, layer, _) = push_big(&up, "team/app", "v1", 100_000, 3).await;
+    let (_, _, ld2, _, _) = push_big(&up, "team/other", "v1", 1000, 4).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1").await;
+    let tag = format!("/v2/{PREFIX}/team/app/manifests/v1");
+    assert_eq!(
+        header(&manifest(&c, &tag).await, "docker-content-digest"),
+        d1
+    );
+    get_ok(&c, &format!("/v2/{PREFIX}/team/app/blobs/{ld}")).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for (status, code) in [
+        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+    ] {
+        px.fail_with(Some(status));
+        // The stale tag is served (stale-if-error), blobs too.
+        let r = manifest(&c, &tag).await;
+        assert_eq!(r.status(), StatusCode::OK, "stale tag under {status}");
+        assert_eq!(header(&r, "docker-content-digest"), d1);
+        assert!(
+            get_ok(&c, &format!("/v2/{PREFIX}/team/app/blobs/{ld}"))
+                .await
+                .1
+                == layer
+        );
+        // Nothing cached: the upstream's trouble, as OCI error JSON.
+        let r = manifest(&c, &format!("/v2/{PREFIX}/team/other/manifests/v1")).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(header(&r, "retry-after"), "7");
+        }
+        assert_error(r, status, code).await;
+        let r = c.get(&format!("/v2/{PREFIX}/team/other/blobs/{ld2}")).await;
+        assert_error(r, status, code).await;
+    }
+    px.fail_with(None);
+    // An outage: the port is closed.
+    px.outage(true).await;
+    let r = manifest(&c, &tag).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t = Instant::now();
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/other/manifests/v1")).await;
+    assert_error(r, StatusCode::BAD_GATEWAY, "UNAVAILABLE").await;
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    px.outage(false).await;
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/other/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn containerd_ns_parameter_selects_the_upstream() {
+    let up = TestServer::start().await;
+    let (d, _) = up.push_image("library/app", "v1", "ns").await;
+    let c = cache(&up.base, "", "1h").await;
+    let r = manifest(&c, &format!("/v2/library/app/manifests/v1?ns={PREFIX}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    // Stored under the prefixed name.
+    assert_eq!(c.tags(&format!("{PREFIX}/library/app")).await, vec!["v1"]);
+    // Another `ns` names no upstream: the name is served as it is (here: unknown).
+    assert_error(
+        manifest(&c, "/v2/library/app/manifests/v1?ns=quay.io").await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn distributions_one_upstream_form_mirrors_everything() {
+    let up = TestServer::start().await;
+    let (d, _) = up.push_image("any/name", "v1", "remoteurl").await;
+    let c = TestServer::builder()
+        .config(&format!("proxy:\n  remoteurl: {}\n", up.base))
+        .start()
+        .await;
+    let r = manifest(&c, "/v2/any/name/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    assert_error(
+        c.request(Method::POST, "/v2/any/name/blobs/uploads/")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+    )
+    .await;
+}
+
+/// CNCF distribution 2.8 (`docker-registry`) with htpasswd as the upstream: Basic auth.
+#[tokio::test]
+async fn distribution_with_htpasswd_is_an_upstream() {
+    if std::process::Command::new("docker-registry")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !e2e_required(),
+            "docker-registry (distribution 2.8) is missing"
+        );
+        eprintln!("skipped: docker-registry is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("dist:{}\n", bcrypt::hash("dist-pw", 5).unwrap()),
+    )
+    .unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {:?}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: s\n  relativeurls: true\nauth:\n  htpasswd:\n    realm: dist\n    path: {:?}\n",
+            dir.path().join("data").display().to_string(),
+            htpasswd.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let dist = TestServer::at(&base, Some(basic("dist", "dist-pw")));
+    eventually(20, "distribution to listen", || async {
+        dist.request(Method::GET, "/v2/")
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let (md, m, ld, layer, _) = push_big(&dist, "team/app", "v1", 200_000, 5).await;
+    let px = FaultProxy::start(&base).await;
+    let c = cache(
+        &px.url,
+        "      username: dist\n      password: dist-pw\n",
+        "1h",
+    )
+    .await;
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), md);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), m);
+    assert!(
+        get_ok(&c, &format!("/v2/{PREFIX}/team/app/blobs/{ld}"))
+            .await
+            .1
+            == layer
+    );
+    // Basic was asked for once, then sent up front.
+    assert_eq!(
+        px.count("GET /v2/team/app/manifests/v1"),
+        2,
+        "{:?}",
+        px.log()
+    );
+    assert_eq!(px.count(&format!("GET /v2/team/app/blobs/{ld}")), 1);
+    child.kill().await.ok();
+}
