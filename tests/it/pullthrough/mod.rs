@@ -195,6 +195,46 @@ async fn wrong_upstream_credentials_answer_502_not_500() {
 }
 
 #[tokio::test]
+async fn credentials_come_from_a_pull_secret() {
+    use base64::Engine as _;
+    let open = TestServer::start().await;
+    let (d, _) = open.push_image("library/app", "v1", "secret").await;
+    let b = TestServer::builder().root(open.root());
+    let pw = b.write_file(
+        "htpasswd",
+        &format!("puller:{}\n", bcrypt::hash("pull-pw", 4).unwrap()),
+    );
+    let up = b
+        .auth(&format!(
+            "  htpasswd:\n    path: {:?}\n  bindings:\n    - role: registry-viewer\n      namespaces: [\"*\"]\n      users: [puller]\n",
+            pw.display().to_string()
+        ))
+        .start()
+        .await;
+    // A Kubernetes `.dockerconfigjson` with an entry for another host too.
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:pull-pw");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".dockerconfigjson");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"auths":{{"quay.io":{{"auth":"eDp5"}},"{}":{{"auth":"{auth}","email":""}}}}}}"#,
+            up.addr
+        ),
+    )
+    .unwrap();
+    let c = cache(
+        &up.base,
+        &format!("      authFile: {:?}\n", file.display().to_string()),
+        "1h",
+    )
+    .await;
+    let r = manifest(&c, &format!("/v2/{PREFIX}/library/app/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+}
+
+#[tokio::test]
 async fn sixteen_cold_pulls_share_one_upstream_fetch() {
     let up = TestServer::start().await;
     let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", 4 << 20, 7).await;
