@@ -83,10 +83,13 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     let registry = match crate::upstream::Upstreams::from_config(config, &outbound)? {
         Some(u) => {
             mirror_namespaces = u.prefixes();
-            let u = u.with_metrics(Arc::new(crate::ops::metrics::PullThroughMetrics::new(
-                &metrics,
+            let u = Arc::new(u.with_metrics(Arc::new(
+                crate::ops::metrics::PullThroughMetrics::new(&metrics),
             )));
-            registry.with_pull_through(Arc::new(u))
+            let registry = registry.with_pull_through(u.clone());
+            // `proxy.upstreams[].sync.interval`: mirror ahead of time while serving.
+            u.start_periodic_sync(&registry);
+            registry
         }
         None => registry,
     };
@@ -253,4 +256,18 @@ impl crate::upstream::PullMetrics for crate::ops::metrics::PullThroughMetrics {
     fn bytes(&self, n: u64) {
         self.upstream_bytes.inc_by(n);
     }
+}
+
+/// The registry and upstreams `image-registry sync` works with: the storage and pull-through
+/// cache `serve` would use, without the HTTP stack. Must run inside a tokio runtime.
+pub fn build_sync(config: &Config) -> anyhow::Result<(Registry, Arc<crate::upstream::Upstreams>)> {
+    crate::net::tls::install_default_provider();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let driver = build_driver(config)?;
+    let (registry, _) = build_registry(config, driver);
+    let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
+    let u = crate::upstream::Upstreams::from_config(config, &outbound)?
+        .ok_or_else(|| anyhow::anyhow!("no upstreams configured (proxy.upstreams)"))?;
+    let u = Arc::new(u);
+    Ok((registry.with_pull_through(u.clone()), u))
 }

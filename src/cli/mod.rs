@@ -6,6 +6,7 @@
 
 pub mod check_config;
 pub mod serve;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,10 @@ pub enum Command {
     ///
     /// Example: image-registry check-config --config config.yml
     CheckConfig(check_config::Args),
+    /// Mirror the tags `proxy.upstreams[].sync` names into local storage ahead of time.
+    ///
+    /// Example: image-registry sync --config config.yml --once
+    Sync(sync::Args),
 }
 
 /// The `--config` flag every subcommand takes.
@@ -88,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::CheckConfig(args)) => check_config::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Sync(args)) => sync::run(&args),
         // No subcommand: serve, with the config file `REGISTRY_CONFIGURATION_PATH` names.
         None => serve::run(&serve::Args {
             config: ConfigArg {

@@ -208,6 +208,14 @@ fn bad_pull_through_config_names_the_key() {
         "proxy:\n  upstreams:\n    - {prefix: q, url: 'https://q', username: u}\n",
         "proxy.upstreams[0]",
     );
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: q, url: 'https://q', sync: {repositories: [a], tags: '('}}\n",
+        "proxy.upstreams[0].sync.tags",
+    );
+    bad(
+        "proxy:\n  upstreams:\n    - {prefix: q, url: 'https://q', sync: {interval: 1h}}\n",
+        "proxy.upstreams[0].sync.repositories",
+    );
     // `docker.io` and `docker.iox` do not overlap.
     Config::from_yaml(
         "proxy:\n  upstreams:\n    - {prefix: docker.io, url: 'https://a'}\n    - {prefix: docker.iox, url: 'https://b'}\n",

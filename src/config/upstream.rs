@@ -39,6 +39,23 @@ pub struct UpstreamConfig {
     /// Verify the upstream's TLS certificate (default true).
     #[serde(deserialize_with = "flex::bool")]
     pub tlsverify: bool,
+    /// Mirror ahead of time: fetch matching tags (`image-registry sync`, or periodically in `serve`).
+    pub sync: Option<SyncConfig>,
+}
+
+/// `proxy.upstreams[].sync`: which tags of which upstream repositories to fetch ahead of time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// How often `serve` runs the sync (`0`: only `image-registry sync` runs it).
+    #[serde(deserialize_with = "flex::duration")]
+    pub interval: Duration,
+    /// Upstream repository names (without the prefix: `library/alpine`).
+    pub repositories: Vec<String>,
+    /// A regular expression the tags must match (anywhere; anchor it with `^...$`); all tags when
+    /// unset.
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub tags: Option<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -51,6 +68,7 @@ impl Default for UpstreamConfig {
             authfile: None,
             ttl: DEFAULT_UPSTREAM_TTL,
             tlsverify: true,
+            sync: None,
         }
     }
 }
@@ -125,6 +143,22 @@ impl ProxyConfig {
             }
             if u.username.is_some() != u.password.is_some() {
                 return Err(key_err(key, "set both username and password (or neither)"));
+            }
+            if let Some(s) = &u.sync {
+                if s.repositories.is_empty() {
+                    return Err(key_err(
+                        &format!("{key}.sync.repositories"),
+                        "name at least one upstream repository",
+                    ));
+                }
+                if let Some(t) = &s.tags {
+                    regex::Regex::new(t).map_err(|e| {
+                        key_err(
+                            &format!("{key}.sync.tags"),
+                            format!("not a regular expression: {e}"),
+                        )
+                    })?;
+                }
             }
             if let Some(f) = &u.authfile {
                 if u.username.is_some() {

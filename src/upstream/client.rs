@@ -365,6 +365,46 @@ impl UpstreamClient {
         Ok((size, Box::pin(stream)))
     }
 
+    /// Every tag of `remote`, following `Link: <...>; rel="next"` pages.
+    pub async fn tags(&self, remote: &str) -> Result<Vec<String>, UpstreamError> {
+        let base = self.base.as_str().trim_end_matches('/').to_owned();
+        let mut next = Some(format!("{base}/v2/{remote}/tags/list?n=1000"));
+        let mut out = Vec::new();
+        let mut pages = 0;
+        while let Some(u) = next.take() {
+            pages += 1;
+            if pages > 1000 {
+                return Err(UpstreamError::BadGateway("too many tag pages".into()));
+            }
+            let url = Url::parse(&u)
+                .map_err(|e| UpstreamError::BadGateway(format!("bad tag page URL: {e}")))?;
+            let resp = self.send(Method::GET, url, remote, None).await?;
+            next = header(resp.headers(), "link").and_then(|l| {
+                let (target, rel) = l.split_once(';')?;
+                rel.contains("next").then(|| {
+                    let t = target.trim().trim_start_matches('<').trim_end_matches('>');
+                    if t.starts_with("http") {
+                        t.to_owned()
+                    } else {
+                        format!("{base}{t}")
+                    }
+                })
+            });
+            let v: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| UpstreamError::BadGateway(format!("bad tag list: {e}")))?;
+            out.extend(
+                v.get("tags")
+                    .and_then(|t| t.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_owned)),
+            );
+        }
+        Ok(out)
+    }
+
     /// `HEAD` of a blob: its size.
     pub async fn blob_size(&self, remote: &str, digest: &Digest) -> Result<u64, UpstreamError> {
         let url = self.url(remote, "blobs", &digest.to_string())?;

@@ -13,6 +13,7 @@
 
 pub mod authfile;
 pub mod client;
+pub mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ struct Entry {
     prefix: String,
     ttl: Duration,
     client: UpstreamClient,
+    sync: Option<sync::SyncPlan>,
 }
 
 /// Every configured upstream.
@@ -104,10 +106,25 @@ fn build_one(
     }
     let client = UpstreamClient::new(url, builder, creds)
         .map_err(|e| err(key, format!("cannot build the HTTP client: {e}")))?;
+    let sync = match &u.sync {
+        Some(s) => Some(sync::SyncPlan {
+            interval: s.interval,
+            repositories: s.repositories.clone(),
+            tags: match &s.tags {
+                Some(t) => Some(
+                    regex::Regex::new(t)
+                        .map_err(|e| err(&format!("{key}.sync.tags"), e.to_string()))?,
+                ),
+                None => None,
+            },
+        }),
+        None => None,
+    };
     Ok(Entry {
         prefix: u.prefix.clone(),
         ttl: u.ttl,
         client,
+        sync,
     })
 }
 

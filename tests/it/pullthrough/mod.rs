@@ -556,3 +556,97 @@ async fn distribution_with_htpasswd_is_an_upstream() {
     assert_eq!(px.count(&format!("GET /v2/team/app/blobs/{ld}")), 1);
     child.kill().await.ok();
 }
+
+/// `image-registry sync --config FILE --once`: (exit success, stdout).
+async fn run_sync(config: &std::path::Path) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-registry"))
+        .args(["sync", "--once", "--config"])
+        .arg(config)
+        .env_remove("REGISTRY_CONFIGURATION_PATH")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        out.status.success(),
+        format!("{stdout}\n--- stderr:\n{stderr}"),
+    )
+}
+
+#[tokio::test]
+async fn sync_mirrors_matching_tags_ahead_of_time_and_resumes() {
+    let up = TestServer::start().await;
+    for (tag, seed) in [("v1", 11), ("v2", 12), ("dev", 13)] {
+        push_big(&up, "team/app", tag, 50_000, seed).await;
+    }
+    up.push_image("team/lib", "v1", "not synced").await;
+    let px = FaultProxy::start(&up.base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let cfg = dir.path().join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {:?}\nhttp:\n  secret: {}\nproxy:\n  upstreams:\n    - prefix: {PREFIX}\n      url: {}\n      ttl: 1h\n      sync:\n        repositories: [team/app]\n        tags: '^v'\n",
+        root.display().to_string(),
+        crate::harness::server::SECRET,
+        px.url
+    );
+    std::fs::write(&cfg, &yaml).unwrap();
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("sync: 2 images (0 failed), 4 blobs fetched (100"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{PREFIX}/team/app:v1: done")),
+        "{out}"
+    );
+    let fetched = px.count("GET /v2/team/app/blobs/");
+    assert_eq!(fetched, 4, "{:?}", px.log());
+    // Again: nothing is fetched.
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("0 blobs fetched (0 bytes), 4 already present"),
+        "{out}"
+    );
+    assert_eq!(px.count("GET /v2/team/app/blobs/"), 4);
+    // An interrupted run (a blob missing) continues with only what is missing.
+    let data: Vec<String> = files_under(&root)
+        .into_iter()
+        .filter(|f| f.contains("/blobs/sha256/") && f.ends_with("/data"))
+        .collect();
+    assert!(!data.is_empty());
+    let victim = data
+        .iter()
+        .find(|f| {
+            std::fs::metadata(root.join(f.trim_start_matches('/')))
+                .map(|m| m.len() == 50_000)
+                .unwrap_or(false)
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no layer among {data:?}"));
+    std::fs::remove_file(root.join(victim.trim_start_matches('/'))).unwrap();
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("1 blobs fetched (50000 bytes), 3 already present"),
+        "{out}"
+    );
+    // Served by a registry on the same storage: the synced tags, no upstream request for them.
+    px.clear();
+    let c = TestServer::from_yaml(&yaml).await;
+    assert_eq!(
+        c.tags(&format!("{PREFIX}/team/app")).await,
+        vec!["v1", "v2"]
+    );
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/v2")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(px.log(), Vec::<String>::new());
+    // A failing upstream fails the run, with the reason.
+    px.fail_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("cannot list tags"), "{out}");
+}
