@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# benches/pullthrough.sh — the pull-through cache side by side with CNCF distribution 2.8's proxy
+# mode, in one run. The upstream is our server (metrics on, so the bytes it sends are measured the
+# same way for both caches); in front of it our cache (`proxy.upstreams`) and distribution 2.8
+# (`proxy.remoteurl`), each on a fresh folder. For a blob of SIZE it measures, with curl:
+#   direct      the upstream itself (time to first byte, throughput)
+#   cold        the first pull through each cache
+#   warm        the second pull (a normal local pull)
+#   16 cold     16 concurrent first pulls of another blob: wall time, and bytes the upstream sent
+# and prints a markdown table (also written to target/pullthrough-bench.md). No assertions: the
+# goals (cold >= 90 % of direct, TTFB <= direct + 50 ms, 16 cold = 1x upstream bytes) are read off.
+#
+# Usage: benches/pullthrough.sh [SIZE]    SIZE for `head -c`, default 1G (e.g. 256M for a quick run)
+# Env:   TEST_PROFILE=release|debug (default release; builds it), BENCH_KEEP_TMP=1
+# Needs: docker-registry (apt-get install -y docker-registry), curl, jq, openssl.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SIZE=${1:-1G}
+PROFILE=${TEST_PROFILE:-release}
+if [ "$PROFILE" = release ]; then cargo build --release -p image-registry; else cargo build -p image-registry; fi
+BIN=$ROOT/target/$PROFILE/image-registry
+command -v docker-registry >/dev/null || { echo "docker-registry is missing" >&2; exit 2; }
+TMP=$(mktemp -d /tmp/pullthrough-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "${BENCH_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://$1/v2/" && return 0; sleep 0.1; done; echo "$1 did not start" >&2; exit 1; }
+clean_env() { env -u AWS_CA_BUNDLE $(compgen -e | grep '^REGISTRY_' | sed 's/^/-u /') "$@"; }
+
+UP=127.0.0.1:$(free_port)
+cat >"$TMP/up.yml" <<YAML
+storage: {filesystem: {rootdirectory: $TMP/up}}
+http: {addr: "$UP", secret: bench}
+metrics: {enabled: true}
+log: {level: ${BENCH_UP_LOG:-warn}}
+YAML
+clean_env "$BIN" serve --config "$TMP/up.yml" >"$TMP/up.log" 2>&1 &
+PIDS+=($!)
+wait_up "$UP"
+
+OURS=127.0.0.1:$(free_port)
+cat >"$TMP/ours.yml" <<YAML
+storage: {filesystem: {rootdirectory: $TMP/ours}}
+http: {addr: "$OURS", secret: bench}
+log: {level: warn}
+proxy:
+  upstreams:
+    - {prefix: up, url: "http://$UP", ttl: 1h}
+YAML
+clean_env "$BIN" serve --config "$TMP/ours.yml" >"$TMP/ours.log" 2>&1 &
+PIDS+=($!)
+DIST=127.0.0.1:$(free_port)
+cat >"$TMP/dist.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $TMP/dist}}
+http: {addr: "$DIST", secret: bench}
+proxy: {remoteurl: "http://$UP"}
+YAML
+clean_env docker-registry serve "$TMP/dist.yml" >"$TMP/dist.log" 2>&1 &
+PIDS+=($!)
+wait_up "$OURS"
+wait_up "$DIST"
+
+# push_blob REPO FILE: POST then PUT ?digest= with the whole body; prints the digest.
+push_blob() {
+  local d loc
+  d=sha256:$(sha256sum "$2" | cut -d' ' -f1)
+  loc=$(curl -fsS -X POST -D - -o /dev/null "http://$UP/v2/$1/blobs/uploads/" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case "$loc" in http*) ;; *) loc=http://$UP$loc ;; esac
+  curl -fsS -X PUT -H 'content-type: application/octet-stream' --data-binary "@$2" -o /dev/null "$loc&digest=$d"
+  echo "$d"
+}
+echo "making two $SIZE blobs..." >&2
+head -c "$SIZE" /dev/urandom >"$TMP/a"
+head -c "$SIZE" /dev/urandom >"$TMP/b"
+BYTES=$(stat -c %s "$TMP/a")
+A=$(push_blob bench/app "$TMP/a")
+B=$(push_blob bench/app "$TMP/b")
+
+up_bytes() { curl -fsS "http://$UP/extensions/v2/metrics" | awk '/^imageregistry_http_response_size_bytes_sum/{printf "%.0f\n", $2}'; }
+# pull URL: "ttfb seconds, total seconds"
+pull() { curl -fsS -o /dev/null -w '%{time_starttransfer} %{time_total}\n' "$1"; }
+mibs() { awk -v b="$BYTES" -v t="$1" 'BEGIN{printf "%.0f", b/1048576/t}'; }
+ms() { awk -v t="$1" 'BEGIN{printf "%.0f", t*1000}'; }
+
+row() { # NAME "ttfb total"
+  local t=($2)
+  printf '| %s | %s | %s | %s |\n' "$1" "$(ms "${t[0]}")" "$(ms "${t[1]}")" "$(mibs "${t[1]}")"
+}
+
+OUT=$ROOT/target/pullthrough-bench.md
+mkdir -p "$ROOT/target"
+# concurrent NAME URL: 16 concurrent first pulls; wall time and the upstream's bytes meanwhile.
+concurrent() {
+  local before start end sent cpids=()
+  before=$(up_bytes)
+  start=$(date +%s.%N)
+  for _ in $(seq 1 16); do
+    curl -fsS -o /dev/null "$2" &
+    cpids+=($!)
+  done
+  wait "${cpids[@]}" || echo "a pull failed" >&2
+  end=$(date +%s.%N)
+  sleep 2 # a cache that copies in the background finishes its upstream reads
+  sent=$(($(up_bytes) - before))
+  printf '| %s | %s | %s | %s |\n' "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.0f", (b-a)*1000}')" \
+    "$sent" "$(awk -v s="$sent" -v b="$BYTES" 'BEGIN{printf "%.2f", s/b}')"
+}
+# Ours first, then distribution, so one's background upstream reads never land in the other's
+# window.
+{
+  echo "Blob of $BYTES bytes; upstream: our server ($PROFILE); one machine, loopback."
+  echo
+  echo "| pull | TTFB ms | total ms | MiB/s |"
+  echo "|---|---|---|---|"
+  row "direct from the upstream" "$(pull "http://$UP/v2/bench/app/blobs/$A")"
+  row "cold via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
+  row "warm via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
+  sleep 2
+  row "cold via distribution 2.8 proxy" "$(pull "http://$DIST/v2/bench/app/blobs/$A")"
+  sleep 2
+  row "warm via distribution 2.8 proxy" "$(pull "http://$DIST/v2/bench/app/blobs/$A")"
+  echo
+  echo "| 16 concurrent cold pulls | wall ms | upstream bytes sent | x blob |"
+  echo "|---|---|---|---|"
+  sleep 2
+  concurrent ours "http://$OURS/v2/up/bench/app/blobs/$B"
+  concurrent "distribution 2.8 proxy" "http://$DIST/v2/bench/app/blobs/$B"
+} | tee "$OUT"
