@@ -30,6 +30,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "not set (random)"
         }
     );
+    let upstreams: Vec<String> = c
+        .proxy
+        .all_upstreams()
+        .into_iter()
+        .map(|(_, u)| format!("{:?} -> {}", u.prefix, u.url))
+        .collect();
+    println!("pull-through upstreams: {upstreams:?}");
     println!("config OK");
     Ok(())
 }
