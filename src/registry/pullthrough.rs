@@ -8,6 +8,8 @@
 //!   link is older than the upstream's `ttl` (its modification time in storage, so every replica
 //!   sharing the storage agrees), a `HEAD` revalidates it; only a changed digest is fetched. An
 //!   upstream in trouble leaves the cached tag served (stale-if-error).
+//! - Concurrent clients needing the same manifest from upstream make one request (a gate per
+//!   repository and reference); an upstream failure answers those that waited for it.
 //! - Blobs: one upstream fetch per digest in this process however many clients ask (they share
 //!   the stream: [`Flight`]), written through the upload path so the digest is verified before the
 //!   blob becomes visible; the fetch runs in its own task, so a client that disconnects aborts
@@ -98,13 +100,26 @@ pub trait PullThrough: Send + Sync + 'static {
 pub(crate) struct PullState {
     upstream: Arc<dyn PullThrough>,
     flights: Mutex<HashMap<Digest, Arc<Flight>>>,
+    /// Per `name\nreference`: one upstream manifest request at a time, and its last failure.
+    manifest_gates: Mutex<HashMap<String, Arc<ManifestGate>>>,
 }
+
+/// One upstream manifest request at a time: `attempts` counts them, `last` holds the failure of
+/// the latest one (a client that waited while an attempt ran takes its answer).
+#[derive(Default)]
+struct ManifestGate {
+    attempts: std::sync::atomic::AtomicU64,
+    last: tokio::sync::Mutex<Option<UpstreamError>>,
+}
+/// Gates kept before the idle ones are dropped.
+const MAX_GATES: usize = 4096;
 
 impl PullState {
     pub(crate) fn new(upstream: Arc<dyn PullThrough>) -> PullState {
         PullState {
             upstream,
             flights: Mutex::new(HashMap::new()),
+            manifest_gates: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -195,7 +210,10 @@ impl Registry {
             .ok_or_else(|| RegistryError::Internal("no pull-through upstream".into()))
     }
 
-    /// `get_manifest` for a mirrored repository.
+    /// `get_manifest` for a mirrored repository. What needs the upstream (a miss, a stale tag)
+    /// goes through a gate per repository and reference: concurrent clients make one upstream
+    /// request; those that waited find the result stored, or share the upstream failure instead
+    /// of asking again.
     pub(crate) async fn get_manifest_proxied(
         &self,
         name: &RepositoryName,
@@ -204,47 +222,132 @@ impl Registry {
     ) -> Result<Manifest> {
         let up = self.upstream()?;
         let started = std::time::Instant::now();
+        if let Some(m) = self.fresh_manifest(name, reference, ttl).await? {
+            up.observe("manifest", true, false, started.elapsed());
+            return Ok(m);
+        }
+        let state = self
+            .pull
+            .clone()
+            .ok_or_else(|| RegistryError::Internal("no pull-through upstream".into()))?;
+        let key = format!("{name}\n{reference}");
+        let gate = {
+            let mut gates = state
+                .manifest_gates
+                .lock()
+                .map_err(|_| RegistryError::Internal("pull-through state poisoned".into()))?;
+            if gates.len() > MAX_GATES {
+                gates.retain(|_, g| Arc::strong_count(g) > 1);
+            }
+            gates.entry(key.clone()).or_default().clone()
+        };
+        let seen = gate.attempts.load(std::sync::atomic::Ordering::SeqCst);
+        let mut failed = gate.last.lock().await;
+        // Another client may have fetched or revalidated it meanwhile.
+        if let Some(m) = self.fresh_manifest(name, reference, ttl).await? {
+            up.observe("manifest", true, false, started.elapsed());
+            return Ok(m);
+        }
+        let ran_meanwhile = gate.attempts.load(std::sync::atomic::Ordering::SeqCst) != seen;
+        if let (true, Some(e)) = (ran_meanwhile, failed.as_ref()) {
+            let e = e.clone();
+            return match self.resolve(name, reference).await {
+                Ok(d) => self.read_manifest(&d).await,
+                Err(_) => Err(RegistryError::Upstream(e)),
+            };
+        }
+        let (r, upstream_failure) = self.manifest_from_upstream(name, reference).await;
+        gate.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        up.observe(
+            "manifest",
+            false,
+            upstream_failure.is_some(),
+            started.elapsed(),
+        );
+        match upstream_failure {
+            Some(e) => *failed = Some(e),
+            None => {
+                *failed = None;
+                if let Ok(mut gates) = state.manifest_gates.lock() {
+                    gates.remove(&key);
+                }
+            }
+        }
+        r
+    }
+
+    /// The manifest if it is stored and needs no upstream: by digest, or a tag younger than `ttl`.
+    async fn fresh_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        ttl: Duration,
+    ) -> Result<Option<Manifest>> {
+        match (self.resolve(name, reference).await, reference) {
+            (Ok(d), Reference::Digest(_)) => Ok(Some(self.read_manifest(&d).await?)),
+            (Ok(d), Reference::Tag(tag)) => {
+                if self
+                    .tag_is_stale(&layout::tag_current_link(name, tag), ttl)
+                    .await?
+                {
+                    Ok(None)
+                } else {
+                    Ok(Some(self.read_manifest(&d).await?))
+                }
+            }
+            (Err(RegistryError::ManifestUnknown(_)), _) => Ok(None),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// A miss or a stale tag: fetch, or revalidate with a `HEAD` (serving the cached tag when the
+    /// upstream fails). The second value is the upstream failure, if there was one.
+    async fn manifest_from_upstream(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> (Result<Manifest>, Option<UpstreamError>) {
+        let up = match self.upstream() {
+            Ok(u) => u,
+            Err(e) => return (Err(e), None),
+        };
         let local = self.resolve(name, reference).await;
         let r = match (local, reference) {
-            (Ok(d), Reference::Digest(_)) => {
-                up.observe("manifest", true, false, started.elapsed());
-                return self.read_manifest(&d).await;
-            }
-            (Ok(d), Reference::Tag(tag)) => {
-                let link = layout::tag_current_link(name, tag);
-                if !self.tag_is_stale(&link, ttl).await? {
-                    up.observe("manifest", true, false, started.elapsed());
-                    return self.read_manifest(&d).await;
+            (Ok(d), Reference::Tag(tag)) => match up.manifest_digest(name, reference).await {
+                Ok(remote) if remote == d => {
+                    // Still current: restart the clock (every replica reads it).
+                    let link = layout::tag_current_link(name, tag);
+                    if let Err(e) = self
+                        .driver
+                        .put_content(&link, Bytes::from(d.to_string()))
+                        .await
+                    {
+                        return (Err(e.into()), None);
+                    }
+                    self.read_manifest(&d).await
                 }
-                match up.manifest_digest(name, reference).await {
-                    Ok(remote) if remote == d => {
-                        // Still current: restart the clock (every replica reads it).
-                        self.driver
-                            .put_content(&link, Bytes::from(d.to_string()))
-                            .await?;
-                        up.observe("manifest", true, false, started.elapsed());
-                        return self.read_manifest(&d).await;
-                    }
-                    Ok(remote) => {
-                        tracing::info!(repository = %name, %tag, old = %d, new = %remote, "upstream tag moved");
-                        self.fetch_manifest(name, reference, Some(&remote)).await
-                    }
-                    Err(e) => {
-                        tracing::warn!(repository = %name, %tag, error = %e,
-                            "cannot revalidate a cached tag upstream; serving the cached one");
-                        up.observe("manifest", true, true, started.elapsed());
-                        return self.read_manifest(&d).await;
-                    }
+                Ok(remote) => {
+                    tracing::info!(repository = %name, %tag, old = %d, new = %remote, "upstream tag moved");
+                    self.fetch_manifest(name, reference, Some(&remote)).await
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(repository = %name, %tag, error = %e,
+                        "cannot revalidate a cached tag upstream; serving the cached one");
+                    return (self.read_manifest(&d).await, Some(e));
+                }
+            },
+            (Ok(d), Reference::Digest(_)) => self.read_manifest(&d).await,
             (Err(RegistryError::ManifestUnknown(_)), _) => {
                 self.fetch_manifest(name, reference, None).await
             }
-            (Err(e), _) => return Err(e),
+            (Err(e), _) => Err(e),
         };
-        let err = matches!(r, Err(RegistryError::Upstream(_)));
-        up.observe("manifest", false, err, started.elapsed());
-        r
+        let failure = match &r {
+            Err(RegistryError::Upstream(e)) => Some(e.clone()),
+            _ => None,
+        };
+        (r, failure)
     }
 
     /// Whether the tag link at `path` was last written (fetched or revalidated) more than `ttl`

@@ -269,6 +269,55 @@ async fn sixteen_cold_pulls_share_one_upstream_fetch() {
 }
 
 #[tokio::test]
+async fn concurrent_manifest_misses_and_revalidations_ask_upstream_once() {
+    let up = TestServer::start().await;
+    let (d, _) = up.push_image("team/app", "v1", "gate").await;
+    let px = FaultProxy::start(&up.base).await;
+    px.delay_manifests(Duration::from_millis(300));
+    let c = cache(&px.url, "", "1").await;
+    let path = format!("/v2/{PREFIX}/team/app/manifests/v1");
+    let burst = |c: &TestServer| {
+        (0..16)
+            .map(|_| {
+                let req = c.request(Method::GET, &path).header("accept", OCI_MANIFEST);
+                tokio::spawn(async move {
+                    let r = req.send().await.unwrap();
+                    (r.status(), header(&r, "docker-content-digest"))
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    for t in burst(&c) {
+        assert_eq!(t.await.unwrap(), (StatusCode::OK, d.clone()));
+    }
+    assert_eq!(
+        px.count("GET /v2/team/app/manifests/v1"),
+        1,
+        "{:?}",
+        px.log()
+    );
+    // Stale: one HEAD for the burst.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for t in burst(&c) {
+        assert_eq!(t.await.unwrap(), (StatusCode::OK, d.clone()));
+    }
+    assert_eq!(
+        px.count("HEAD /v2/team/app/manifests/v1"),
+        1,
+        "{:?}",
+        px.log()
+    );
+    // Stale with the upstream failing: one attempt, every client served the cached tag.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    px.fail_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+    px.clear();
+    for t in burst(&c) {
+        assert_eq!(t.await.unwrap(), (StatusCode::OK, d.clone()));
+    }
+    assert_eq!(px.log().len(), 1, "{:?}", px.log());
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_does_not_abort_the_fetch() {
     let up = TestServer::start().await;
     let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", 8 << 20, 9).await;

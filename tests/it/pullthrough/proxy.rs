@@ -21,6 +21,8 @@ struct Shared {
     fail: Option<StatusCode>,
     /// Wait this long before forwarding a blob `GET` (lets concurrent clients pile up).
     blob_delay: Duration,
+    /// The same before every manifest request.
+    manifest_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -51,11 +53,14 @@ async fn forward(State(ctx): State<Ctx>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let (fail, delay) = {
+    let (fail, delay, mdelay) = {
         let mut s = ctx.shared.lock().unwrap();
         s.log.push(format!("{} {}", req.method(), req.uri().path()));
-        (s.fail, s.blob_delay)
+        (s.fail, s.blob_delay, s.manifest_delay)
     };
+    if req.uri().path().contains("/manifests/") && !mdelay.is_zero() {
+        tokio::time::sleep(mdelay).await;
+    }
     if let Some(status) = fail {
         let mut r = (
             status,
@@ -164,6 +169,10 @@ impl FaultProxy {
 
     pub fn delay_blobs(&self, d: Duration) {
         self.ctx.shared.lock().unwrap().blob_delay = d;
+    }
+
+    pub fn delay_manifests(&self, d: Duration) {
+        self.ctx.shared.lock().unwrap().manifest_delay = d;
     }
 
     /// Closes the port (`true`: connections are refused) or listens on it again.
