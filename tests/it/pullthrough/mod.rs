@@ -310,6 +310,9 @@ async fn concurrent_manifest_misses_and_revalidations_ask_upstream_once() {
     // Stale with the upstream failing: one attempt, every client served the cached tag.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     px.fail_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+    // A client reaching the gate after a failed attempt makes its own: keep the attempt long
+    // enough for every client of the burst to be waiting.
+    px.delay_manifests(Duration::from_millis(1500));
     px.clear();
     for t in burst(&c) {
         assert_eq!(t.await.unwrap(), (StatusCode::OK, d.clone()));
