@@ -247,14 +247,18 @@ impl ObjectBackend for S3Backend {
         Ok(listing)
     }
 
-    async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>> {
         let mut keys = Vec::new();
         self.list_pages(prefix, None, |out| {
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+            keys.extend(out.contents().iter().filter_map(|o| {
+                Some((
+                    o.key()?.to_owned(),
+                    ObjMeta {
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        modified: to_system_time(o.last_modified()),
+                    },
+                ))
+            }));
         })
         .await?;
         Ok(keys)
