@@ -122,6 +122,7 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
             delete_enabled: config.storage.delete.enabled,
             secret,
             link_cache_ttl: config.storage.cache.linkttl,
+            refresh_after: config.storage.maintenance.gc.delay / 4,
         },
     );
     (registry, generated)

@@ -206,6 +206,29 @@ impl Default for DeleteConfig {
 pub struct MaintenanceConfig {
     pub readonly: EnabledSwitch,
     pub uploadpurging: Option<serde_yaml::Value>,
+    pub gc: GcConfig,
+}
+
+/// `storage.maintenance.gc`: garbage collection (`image-registry gc`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// `delay`: nothing younger is collected (the default of `gc --delay`). Servers refresh the
+    /// age of an old blob a push finds once it is older than a quarter of this, so every server
+    /// and `gc` of one storage should agree on it.
+    #[serde(deserialize_with = "flex::duration")]
+    pub delay: std::time::Duration,
+}
+
+/// Default of `storage.maintenance.gc.delay`.
+pub const DEFAULT_GC_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            delay: DEFAULT_GC_DELAY,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

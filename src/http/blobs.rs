@@ -36,7 +36,12 @@ pub async fn get(
     req: &Parts,
 ) -> Result<Response> {
     let reg = &state.registry;
-    let size = reg.stat_blob(name, digest).await?;
+    // HEAD is how a pusher decides to skip an upload: storage's answer, tombstones honoured.
+    let size = if req.method == Method::HEAD {
+        reg.stat_blob_for_push(name, digest).await?
+    } else {
+        reg.stat_blob(name, digest).await?
+    };
     let mut h = HeaderMap::new();
     h.insert("docker-content-digest", hv(&digest.to_string()));
     h.insert(header::ETAG, hv(&format!("\"{digest}\"")));

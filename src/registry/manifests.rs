@@ -125,7 +125,10 @@ impl Registry {
         };
         let parsed = ParsedManifest::parse(&body, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
+        // Everything referenced is claimed from garbage collection first, then checked (see
+        // `claim_blob`): a blob collected meanwhile is reported unknown, never tagged.
         for blob in parsed.blobs.iter().filter(|b| !b.is_foreign()) {
+            self.claim_blob(&blob.digest).await?;
             if !self.exists(&layout::layer_link(name, &blob.digest)).await?
                 || self.stat_global_blob(&blob.digest).await?.is_none()
             {
@@ -133,14 +136,17 @@ impl Registry {
             }
         }
         for child in &parsed.manifests {
+            self.claim_blob(&child.digest).await?;
             if !self
                 .exists(&layout::manifest_revision_link(name, &child.digest))
                 .await?
+                || self.stat_global_blob(&child.digest).await?.is_none()
             {
                 return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
             }
         }
         let data = layout::blob_data(&digest);
+        self.claim_blob(&digest).await?;
         if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
             self.driver.put_content(&data, body).await?;
         }
@@ -160,6 +166,22 @@ impl Registry {
             // The tag may have moved (or be half-written, on an error): forget what was read.
             self.links.invalidate(name.as_str());
             moved?;
+            // Garbage collection deletes an untagged revision first and reads the tags after; a
+            // push writes the tag first and checks the revisions after: one of the two sees the
+            // other, and a revision removed meanwhile is written again.
+            for d in parsed
+                .manifests
+                .iter()
+                .map(|c| &c.digest)
+                .chain(std::iter::once(&digest))
+            {
+                let rev = layout::manifest_revision_link(name, d);
+                if !self.exists(&rev).await? {
+                    self.driver
+                        .put_content(&rev, Bytes::from(d.to_string()))
+                        .await?;
+                }
+            }
         }
         Ok(PutManifest { digest, subject })
     }
