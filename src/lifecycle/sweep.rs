@@ -90,10 +90,10 @@ pub async fn tombstone(
     progress: &dyn Progress,
 ) -> Result<()> {
     progress.phase("tombstone", plan.blobs.len() as u64);
-    futures::stream::iter(plan.blobs.iter())
+    futures::stream::iter(plan.blobs.iter().cloned())
         .map(|d| async move {
             let r = driver
-                .put_content(&layout::blob_tombstone(d), Bytes::new())
+                .put_content(&layout::blob_tombstone(&d), Bytes::new())
                 .await;
             progress.step(1);
             r
@@ -215,19 +215,23 @@ pub async fn sweep(
             linked_by.entry(d).or_default().push(name);
         }
     }
-    let results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> =
-        futures::stream::iter(plan.blobs.iter())
-            .map(|d| {
-                let repos: Vec<&RepositoryName> = linked_by.get(d).cloned().unwrap_or_default();
-                async move {
-                    let r = delete_blob(driver, d, &repos).await;
-                    progress.step(1);
-                    r.map(|size| (d.clone(), repos.into_iter().cloned().collect(), size))
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
+    let work: Vec<(Digest, Vec<RepositoryName>)> = plan
+        .blobs
+        .iter()
+        .map(|d| {
+            let repos = linked_by.get(d).into_iter().flatten().map(|n| (*n).clone());
+            (d.clone(), repos.collect())
+        })
+        .collect();
+    let results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> = futures::stream::iter(work)
+        .map(|(d, repos)| async move {
+            let r = delete_blob(driver, &d, &repos).await;
+            progress.step(1);
+            r.map(|size| (d, repos, size))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
     let mut prefixes = BTreeSet::new();
     for (d, repos, size) in results {
         match size {
@@ -278,12 +282,12 @@ pub async fn sweep(
 async fn delete_blob(
     driver: &dyn StorageDriver,
     d: &Digest,
-    repos: &[&RepositoryName],
+    repos: &[RepositoryName],
 ) -> Result<Option<u64>> {
     let mut unlinked = Vec::new();
     for name in repos {
         if delete_if_exists(driver, &layout::layer_dir(name, d)).await? {
-            unlinked.push(*name);
+            unlinked.push(name);
         }
     }
     let size = match driver.stat(&layout::blob_data(d)).await {
@@ -336,17 +340,17 @@ pub async fn clear_stale_tombstones(
         .filter(|d| d.kind == "blob")
         .filter_map(|d| d.digest.clone())
         .collect();
-    let stale: Vec<&Digest> = inv
+    let _ = plan;
+    let stale: Vec<Digest> = inv
         .blobs
         .iter()
         .filter(|(d, b)| {
             b.tombstone.is_some() && b.trash.is_none() && !deleted.contains(&d.to_string())
         })
-        .map(|(d, _)| d)
-        .filter(|d| !plan.blobs.contains(*d) || !deleted.contains(&d.to_string()))
+        .map(|(d, _)| d.clone())
         .collect();
     futures::stream::iter(stale)
-        .map(|d| async move { delete_if_exists(driver, &layout::blob_tombstone(d)).await })
+        .map(|d| async move { delete_if_exists(driver, &layout::blob_tombstone(&d)).await })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<bool>>()
         .await?;

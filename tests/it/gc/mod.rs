@@ -3,6 +3,7 @@
 
 mod cli;
 mod collect;
+mod online;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
