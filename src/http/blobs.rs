@@ -79,6 +79,12 @@ pub async fn get(
     Ok((status, h, Body::from_stream(stream)).into_response())
 }
 
+/// `DELETE /admin/blobs/<digest>` (the OpenShift pruner): 204, also when already gone.
+pub async fn delete_from_storage(state: &AppState, digest: &Digest) -> Result<Response> {
+    state.registry.delete_blob_from_storage(digest).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
 pub async fn delete(state: &AppState, name: &RepositoryName, digest: &Digest) -> Result<Response> {
     state.registry.delete_blob(name, digest).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())

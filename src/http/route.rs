@@ -56,6 +56,10 @@ pub enum Route {
         /// `artifactType` filter (never empty).
         artifact_type: Option<String>,
     },
+    /// `/admin/blobs/<digest>`: the OpenShift pruner deletes a blob from the storage.
+    AdminBlob {
+        digest: Digest,
+    },
 }
 
 /// `n`/`last` of a listing: at most `n` entries after `last`.
@@ -92,13 +96,14 @@ impl Route {
             Route::Blob { .. } => "blob",
             Route::UploadStart { .. } | Route::Upload { .. } => "blob_upload",
             Route::Referrers { .. } => "referrers",
+            Route::AdminBlob { .. } => "admin_blob",
         }
     }
 
     /// The repository the route is about, if any.
     pub fn repository(&self) -> Option<&RepositoryName> {
         match self {
-            Route::Base | Route::Catalog { .. } => None,
+            Route::Base | Route::Catalog { .. } | Route::AdminBlob { .. } => None,
             Route::Tags { name, .. }
             | Route::Manifest { name, .. }
             | Route::Blob { name, .. }
@@ -136,12 +141,20 @@ impl Route {
             && !matches!(self, Route::Base)
     }
 
-    /// Parses a request (path still percent-encoded, raw query). `None` if it is not under `/v2`.
+    /// Parses a request (path still percent-encoded, raw query). `None` if it is not under `/v2`
+    /// (or `/admin/blobs/`).
     pub fn parse(
         method: &Method,
         path: &str,
         query: Option<&str>,
     ) -> Option<Result<Route, ApiError>> {
+        if let Some(d) = path.strip_prefix("/admin/blobs/") {
+            let decoded = percent_decode_str(d).decode_utf8().ok();
+            return Some(match decoded {
+                Some(d) => digest(&d).map(|digest| Route::AdminBlob { digest }),
+                None => Err(ApiError::not_found()),
+            });
+        }
         let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {
             return Some(Ok(Route::Base));

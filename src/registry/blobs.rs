@@ -153,6 +153,18 @@ impl Registry {
         deleted.map(|_| ())
     }
 
+    /// Deletes a blob's bytes from the blob store, whoever links it (the OpenShift pruner's
+    /// `DELETE /admin/blobs/<digest>`, after it unlinked the blob from every repository). Already
+    /// gone is success. This process forgets it at once; other servers never claim it to a push
+    /// (`HEAD` and mount read storage) and stop serving it with their next read of the bytes.
+    pub async fn delete_blob_from_storage(&self, digest: &Digest) -> Result<()> {
+        self.check_delete()?;
+        let r = self.delete_if_exists(&layout::blob_dir(digest)).await;
+        self.blob_sizes.remove(digest);
+        self.manifests.remove(digest);
+        r.map(|_| ())
+    }
+
     /// Cross-repository mount: links `digest` into `name` if `from` links it (or, without `from`, if
     /// the blob store has it). Returns whether it mounted.
     pub async fn mount_blob(

@@ -161,3 +161,26 @@ fn help_lists_gc_with_an_example() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn admin_blob_delete_without_auth_and_with_deletes_disabled() {
+    let s = server("1h").await;
+    let d = s.push_blob("app", b"to be pruned").await;
+    let r = s.delete(&format!("/admin/blobs/{d}")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(!blob_on_disk(s.root.as_deref().unwrap(), &d));
+    assert_eq!(
+        s.head(&format!("/v2/app/blobs/{d}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.delete(&format!("/admin/blobs/{d}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let off = TestServer::builder().delete_disabled().start().await;
+    let r = off.delete(&format!("/admin/blobs/{d}")).await;
+    assert_error(r, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+    let ro = TestServer::builder().read_only().start().await;
+    let r = ro.delete(&format!("/admin/blobs/{d}")).await;
+    assert_error(r, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+}
