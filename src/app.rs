@@ -150,7 +150,8 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch))
-        .route("/admin/blobs/{digest}", any(dispatch));
+        .route("/admin/blobs/{digest}", any(dispatch))
+        .route("/extensions/v2/{*rest}", any(dispatch));
     if let Some(access) = options.metrics_access.clone() {
         let m = metrics.clone();
         router = router.route(

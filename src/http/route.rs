@@ -17,7 +17,7 @@ use axum::http::{Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use super::error::{ApiError, ErrorCode};
-use crate::oci::{Digest, DigestError, Reference, RepositoryName};
+use crate::oci::{Digest, DigestError, Reference, RepositoryName, Tag};
 
 /// An endpoint of the `/v2` API with its validated parameters, query included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,11 @@ pub enum Route {
     AdminBlob {
         digest: Digest,
     },
+    /// `/extensions/v2/<name>/tags/<tag>/history`: every digest the tag pointed at.
+    TagHistory {
+        name: RepositoryName,
+        tag: Tag,
+    },
 }
 
 /// `n`/`last` of a listing: at most `n` entries after `last`.
@@ -97,6 +102,7 @@ impl Route {
             Route::UploadStart { .. } | Route::Upload { .. } => "blob_upload",
             Route::Referrers { .. } => "referrers",
             Route::AdminBlob { .. } => "admin_blob",
+            Route::TagHistory { .. } => "tag_history",
         }
     }
 
@@ -109,7 +115,8 @@ impl Route {
             | Route::Blob { name, .. }
             | Route::UploadStart { name, .. }
             | Route::Upload { name, .. }
-            | Route::Referrers { name, .. } => Some(name),
+            | Route::Referrers { name, .. }
+            | Route::TagHistory { name, .. } => Some(name),
         }
     }
 
@@ -154,6 +161,23 @@ impl Route {
                 Some(d) => digest(&d).map(|digest| Route::AdminBlob { digest }),
                 None => Err(ApiError::not_found()),
             });
+        }
+        if let Some(rest) = path
+            .strip_prefix("/extensions/v2/")
+            .and_then(|r| r.strip_suffix("/history"))
+        {
+            let decoded = percent_decode_str(rest).decode_utf8().ok()?;
+            let (n, tag) = decoded.rsplit_once("/tags/")?;
+            return Some(name(n).and_then(|name| {
+                let tag = tag.parse().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::ManifestUnknown,
+                        "manifest unknown: the reference is not a valid tag",
+                    )
+                })?;
+                Ok(Route::TagHistory { name, tag })
+            }));
         }
         let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {

@@ -54,6 +54,7 @@ pub fn wants(route: &Route, method: &Method) -> Vec<Access> {
             vec![Access::push(name.as_str())]
         }
         Route::AdminBlob { .. } => vec![Access::PruneBlobs],
+        Route::TagHistory { name, .. } => vec![Access::pull(name.as_str())],
     }
 }
 

@@ -252,6 +252,36 @@ impl Registry {
         }
     }
 
+    /// Every digest `tag` pointed at, with when (the time of its history entry), newest first:
+    /// the tag index distribution's layout keeps (`tags/<tag>/index/`).
+    pub async fn tag_history(
+        &self,
+        name: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Vec<(Digest, Option<std::time::SystemTime>)>> {
+        let root = layout::tag_index_root(name, tag);
+        let mut out = Vec::new();
+        for e in match self.driver.walk(&root).await {
+            Ok(e) => e,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        } {
+            if let Some((_, layout::RepoFile::TagIndex(t, d))) = layout::parse_repo_path(&e.path) {
+                if &t == tag {
+                    out.push((d, e.modified));
+                }
+            }
+        }
+        if out.is_empty() {
+            if !self.repository_exists(name).await? {
+                return Err(RegistryError::NameUnknown(name.clone()));
+            }
+            return Err(RegistryError::ManifestUnknown(format!("unknown tag {tag}")));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     /// All tags of a repository, sorted.
     pub async fn list_tags(&self, name: &RepositoryName) -> Result<Vec<String>> {
         let mut tags = match self.driver.list(&layout::tags_dir(name)).await {

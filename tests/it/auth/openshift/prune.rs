@@ -64,3 +64,26 @@ async fn only_the_pruner_deletes_blobs_from_storage() {
         .unwrap();
     assert_error(bad, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
 }
+
+#[tokio::test]
+async fn tag_history_needs_pull() {
+    let env = Env::default().await;
+    env.seed_image("proj/app", "v1", "history").await;
+    let path = "/extensions/v2/proj/app/tags/v1/history";
+    let r = env.req(Method::GET, path, None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = env
+        .req(Method::GET, path, Some("tok-norole-5f1c2a"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    let r = env
+        .req(Method::GET, path, Some("tok-viewer-77ab31"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+}
