@@ -73,6 +73,15 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         metrics.clone(),
     );
     let (registry, secret_generated) = build_registry(config, driver.clone());
+    let purging = &config.storage.maintenance.uploadpurging;
+    if purging.enabled && !config.read_only() {
+        tokio::spawn(crate::lifecycle::purge_loop(
+            driver.clone(),
+            purging.age,
+            purging.interval,
+            purging.dryrun,
+        ));
+    }
     let router = build_app(
         registry,
         AppOptions {

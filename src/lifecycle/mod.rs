@@ -1,5 +1,5 @@
 //! Image lifecycle: garbage collection of the storage (mark and sweep), safe while servers of
-//! the same storage keep serving pushes and pulls.
+//! the same storage keep serving pushes and pulls; purging of stale uploads (`uploads.rs`).
 //!
 //! Depends on `storage` (the driver and the layout), `oci` and `config` only; no HTTP, no
 //! registry types. The registry honours the same files (tombstones, `lastused`) through the
@@ -47,6 +47,7 @@
 mod inventory;
 mod mark;
 mod sweep;
+mod uploads;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -56,6 +57,7 @@ use serde::Serialize;
 use crate::storage::{StorageDriver, StorageError};
 
 pub use inventory::Inventory;
+pub use uploads::{purge_loop, purge_uploads, PurgeReport};
 
 /// How a run behaves.
 #[derive(Debug, Clone)]

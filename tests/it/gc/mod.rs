@@ -4,6 +4,7 @@
 mod cli;
 mod collect;
 mod online;
+mod purge;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
