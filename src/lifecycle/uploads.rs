@@ -15,10 +15,13 @@ pub struct PurgeReport {
     pub purged: u64,
     /// Upload folders younger than the age.
     pub kept: u64,
+    /// Unfinished native writes aborted (S3 multipart uploads older than the age).
+    pub aborted: u64,
 }
 
 /// Deletes every upload folder whose `startedat` file (or, without one, its newest file) is older
-/// than `age`. One walk of `repositories/` and one delete per purged upload.
+/// than `age`, then aborts the backend's unfinished writes older than `age` (S3 multipart uploads
+/// of writers that died). One walk of `repositories/` and one delete per purged upload.
 pub async fn purge_uploads(
     driver: &dyn StorageDriver,
     age: Duration,
@@ -61,6 +64,11 @@ pub async fn purge_uploads(
             Err(e) => return Err(e),
         }
     }
+    if !dry_run {
+        report.aborted = driver
+            .abort_stale_writes(&layout::repositories_root(), age)
+            .await?;
+    }
     Ok(report)
 }
 
@@ -74,7 +82,12 @@ pub async fn purge_loop(
     loop {
         tokio::time::sleep(interval).await;
         match purge_uploads(driver.as_ref(), age, dry_run).await {
-            Ok(r) => tracing::debug!(purged = r.purged, kept = r.kept, "upload purging done"),
+            Ok(r) => tracing::debug!(
+                purged = r.purged,
+                kept = r.kept,
+                aborted = r.aborted,
+                "upload purging done"
+            ),
             Err(e) => tracing::warn!(error = %e, "upload purging failed; will retry"),
         }
     }

@@ -136,6 +136,16 @@ impl StorageDriver for Instrumented {
         record(&*self.observer, "walk", t, self.inner.walk(path).await)
     }
 
+    async fn abort_stale_writes(&self, path: &str, older_than: Duration) -> Result<u64> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "abort_stale_writes",
+            t,
+            self.inner.abort_stale_writes(path, older_than).await,
+        )
+    }
+
     async fn prune_empty_dirs(&self, path: &str) -> Result<()> {
         let t = Instant::now();
         record(

@@ -161,6 +161,15 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn prune_empty_dirs(&self, _path: &str) -> Result<()> {
         Ok(())
     }
+    /// Aborts the backend's unfinished writes below `path` (S3 multipart uploads a writer that died
+    /// left behind) started more than `older_than` ago; returns how many. The default has none.
+    async fn abort_stale_writes(
+        &self,
+        _path: &str,
+        _older_than: std::time::Duration,
+    ) -> Result<u64> {
+        Ok(0)
+    }
     /// Whether the backend answers (the health check behind readiness). The default stats the
     /// layout root: found or not found both mean the backend is reachable.
     async fn health(&self) -> Result<()> {

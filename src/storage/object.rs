@@ -91,6 +91,11 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn compose(&self, to: &str, sources: &[(String, u64)]) -> Result<()>;
     /// Starts a multipart upload of `key`; see [`PartSink`].
     async fn start_parts(&self, key: &str) -> Result<Box<dyn PartSink>>;
+    /// Aborts native multipart uploads under `prefix` started more than `older_than` ago (the
+    /// debris of writers that died); how many. The default: the backend has none to abort.
+    async fn abort_stale_parts(&self, _prefix: &str, _older_than: Duration) -> Result<u64> {
+        Ok(0)
+    }
     /// A URL that lets a client GET `key` directly for `expires`, if the backend can sign one.
     async fn presign_get(&self, key: &str, expires: Duration) -> Result<Option<String>>;
     /// Start-up check (bucket exists, credentials work). `Err` with a message saying what to fix.
@@ -510,6 +515,13 @@ impl StorageDriver for ObjectDriver {
             return Err(StorageError::NotFound(path.to_owned()));
         }
         self.backend.delete_many(keys).await
+    }
+
+    async fn abort_stale_writes(&self, path: &str, older_than: Duration) -> Result<u64> {
+        let key = self.key(path)?;
+        self.backend
+            .abort_stale_parts(&format!("{key}/"), older_than)
+            .await
     }
 
     async fn redirect_url(&self, path: &str) -> Result<Option<String>> {
