@@ -76,6 +76,15 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         metrics.clone(),
     );
     let (registry, secret_generated) = build_registry(config, driver.clone());
+    let purging = &config.storage.maintenance.uploadpurging;
+    if purging.enabled && !config.read_only() {
+        tokio::spawn(crate::lifecycle::purge_loop(
+            driver.clone(),
+            purging.age,
+            purging.interval,
+            purging.dryrun,
+        ));
+    }
     // The pull-through cache (`proxy.remoteurl`, `proxy.upstreams`): its clients go through the
     // outbound proxy and trust the configured CAs.
     let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
@@ -143,6 +152,7 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
             delete_enabled: config.storage.delete.enabled,
             secret,
             link_cache_ttl: config.storage.cache.linkttl,
+            refresh_after: config.storage.maintenance.gc.delay / 4,
         },
     );
     (registry, generated)
@@ -169,7 +179,9 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         .route("/", get(|| async { "" }))
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
-        .route("/v2/{*rest}", any(dispatch));
+        .route("/v2/{*rest}", any(dispatch))
+        .route("/admin/blobs/{digest}", any(dispatch))
+        .route("/extensions/v2/{*rest}", any(dispatch));
     if let Some(access) = options.metrics_access.clone() {
         let m = metrics.clone();
         router = router.route(

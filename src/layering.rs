@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("app", &["*"]),
     ("cli", &["*"]),
     ("layering", &[]),
+    ("lifecycle", &["oci", "storage"]),
 ];
 
 /// Fragments of the storage layout that only `storage/layout.rs` may write in a string.

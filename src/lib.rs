@@ -6,6 +6,7 @@
 //! - `app`: the wiring; builds everything from config and composes the HTTP stack. Sees all.
 //! - `layers` (tower layers: access log, metrics, limits, auth, read-only) over `http` (axum: the
 //!   URL grammar with its query, the one error map, thin handlers).
+//! - `lifecycle` (garbage collection over the storage layout; no HTTP, no registry types).
 //! - `registry` (the domain) and `auth` (modes, reviews, tokens; no HTTP framework types).
 //! - `storage` (one driver trait, distribution's layout drawn once, fs/memory/object stores).
 //! - `oci` (vocabulary, no I/O).
@@ -25,6 +26,7 @@ pub mod http;
 #[cfg(test)]
 mod layering;
 pub mod layers;
+pub mod lifecycle;
 pub mod net;
 pub mod oci;
 pub mod ops;

@@ -97,6 +97,13 @@ impl Bindings {
             .any(|b| b.role.grants(action) && b.applies_to(who) && b.covers(ns))
     }
 
+    /// Whether a binding gives `who` `action` on every namespace (`*`).
+    pub fn allows_everywhere(&self, who: &Subject, action: Action) -> bool {
+        self.list.iter().any(|b| {
+            b.role.grants(action) && b.applies_to(who) && b.namespaces.iter().any(|p| p == "*")
+        })
+    }
+
     /// Whether `who` sees the whole catalog (`registry-admin` on `*`).
     pub fn sees_all(&self, who: &Subject) -> bool {
         self.list.iter().any(|b| {

@@ -74,6 +74,10 @@ pub enum Access {
     Catalog,
     /// `/extensions/v2/metrics` (never part of a token scope).
     Metrics,
+    /// `DELETE /admin/blobs/<digest>`: deleting blobs from the storage, registry-wide (the
+    /// OpenShift pruner's right: cluster `delete images`; elsewhere delete rights on every
+    /// namespace).
+    PruneBlobs,
 }
 
 impl Access {
@@ -117,7 +121,7 @@ pub fn scope_string(wants: &[Access]) -> String {
                 }
             }
             Access::Catalog => catalog = true,
-            Access::Metrics => {}
+            Access::Metrics | Access::PruneBlobs => {}
         }
     }
     let mut parts: Vec<String> = repos

@@ -250,6 +250,7 @@ impl Auth {
                 }
                 Access::Catalog => true,
                 Access::Metrics => false,
+                Access::PruneBlobs => b.allows_everywhere(&subject, Action::Delete),
             })
             .collect();
         let catalog = wants.contains(&Access::Catalog).then(|| {
@@ -305,6 +306,7 @@ impl Auth {
                 }
                 Access::Catalog => ResourceAttributes::cluster("list", "imagestreams", None),
                 Access::Metrics => ResourceAttributes::cluster("get", "registry", Some("metrics")),
+                Access::PruneBlobs => ResourceAttributes::cluster("delete", "images", None),
             };
             o.review(token, &attrs).await
         }))

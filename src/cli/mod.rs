@@ -5,6 +5,7 @@
 //! `REGISTRY_*` variable as an override, exactly as `serve` reads it.
 
 pub mod check_config;
+pub mod gc;
 pub mod serve;
 pub mod sync;
 
@@ -23,7 +24,8 @@ use crate::config::{Config, LogFormat};
     about = "An OCI distribution registry server",
     after_help = "Examples:\n  image-registry serve --config /etc/image-registry/config.yml\n  \
                   REGISTRY_HTTP_ADDR=:5000 image-registry          (serve with defaults)\n  \
-                  image-registry check-config --config config.yml"
+                  image-registry check-config --config config.yml\n  \
+                  image-registry gc --config config.yml --dry-run --delete-untagged"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,10 @@ pub enum Command {
     ///
     /// Example: image-registry sync --config config.yml --once
     Sync(sync::Args),
+    /// Collect garbage in the storage once (safe while servers run), print a summary, and exit.
+    ///
+    /// Example: image-registry gc --config config.yml --dry-run --delete-untagged --json
+    Gc(gc::Args),
 }
 
 /// The `--config` flag every subcommand takes.
@@ -94,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::CheckConfig(args)) => check_config::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Sync(args)) => sync::run(&args),
+        Some(Command::Gc(args)) => gc::run(&args),
         // No subcommand: serve, with the config file `REGISTRY_CONFIGURATION_PATH` names.
         None => serve::run(&serve::Args {
             config: ConfigArg {

@@ -207,7 +207,57 @@ impl Default for DeleteConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MaintenanceConfig {
     pub readonly: EnabledSwitch,
-    pub uploadpurging: Option<serde_yaml::Value>,
+    pub uploadpurging: UploadPurgingConfig,
+    pub gc: GcConfig,
+}
+
+/// `storage.maintenance.uploadpurging`: distribution's keys and defaults. Upload folders older
+/// than `age` are deleted every `interval` by each server (not in read-only mode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadPurgingConfig {
+    #[serde(deserialize_with = "flex::bool")]
+    pub enabled: bool,
+    #[serde(deserialize_with = "flex::duration")]
+    pub age: std::time::Duration,
+    #[serde(deserialize_with = "flex::duration")]
+    pub interval: std::time::Duration,
+    /// Log what would be purged; delete nothing.
+    #[serde(deserialize_with = "flex::bool")]
+    pub dryrun: bool,
+}
+
+impl Default for UploadPurgingConfig {
+    fn default() -> Self {
+        UploadPurgingConfig {
+            enabled: true,
+            age: std::time::Duration::from_secs(168 * 3600),
+            interval: std::time::Duration::from_secs(24 * 3600),
+            dryrun: false,
+        }
+    }
+}
+
+/// `storage.maintenance.gc`: garbage collection (`image-registry gc`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// `delay`: nothing younger is collected (the default of `gc --delay`). Servers refresh the
+    /// age of an old blob a push finds once it is older than a quarter of this, so every server
+    /// and `gc` of one storage should agree on it.
+    #[serde(deserialize_with = "flex::duration")]
+    pub delay: std::time::Duration,
+}
+
+/// Default of `storage.maintenance.gc.delay`.
+pub const DEFAULT_GC_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            delay: DEFAULT_GC_DELAY,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -360,6 +410,13 @@ impl Config {
         }
         self.auth.mode().map_err(|m| key_err("auth", m))?;
         auth::validate(&self.auth)?;
+        let up = &self.storage.maintenance.uploadpurging;
+        if up.enabled && up.interval.is_zero() {
+            return Err(key_err(
+                "storage.maintenance.uploadpurging.interval",
+                "must be longer than 0 while purging is enabled",
+            ));
+        }
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }

@@ -223,3 +223,22 @@ fn bad_pull_through_config_names_the_key() {
     )
     .unwrap();
 }
+
+#[test]
+fn storage_maintenance_gc_delay_defaults_to_an_hour_and_takes_the_env() {
+    let (c, _) = Config::from_yaml("storage:\n  inmemory: {}\n", &[]).unwrap();
+    assert_eq!(c.storage.maintenance.gc.delay, super::DEFAULT_GC_DELAY);
+    let e = env(&[("REGISTRY_STORAGE_MAINTENANCE_GC_DELAY", "90s")]);
+    let (c, w) = Config::from_yaml("storage:\n  inmemory: {}\n", &e).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        c.storage.maintenance.gc.delay,
+        std::time::Duration::from_secs(90)
+    );
+    let err = Config::from_yaml(
+        "storage:\n  inmemory: {}\n  maintenance:\n    gc:\n      delay: later\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("gc.delay"), "{err}");
+}

@@ -52,7 +52,13 @@ pub async fn get(
 ) -> Result<Response> {
     let reg = &state.registry;
     let mut h = HeaderMap::new();
-    let size = match reg.stat_blob(name, digest).await {
+    // HEAD is how a pusher decides to skip an upload: storage's answer, tombstones honoured.
+    let stat = if req.method == Method::HEAD {
+        reg.stat_blob_for_push(name, digest).await
+    } else {
+        reg.stat_blob(name, digest).await
+    };
+    let size = match stat {
         Ok(size) => size,
         // A mirrored repository: a HEAD asks the upstream; a GET fetches (shared with every
         // client asking meanwhile) and streams; a range waits until the blob is stored.
@@ -99,6 +105,12 @@ pub async fn get(
     }
     let stream = reg.read_blob(digest, offset, Some(len)).await?;
     Ok((status, h, Body::from_stream(stream)).into_response())
+}
+
+/// `DELETE /admin/blobs/<digest>` (the OpenShift pruner): 204, also when already gone.
+pub async fn delete_from_storage(state: &AppState, digest: &Digest) -> Result<Response> {
+    state.registry.delete_blob_from_storage(digest).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 
 pub async fn delete(state: &AppState, name: &RepositoryName, digest: &Digest) -> Result<Response> {

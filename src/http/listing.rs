@@ -1,4 +1,5 @@
-//! Tag listing and the catalog, both with `n`/`last` pagination and a `Link` header.
+//! Tag listing and the catalog, both with `n`/`last` pagination and a `Link` header; a tag's
+//! history.
 
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -6,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{encode, ApiError, AppState, Page};
-use crate::oci::RepositoryName;
+use crate::oci::{RepositoryName, Tag};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -59,6 +60,23 @@ pub async fn tags(state: &AppState, name: &RepositoryName, p: &Page) -> Result<R
         json!({ "name": name.as_str(), "tags": tags }),
         link,
     ))
+}
+
+/// `GET /extensions/v2/<name>/tags/<tag>/history`: `[{"digest","time"}]`, newest first (`time`
+/// RFC 3339, `null` where storage keeps none).
+pub async fn tag_history(state: &AppState, name: &RepositoryName, tag: &Tag) -> Result<Response> {
+    let entries = state.registry.tag_history(name, tag).await?;
+    let list: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|(d, t)| {
+            let time = t.map(|t| {
+                chrono::DateTime::<chrono::Utc>::from(t)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            });
+            json!({ "digest": d.to_string(), "time": time })
+        })
+        .collect();
+    Ok(respond(serde_json::Value::Array(list), None))
 }
 
 pub async fn catalog(state: &AppState, p: &Page, req: &Parts) -> Result<Response> {

@@ -81,6 +81,12 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         (Route::Blob { name, digest }, &Method::DELETE) => {
             blobs::delete(&state, name, digest).await
         }
+        (Route::TagHistory { name, tag }, &Method::GET) => {
+            listing::tag_history(&state, name, tag).await
+        }
+        (Route::AdminBlob { digest }, &Method::DELETE) => {
+            blobs::delete_from_storage(&state, digest).await
+        }
         (Route::UploadStart { name, start }, &Method::POST) => {
             blobs::start_upload(&state, name, start, req, body).await
         }

@@ -17,7 +17,7 @@ use axum::http::{Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use super::error::{ApiError, ErrorCode};
-use crate::oci::{Digest, DigestError, Reference, RepositoryName};
+use crate::oci::{Digest, DigestError, Reference, RepositoryName, Tag};
 
 /// An endpoint of the `/v2` API with its validated parameters, query included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,15 @@ pub enum Route {
         /// `artifactType` filter (never empty).
         artifact_type: Option<String>,
     },
+    /// `/admin/blobs/<digest>`: the OpenShift pruner deletes a blob from the storage.
+    AdminBlob {
+        digest: Digest,
+    },
+    /// `/extensions/v2/<name>/tags/<tag>/history`: every digest the tag pointed at.
+    TagHistory {
+        name: RepositoryName,
+        tag: Tag,
+    },
 }
 
 /// `n`/`last` of a listing: at most `n` entries after `last`.
@@ -92,19 +101,22 @@ impl Route {
             Route::Blob { .. } => "blob",
             Route::UploadStart { .. } | Route::Upload { .. } => "blob_upload",
             Route::Referrers { .. } => "referrers",
+            Route::AdminBlob { .. } => "admin_blob",
+            Route::TagHistory { .. } => "tag_history",
         }
     }
 
     /// The repository the route is about, if any.
     pub fn repository(&self) -> Option<&RepositoryName> {
         match self {
-            Route::Base | Route::Catalog { .. } => None,
+            Route::Base | Route::Catalog { .. } | Route::AdminBlob { .. } => None,
             Route::Tags { name, .. }
             | Route::Manifest { name, .. }
             | Route::Blob { name, .. }
             | Route::UploadStart { name, .. }
             | Route::Upload { name, .. }
-            | Route::Referrers { name, .. } => Some(name),
+            | Route::Referrers { name, .. }
+            | Route::TagHistory { name, .. } => Some(name),
         }
     }
 
@@ -136,12 +148,37 @@ impl Route {
             && !matches!(self, Route::Base)
     }
 
-    /// Parses a request (path still percent-encoded, raw query). `None` if it is not under `/v2`.
+    /// Parses a request (path still percent-encoded, raw query). `None` if it is not under `/v2`
+    /// (or `/admin/blobs/`).
     pub fn parse(
         method: &Method,
         path: &str,
         query: Option<&str>,
     ) -> Option<Result<Route, ApiError>> {
+        if let Some(d) = path.strip_prefix("/admin/blobs/") {
+            let decoded = percent_decode_str(d).decode_utf8().ok();
+            return Some(match decoded {
+                Some(d) => digest(&d).map(|digest| Route::AdminBlob { digest }),
+                None => Err(ApiError::not_found()),
+            });
+        }
+        if let Some(rest) = path
+            .strip_prefix("/extensions/v2/")
+            .and_then(|r| r.strip_suffix("/history"))
+        {
+            let decoded = percent_decode_str(rest).decode_utf8().ok()?;
+            let (n, tag) = decoded.rsplit_once("/tags/")?;
+            return Some(name(n).and_then(|name| {
+                let tag = tag.parse().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::ManifestUnknown,
+                        "manifest unknown: the reference is not a valid tag",
+                    )
+                })?;
+                Ok(Route::TagHistory { name, tag })
+            }));
+        }
         let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {
             return Some(Ok(Route::Base));
@@ -173,6 +210,11 @@ impl Route {
         Ok(match self {
             Route::Base => Route::Base,
             Route::Catalog { page } => Route::Catalog { page },
+            Route::AdminBlob { digest } => Route::AdminBlob { digest },
+            Route::TagHistory { name, tag } => Route::TagHistory {
+                name: prefixed(name)?,
+                tag,
+            },
             Route::Tags { name, page } => Route::Tags {
                 name: prefixed(name)?,
                 page,

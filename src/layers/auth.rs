@@ -53,6 +53,8 @@ pub fn wants(route: &Route, method: &Method) -> Vec<Access> {
         Route::UploadStart { name, .. } | Route::Upload { name, .. } => {
             vec![Access::push(name.as_str())]
         }
+        Route::AdminBlob { .. } => vec![Access::PruneBlobs],
+        Route::TagHistory { name, .. } => vec![Access::pull(name.as_str())],
     }
 }
 

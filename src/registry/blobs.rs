@@ -1,5 +1,9 @@
 //! Blob reads, links and deletes.
 
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{layout, ByteStream};
@@ -31,6 +35,67 @@ impl Registry {
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
         self.blob_sizes.insert(digest.clone(), size, 0);
         Ok(size)
+    }
+
+    /// Size of a blob that `name` may serve, for a client deciding whether to upload it (`HEAD`):
+    /// read from storage, never a cache, and absent while garbage collection holds a tombstone on
+    /// it (the client uploads it again, which claims it back). Finding an old blob refreshes its
+    /// age (see [`present_for_push`](Self::present_for_push)).
+    pub async fn stat_blob_for_push(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if !self.is_linked(name, digest).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        self.present_for_push(digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Whether the blob store has `digest` for a push: its bytes are there and garbage collection
+    /// holds no tombstone on it. A blob older than `refresh_after` (and not refreshed since) gets
+    /// its `lastused` file rewritten, so a collection that has not tombstoned it yet leaves it.
+    pub(crate) async fn present_for_push(&self, digest: &Digest) -> Result<Option<u64>> {
+        let info = match self.driver.stat(&layout::blob_data(digest)).await {
+            Ok(info) if !info.is_dir => info,
+            Ok(_) => return Ok(None),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if self.exists(&layout::blob_tombstone(digest)).await? {
+            return Ok(None);
+        }
+        self.refresh_age(digest, info.modified).await?;
+        Ok(Some(info.size))
+    }
+
+    async fn refresh_age(&self, digest: &Digest, data_time: Option<SystemTime>) -> Result<()> {
+        let after = self.options.refresh_after;
+        if after.is_zero() {
+            return Ok(());
+        }
+        let old = |t: Option<SystemTime>| t.is_none_or(|t| t.elapsed().is_ok_and(|a| a > after));
+        if !old(data_time) {
+            return Ok(());
+        }
+        let path = layout::blob_last_used(digest);
+        match self.driver.stat(&path).await {
+            Ok(i) if !old(i.modified) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self
+            .driver
+            .put_content_unsynced(&path, Bytes::new())
+            .await?)
+    }
+
+    /// Takes a blob back from garbage collection: removes its tombstone. Every push that stores or
+    /// references a blob does this *before* checking that the blob exists (the collector moves
+    /// the bytes aside before checking the tombstone, so one of the two sees the other).
+    pub(crate) async fn claim_blob(&self, digest: &Digest) -> Result<()> {
+        self.delete_if_exists(&layout::blob_tombstone(digest))
+            .await
+            .map(|_| ())
     }
 
     /// Size of a blob in the shared blob store, whoever links it.
@@ -88,6 +153,18 @@ impl Registry {
         deleted.map(|_| ())
     }
 
+    /// Deletes a blob's bytes from the blob store, whoever links it (the OpenShift pruner's
+    /// `DELETE /admin/blobs/<digest>`, after it unlinked the blob from every repository). Already
+    /// gone is success. This process forgets it at once; other servers never claim it to a push
+    /// (`HEAD` and mount read storage) and stop serving it with their next read of the bytes.
+    pub async fn delete_blob_from_storage(&self, digest: &Digest) -> Result<()> {
+        self.check_delete()?;
+        let r = self.delete_if_exists(&layout::blob_dir(digest)).await;
+        self.blob_sizes.remove(digest);
+        self.manifests.remove(digest);
+        r.map(|_| ())
+    }
+
     /// Cross-repository mount: links `digest` into `name` if `from` links it (or, without `from`, if
     /// the blob store has it). Returns whether it mounted.
     pub async fn mount_blob(
@@ -97,12 +174,13 @@ impl Registry {
         from: Option<&RepositoryName>,
     ) -> Result<bool> {
         self.refuse_push(name)?;
+        // A tombstoned blob is not mounted: the client uploads it, which claims it back.
         let available = match from {
             Some(from) => {
                 self.exists(&layout::layer_link(from, digest)).await?
-                    && self.stat_global_blob(digest).await?.is_some()
+                    && self.present_for_push(digest).await?.is_some()
             }
-            None => self.stat_global_blob(digest).await?.is_some(),
+            None => self.present_for_push(digest).await?.is_some(),
         };
         if available {
             self.link_blob(name, digest).await?;

@@ -144,11 +144,14 @@ impl Registry {
         };
         let parsed = ParsedManifest::parse(&body, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
+        // Everything referenced is claimed from garbage collection first, then checked (see
+        // `claim_blob`): a blob collected meanwhile is reported unknown, never tagged.
         for blob in parsed
             .blobs
             .iter()
             .filter(|b| check_refs && !b.is_foreign())
         {
+            self.claim_blob(&blob.digest).await?;
             if !self.exists(&layout::layer_link(name, &blob.digest)).await?
                 || self.stat_global_blob(&blob.digest).await?.is_none()
             {
@@ -156,14 +159,17 @@ impl Registry {
             }
         }
         for child in parsed.manifests.iter().filter(|_| check_refs) {
+            self.claim_blob(&child.digest).await?;
             if !self
                 .exists(&layout::manifest_revision_link(name, &child.digest))
                 .await?
+                || self.stat_global_blob(&child.digest).await?.is_none()
             {
                 return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
             }
         }
         let data = layout::blob_data(&digest);
+        self.claim_blob(&digest).await?;
         if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
             self.driver.put_content(&data, body).await?;
         }
@@ -183,6 +189,22 @@ impl Registry {
             // The tag may have moved (or be half-written, on an error): forget what was read.
             self.links.invalidate(name.as_str());
             moved?;
+            // Garbage collection deletes an untagged revision first and reads the tags after; a
+            // push writes the tag first and checks the revisions after: one of the two sees the
+            // other, and a revision removed meanwhile is written again.
+            for d in parsed
+                .manifests
+                .iter()
+                .map(|c| &c.digest)
+                .chain(std::iter::once(&digest))
+            {
+                let rev = layout::manifest_revision_link(name, d);
+                if !self.exists(&rev).await? {
+                    self.driver
+                        .put_content(&rev, Bytes::from(d.to_string()))
+                        .await?;
+                }
+            }
         }
         Ok(PutManifest { digest, subject })
     }
@@ -251,6 +273,36 @@ impl Registry {
                 Ok(())
             }
         }
+    }
+
+    /// Every digest `tag` pointed at, with when (the time of its history entry), newest first:
+    /// the tag index distribution's layout keeps (`tags/<tag>/index/`).
+    pub async fn tag_history(
+        &self,
+        name: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Vec<(Digest, Option<std::time::SystemTime>)>> {
+        let root = layout::tag_index_root(name, tag);
+        let mut out = Vec::new();
+        for e in match self.driver.walk(&root).await {
+            Ok(e) => e,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        } {
+            if let Some((_, layout::RepoFile::TagIndex(t, d))) = layout::parse_repo_path(&e.path) {
+                if &t == tag {
+                    out.push((d, e.modified));
+                }
+            }
+        }
+        if out.is_empty() {
+            if !self.repository_exists(name).await? {
+                return Err(RegistryError::NameUnknown(name.clone()));
+            }
+            return Err(RegistryError::ManifestUnknown(format!("unknown tag {tag}")));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
     }
 
     /// All tags of a repository, sorted.

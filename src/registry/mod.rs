@@ -30,7 +30,7 @@ pub use uploads::UploadSession;
 use bytes::Bytes;
 use cache::{DigestCache, LinkCache};
 
-use crate::config::DEFAULT_LINK_TTL;
+use crate::config::{DEFAULT_GC_DELAY, DEFAULT_LINK_TTL};
 use crate::oci::{Digest, ParsedManifest, RepositoryName};
 use crate::storage::{layout, StorageDriver};
 
@@ -50,6 +50,9 @@ pub struct RegistryOptions {
     /// `storage.cache.linkTTL`: how long the read paths trust a tag or link they read (zero: not
     /// at all). This process's own writes are seen at once either way; see `cache.rs`.
     pub link_cache_ttl: std::time::Duration,
+    /// A push that finds a blob older than this (and not refreshed since) refreshes its age, so
+    /// garbage collection does not take it (a quarter of `storage.maintenance.gc.delay`; zero: never).
+    pub refresh_after: std::time::Duration,
 }
 
 impl RegistryOptions {
@@ -59,6 +62,7 @@ impl RegistryOptions {
             delete_enabled: true,
             secret,
             link_cache_ttl: DEFAULT_LINK_TTL,
+            refresh_after: DEFAULT_GC_DELAY / 4,
         }
     }
 }

@@ -254,6 +254,8 @@ impl Registry {
             )));
         }
         let target = layout::blob_data(digest);
+        // Claimed from garbage collection first, then checked (see `claim_blob`).
+        self.claim_blob(digest).await?;
         if self.stat_global_blob(digest).await? != Some(size) {
             self.driver.rename(&data, &target).await?;
         }

@@ -256,13 +256,13 @@ impl ObjectBackend for AzureBackend {
         })
     }
 
-    async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>> {
         let p = path(prefix.trim_end_matches('/'));
         let want = prefix.to_owned();
         self.store
             .list(Some(&p))
-            .map_ok(|o| o.location.to_string())
-            .try_filter(move |k| futures::future::ready(k.starts_with(&want)))
+            .map_ok(|o| (o.location.to_string(), meta(&o)))
+            .try_filter(move |(k, _)| futures::future::ready(k.starts_with(&want)))
             .try_collect()
             .await
             .map_err(|e| map_err("list", prefix, e))

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+use super::{
+    check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry,
+};
 
 /// Size of read blocks.
 const IO_BLOCK: usize = 2 << 20;
@@ -58,7 +60,6 @@ impl FsDriver {
     async fn replace_file(&self, path: &str, data: Bytes, sync: bool) -> Result<()> {
         let p = self.full(path)?;
         blocking(path, move || {
-            create_parent(&p)?;
             let tmp = temp_sibling(&p);
             let write = || -> io::Result<()> {
                 let mut f = std::fs::File::create(&tmp)?;
@@ -68,7 +69,7 @@ impl FsDriver {
                 }
                 std::fs::rename(&tmp, &p)
             };
-            let r = write();
+            let r = in_parent(&p, write);
             if r.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -117,6 +118,20 @@ fn create_parent(p: &Path) -> io::Result<()> {
     match p.parent() {
         Some(parent) => std::fs::create_dir_all(parent),
         None => Ok(()),
+    }
+}
+
+/// Makes `p`'s parent folders, then runs `op`; again (a few times) when `op` finds a folder
+/// missing: garbage collection's [`prune_empty_dirs`](StorageDriver::prune_empty_dirs) may remove
+/// an empty folder between the two.
+fn in_parent<T>(p: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        create_parent(p)?;
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            r => return r,
+        }
     }
 }
 
@@ -218,15 +233,96 @@ impl StorageDriver for FsDriver {
         .await
     }
 
+    /// One blocking walk of the tree (`read_dir` per directory; the entries' metadata come from
+    /// the same directory reads where the OS provides them).
+    async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+        let p = self.full(path)?;
+        let base = path.trim_end_matches('/').to_owned();
+        blocking(path, move || {
+            let mut out = Vec::new();
+            let mut stack = vec![(p, base)];
+            while let Some((dir, rel)) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    let child = format!("{rel}/{name}");
+                    let m = match entry.metadata() {
+                        Ok(m) => m,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if m.is_dir() {
+                        stack.push((entry.path(), child));
+                    } else {
+                        out.push(WalkEntry {
+                            path: child,
+                            size: m.len(),
+                            modified: m.modified().ok(),
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `rmdir(2)` bottom-up: it refuses a directory that holds anything, so a file another
+    /// process creates meanwhile is never lost (its writer re-creates a folder removed under it).
+    async fn prune_empty_dirs(&self, path: &str) -> Result<()> {
+        let p = self.full(path)?;
+        blocking(path, move || {
+            fn prune(dir: &Path) -> io::Result<bool> {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                let mut empty = true;
+                for entry in entries {
+                    let entry = entry?;
+                    if entry.file_type()?.is_dir() {
+                        empty &= prune(&entry.path())?;
+                    } else {
+                        empty = false;
+                    }
+                }
+                if empty {
+                    match std::fs::remove_dir(dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        // Not empty any more: someone wrote into it meanwhile.
+                        Err(_) => return Ok(false),
+                    }
+                }
+                Ok(empty)
+            }
+            prune(&p).map(|_| ())
+        })
+        .await
+    }
+
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
         let p = self.full(path)?;
         let (file, size) = blocking(path, move || {
-            create_parent(&p)?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(!append)
-                .open(&p)?;
+            let mut f = in_parent(&p, || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(!append)
+                    .open(&p)
+            })?;
             let size = f.seek(SeekFrom::End(0))?;
             Ok((f, size))
         })
@@ -249,8 +345,7 @@ impl StorageDriver for FsDriver {
         let dst = self.full(to)?;
         blocking(from, move || {
             std::fs::metadata(&src)?;
-            create_parent(&dst)?;
-            std::fs::rename(&src, &dst)
+            in_parent(&dst, || std::fs::rename(&src, &dst))
         })
         .await
     }

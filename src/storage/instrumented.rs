@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `list`, `writer`, `rename`, `delete`, `health`) and, for writers, `writer.write`,
+//! `list`, `walk`, `prune_empty_dirs`, `writer`, `rename`, `delete`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+use super::{ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry};
 
 /// Receives one observation per driver call.
 pub trait StorageObserver: Send + Sync + 'static {
@@ -129,6 +129,31 @@ impl StorageDriver for Instrumented {
     async fn delete(&self, path: &str) -> Result<()> {
         let t = Instant::now();
         record(&*self.observer, "delete", t, self.inner.delete(path).await)
+    }
+
+    async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+        let t = Instant::now();
+        record(&*self.observer, "walk", t, self.inner.walk(path).await)
+    }
+
+    async fn abort_stale_writes(&self, path: &str, older_than: Duration) -> Result<u64> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "abort_stale_writes",
+            t,
+            self.inner.abort_stale_writes(path, older_than).await,
+        )
+    }
+
+    async fn prune_empty_dirs(&self, path: &str) -> Result<()> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "prune_empty_dirs",
+            t,
+            self.inner.prune_empty_dirs(path).await,
+        )
     }
 
     async fn health(&self) -> Result<()> {

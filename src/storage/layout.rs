@@ -4,6 +4,12 @@
 //! ```text
 //! /docker/registry/v2/
 //!   blobs/<alg>/<first two hex>/<hex>/data                         blob and manifest bytes
+//!   blobs/<alg>/<first two hex>/<hex>/gcpending                    (ours) garbage collection means
+//!                                                                  to delete it: the blob counts as
+//!                                                                  absent for pushes
+//!   blobs/<alg>/<first two hex>/<hex>/lastused                     (ours) a push found it: its age
+//!   blobs/<alg>/<first two hex>/<hex>/gctrash                      (ours) the bytes, hidden while
+//!                                                                  collection makes sure
 //!   repositories/<name>/
 //!     _layers/<alg>/<hex>/link                                     repo may serve this blob
 //!     _manifests/revisions/<alg>/<hex>/link                        manifest revision in this repo
@@ -36,9 +42,106 @@ pub fn blob_dir(d: &Digest) -> String {
     )
 }
 
+/// The folder of the blobs whose hex starts like `d`'s (`blobs/<alg>/<first two hex>`).
+pub fn blob_prefix_dir(d: &Digest) -> String {
+    format!("{ROOT}/blobs/{}/{}", d.algorithm().as_str(), &d.hex()[..2])
+}
+
 pub fn blob_data(d: &Digest) -> String {
     format!("{}/data", blob_dir(d))
 }
+
+/// The tombstone of a blob: garbage collection's "about to delete" mark (see `lifecycle`).
+/// Distribution reads only `data` in a blob folder, so these files are invisible to it.
+pub fn blob_tombstone(d: &Digest) -> String {
+    format!("{}/gcpending", blob_dir(d))
+}
+
+/// Written when a push finds an old blob (HEAD, mount, manifest): the blob's age counts from it.
+pub fn blob_last_used(d: &Digest) -> String {
+    format!("{}/lastused", blob_dir(d))
+}
+
+/// Where garbage collection moves a blob's bytes before its last check.
+pub fn blob_trash(d: &Digest) -> String {
+    format!("{}/gctrash", blob_dir(d))
+}
+
+/// A file in the blob store, as a walk of [`blobs_root`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobFile {
+    Data,
+    Tombstone,
+    LastUsed,
+    Trash,
+}
+
+/// Which blob, and which of its files, a path under [`blobs_root`] is.
+pub fn parse_blob_path(path: &str) -> Option<(Digest, BlobFile)> {
+    let rest = path.strip_prefix(ROOT)?.strip_prefix("/blobs/")?;
+    let mut parts = rest.split('/');
+    let (alg, two, hex, file) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !hex.starts_with(two) || two.len() != 2 {
+        return None;
+    }
+    let kind = match file {
+        "data" => BlobFile::Data,
+        "gcpending" => BlobFile::Tombstone,
+        "lastused" => BlobFile::LastUsed,
+        "gctrash" => BlobFile::Trash,
+        _ => return None,
+    };
+    let d: Digest = format!("{alg}:{hex}").parse().ok()?;
+    Some((d, kind))
+}
+
+/// A file in a repository, as a walk of [`repositories_root`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoFile {
+    /// `_layers/<alg>/<hex>/link`
+    Layer(Digest),
+    /// `_manifests/revisions/<alg>/<hex>/link`
+    Revision(Digest),
+    /// `_manifests/tags/<tag>/current/link`
+    TagCurrent(Tag),
+    /// `_manifests/tags/<tag>/index/<alg>/<hex>/link`
+    TagIndex(Tag, Digest),
+    /// `_referrers/<alg>/<subject>/<alg>/<hex>/link`
+    Referrer { subject: Digest, referrer: Digest },
+    /// `_uploads/<uuid>/...`
+    Upload { uuid: String, file: String },
+}
+
+/// The repository and the file a path under [`repositories_root`] is; `None` for anything else
+/// (including files the layout does not know).
+pub fn parse_repo_path(path: &str) -> Option<(RepositoryName, RepoFile)> {
+    let rest = path.strip_prefix(ROOT)?.strip_prefix("/repositories/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let at = parts.iter().position(|p| p.starts_with('_'))?;
+    let name: RepositoryName = parts[..at].join("/").parse().ok()?;
+    let digest = |alg: &str, hex: &str| -> Option<Digest> { format!("{alg}:{hex}").parse().ok() };
+    let file = match &parts[at..] {
+        ["_layers", alg, hex, "link"] => RepoFile::Layer(digest(alg, hex)?),
+        ["_manifests", "revisions", alg, hex, "link"] => RepoFile::Revision(digest(alg, hex)?),
+        ["_manifests", "tags", tag, "current", "link"] => RepoFile::TagCurrent(tag.parse().ok()?),
+        ["_manifests", "tags", tag, "index", alg, hex, "link"] => {
+            RepoFile::TagIndex(tag.parse().ok()?, digest(alg, hex)?)
+        }
+        ["_referrers", salg, shex, alg, hex, "link"] => RepoFile::Referrer {
+            subject: digest(salg, shex)?,
+            referrer: digest(alg, hex)?,
+        },
+        ["_uploads", uuid, file @ ..] if !file.is_empty() => RepoFile::Upload {
+            uuid: (*uuid).to_owned(),
+            file: file.join("/"),
+        },
+        _ => return None,
+    };
+    Some((name, file))
+}
+
+/// The name of an upload's start-time file inside its folder (see [`RepoFile::Upload`]).
+pub const UPLOAD_STARTED_AT: &str = "startedat";
 
 pub fn repositories_root() -> String {
     format!("{ROOT}/repositories")
@@ -123,6 +226,18 @@ pub fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> String {
     )
 }
 
+/// The folder of one tag history entry.
+pub fn tag_index_dir(name: &RepositoryName, tag: &Tag, d: &Digest) -> String {
+    tag_index_link(name, tag, d)
+        .trim_end_matches("/link")
+        .to_owned()
+}
+
+/// The folder of a tag's history.
+pub fn tag_index_root(name: &RepositoryName, tag: &Tag) -> String {
+    format!("{}/index", tag_dir(name, tag))
+}
+
 pub fn upload_dir(name: &RepositoryName, uuid: &str) -> String {
     format!("{}/_uploads/{uuid}", repo_root(name))
 }
@@ -132,7 +247,7 @@ pub fn upload_data(name: &RepositoryName, uuid: &str) -> String {
 }
 
 pub fn upload_started_at(name: &RepositoryName, uuid: &str) -> String {
-    format!("{}/startedat", upload_dir(name, uuid))
+    format!("{}/{UPLOAD_STARTED_AT}", upload_dir(name, uuid))
 }
 
 pub fn upload_hashstates_dir(name: &RepositoryName, uuid: &str) -> String {
@@ -230,6 +345,55 @@ mod tests {
         assert_eq!(digest_of_dir(Algorithm::Sha256, h), Some(d.clone()));
         assert_eq!(digest_of_dir(Algorithm::Sha256, "nope"), None);
         assert_eq!(repositories_subdir(""), repositories_root());
+        assert_eq!(
+            parse_blob_path(&blob_data(&d)),
+            Some((d.clone(), BlobFile::Data))
+        );
+        assert_eq!(
+            parse_blob_path(&blob_tombstone(&d)),
+            Some((d.clone(), BlobFile::Tombstone))
+        );
+        assert_eq!(parse_blob_path(&format!("{}/x", blob_dir(&d))), None);
+        assert_eq!(
+            parse_repo_path(&layer_link(&n, &d)),
+            Some((n.clone(), RepoFile::Layer(d.clone())))
+        );
+        assert_eq!(
+            parse_repo_path(&manifest_revision_link(&n, &d)),
+            Some((n.clone(), RepoFile::Revision(d.clone())))
+        );
+        assert_eq!(
+            parse_repo_path(&tag_current_link(&n, &t)),
+            Some((n.clone(), RepoFile::TagCurrent(t.clone())))
+        );
+        assert_eq!(
+            parse_repo_path(&tag_index_link(&n, &t, &d)),
+            Some((n.clone(), RepoFile::TagIndex(t.clone(), d.clone())))
+        );
+        assert_eq!(
+            parse_repo_path(&referrer_link(&n, &d, &d)),
+            Some((
+                n.clone(),
+                RepoFile::Referrer {
+                    subject: d.clone(),
+                    referrer: d.clone()
+                }
+            ))
+        );
+        assert_eq!(
+            parse_repo_path(&upload_started_at(&n, "u")),
+            Some((
+                n.clone(),
+                RepoFile::Upload {
+                    uuid: "u".into(),
+                    file: UPLOAD_STARTED_AT.into()
+                }
+            ))
+        );
+        assert_eq!(
+            parse_repo_path(&format!("{}/_layers/x", repo_root(&n))),
+            None
+        );
         assert_eq!(repositories_subdir("ns/app"), repo_root(&n));
         assert_eq!(
             upload_hashstate(&n, "u", 42),

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+use super::{
+    check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry,
+};
 
 #[derive(Default, Clone)]
 pub struct MemoryDriver {
@@ -108,6 +110,21 @@ impl StorageDriver for MemoryDriver {
             return Err(StorageError::NotFound(path.to_owned()));
         }
         Ok(out)
+    }
+
+    async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+        check_path(path)?;
+        let prefix = dir_prefix(path);
+        Ok(self
+            .lock()
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, (b, t))| WalkEntry {
+                path: k.clone(),
+                size: b.len() as u64,
+                modified: Some(*t),
+            })
+            .collect())
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {

@@ -14,6 +14,12 @@
 //! - `writer(path, append=true)` continues a file that earlier writers (possibly in another process)
 //!   closed or committed; `size()` starts at its current length. See [`FileWriter`].
 //! - `delete` removes a file or a whole directory tree.
+//! - `walk` lists every file below a directory, recursively, with size and modification time, in
+//!   as few backend calls as the backend allows (object stores: one flat listing, 1,000 keys a
+//!   page); a missing directory answers an empty list. Hidden temporary files are not shown; an
+//!   object store's file being written (segments) shows as one file.
+//! - `prune_empty_dirs` removes directories left empty below (and including) a path, never a
+//!   directory that holds a file (backends with implied directories do nothing).
 //! - `redirect_url` may give a URL where a client can GET a file directly (object stores' presigned
 //!   URLs); `None` (the default) means "serve it yourself". `check` is a start-up probe.
 
@@ -87,6 +93,15 @@ pub struct FileInfo {
     pub modified: Option<SystemTime>,
 }
 
+/// One file found by [`StorageDriver::walk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkEntry {
+    /// The driver path (absolute, like the walked one).
+    pub path: String,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
 /// The storage driver trait.
 #[async_trait]
 pub trait StorageDriver: Send + Sync + 'static {
@@ -114,6 +129,47 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Deletes a file or a directory tree.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Every file below `path`, recursively (see the contract above). The default lists and stats
+    /// directory by directory; backends with a flat listing override it.
+    async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+        let mut out = Vec::new();
+        let mut stack = vec![path.to_owned()];
+        while let Some(dir) = stack.pop() {
+            let children = match self.list(&dir).await {
+                Ok(c) => c,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            for c in children {
+                let child = format!("{dir}/{c}");
+                match self.stat(&child).await {
+                    Ok(info) if info.is_dir => stack.push(child),
+                    Ok(info) => out.push(WalkEntry {
+                        path: child,
+                        size: info.size,
+                        modified: info.modified,
+                    }),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+    /// Removes the empty directories at and below `path` (see the contract above). The default
+    /// does nothing: right for backends whose directories are implied by their files.
+    async fn prune_empty_dirs(&self, _path: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Aborts the backend's unfinished writes below `path` (S3 multipart uploads a writer that died
+    /// left behind) started more than `older_than` ago; returns how many. The default has none.
+    async fn abort_stale_writes(
+        &self,
+        _path: &str,
+        _older_than: std::time::Duration,
+    ) -> Result<u64> {
+        Ok(0)
+    }
     /// Whether the backend answers (the health check behind readiness). The default stats the
     /// layout root: found or not found both mean the backend is reachable.
     async fn health(&self) -> Result<()> {

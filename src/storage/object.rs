@@ -39,7 +39,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError};
+use super::{
+    check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry,
+};
 
 /// Metadata of one object.
 #[derive(Debug, Clone)]
@@ -71,8 +73,8 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn head(&self, key: &str) -> Result<ObjMeta>;
     /// One level under `prefix` (which ends with `/`), every page.
     async fn list_dir(&self, prefix: &str) -> Result<Listing>;
-    /// Every key under `prefix`, recursively, every page.
-    async fn list_all(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Every object under `prefix`, recursively, every page, with its metadata.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>>;
     /// Deletes one object; a missing one is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
     /// Deletes many objects (missing ones are not an error).
@@ -89,6 +91,11 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn compose(&self, to: &str, sources: &[(String, u64)]) -> Result<()>;
     /// Starts a multipart upload of `key`; see [`PartSink`].
     async fn start_parts(&self, key: &str) -> Result<Box<dyn PartSink>>;
+    /// Aborts native multipart uploads under `prefix` started more than `older_than` ago (the
+    /// debris of writers that died); how many. The default: the backend has none to abort.
+    async fn abort_stale_parts(&self, _prefix: &str, _older_than: Duration) -> Result<u64> {
+        Ok(0)
+    }
     /// A URL that lets a client GET `key` directly for `expires`, if the backend can sign one.
     async fn presign_get(&self, key: &str, expires: Duration) -> Result<Option<String>>;
     /// Start-up check (bucket exists, credentials work). `Err` with a message saying what to fix.
@@ -206,6 +213,16 @@ impl ObjectDriver {
             }
         }
         Ok(chain)
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .backend
+            .list_all(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     async fn get_all(&self, key: &str) -> Result<Bytes> {
@@ -366,6 +383,36 @@ impl StorageDriver for ObjectDriver {
         Ok(names)
     }
 
+    /// One flat listing of the prefix. A file being written shows once, as the sum of its
+    /// segments (contiguous or not: a walk reports what occupies storage).
+    async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+        let key = self.key(path)?;
+        let prefix = format!("{key}/");
+        let mut files: std::collections::BTreeMap<String, WalkEntry> = Default::default();
+        for (k, meta) in self.backend.list_all(&prefix).await? {
+            let Some(rel) = k.strip_prefix(&self.root) else {
+                continue;
+            };
+            let (file, segment) = match rel.split_once(&format!("{SEGMENTS}/")) {
+                Some((file, _)) => (file, true),
+                None => (rel, false),
+            };
+            let path = format!("/{file}");
+            let e = files.entry(path.clone()).or_insert(WalkEntry {
+                path,
+                size: 0,
+                modified: None,
+            });
+            if segment {
+                e.size += meta.size;
+            } else {
+                e.size = meta.size;
+            }
+            e.modified = e.modified.max(meta.modified);
+        }
+        Ok(files.into_values().collect())
+    }
+
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
         let key = self.key(path)?;
         let mut w = ObjectWriter {
@@ -381,8 +428,7 @@ impl StorageDriver for ObjectDriver {
         };
         if !append {
             let mut stale = self
-                .backend
-                .list_all(&Self::seg_prefix(&key))
+                .list_keys(&Self::seg_prefix(&key))
                 .await
                 .unwrap_or_default();
             stale.push(key);
@@ -449,7 +495,7 @@ impl StorageDriver for ObjectDriver {
                 let sources: Vec<(String, u64)> =
                     segs.iter().map(|s| (s.key.clone(), s.size)).collect();
                 self.backend.compose(&to_key, &sources).await?;
-                let all = self.backend.list_all(&Self::seg_prefix(&from_key)).await?;
+                let all = self.list_keys(&Self::seg_prefix(&from_key)).await?;
                 self.backend.delete_many(all).await
             }
             Err(e) => Err(e),
@@ -458,8 +504,8 @@ impl StorageDriver for ObjectDriver {
 
     async fn delete(&self, path: &str) -> Result<()> {
         let key = self.key(path)?;
-        let mut keys = self.backend.list_all(&format!("{key}/")).await?;
-        keys.extend(self.backend.list_all(&Self::seg_prefix(&key)).await?);
+        let mut keys = self.list_keys(&format!("{key}/")).await?;
+        keys.extend(self.list_keys(&Self::seg_prefix(&key)).await?);
         match self.backend.head(&key).await {
             Ok(_) => keys.push(key),
             Err(e) if e.is_not_found() => {}
@@ -469,6 +515,13 @@ impl StorageDriver for ObjectDriver {
             return Err(StorageError::NotFound(path.to_owned()));
         }
         self.backend.delete_many(keys).await
+    }
+
+    async fn abort_stale_writes(&self, path: &str, older_than: Duration) -> Result<u64> {
+        let key = self.key(path)?;
+        self.backend
+            .abort_stale_parts(&format!("{key}/"), older_than)
+            .await
     }
 
     async fn redirect_url(&self, path: &str) -> Result<Option<String>> {

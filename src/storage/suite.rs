@@ -24,6 +24,60 @@ pub async fn run_all(d: &dyn StorageDriver) {
     small_appends(d).await;
     large_writes_and_rename(d).await;
     empty_writer(d).await;
+    walk_and_prune(d).await;
+}
+
+/// `walk` finds every file below a folder with its size and time (a file still being written as
+/// one file); `prune_empty_dirs` leaves every file in place.
+async fn walk_and_prune(d: &dyn StorageDriver) {
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    for (p, data) in [
+        ("/k/a/1", &b"one"[..]),
+        ("/k/a/b/2", b"two!"),
+        ("/k/c", b""),
+        ("/kk/x", b"not below /k"),
+    ] {
+        d.put_content(p, Bytes::copy_from_slice(data))
+            .await
+            .unwrap();
+    }
+    let mut w = d.writer("/k/up/data", true).await.unwrap();
+    w.write(Bytes::from_static(b"12345")).await.unwrap();
+    w.close().await.unwrap();
+    let mut found = d.walk("/k").await.unwrap();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    let got: Vec<(&str, u64)> = found.iter().map(|e| (e.path.as_str(), e.size)).collect();
+    assert_eq!(
+        got,
+        [
+            ("/k/a/1", 3),
+            ("/k/a/b/2", 4),
+            ("/k/c", 0),
+            ("/k/up/data", 5)
+        ]
+    );
+    assert!(found.iter().all(|e| e.modified.is_some_and(|m| m > before)));
+    assert!(d.walk("/nothing/here").await.unwrap().is_empty());
+
+    d.delete("/k/a/b/2").await.unwrap();
+    d.prune_empty_dirs("/k").await.unwrap();
+    let mut left: Vec<String> = d
+        .walk("/k")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["/k/a/1", "/k/c", "/k/up/data"]);
+    assert!(d.stat("/k/a/b").await.is_err_and(|e| e.is_not_found()));
+    d.delete("/k/a/1").await.unwrap();
+    d.delete("/k/c").await.unwrap();
+    d.delete("/k/up").await.unwrap();
+    d.prune_empty_dirs("/k").await.unwrap();
+    assert!(d.stat("/k").await.is_err_and(|e| e.is_not_found()));
+    assert!(d.walk("/k").await.unwrap().is_empty());
+    d.delete("/kk").await.unwrap();
 }
 
 /// A writer that writes nothing still leaves a (empty) file: the empty blob's upload.

@@ -273,3 +273,43 @@ async fn listing_on_the_in_memory_driver() {
     )
     .await;
 }
+
+/// `GET /extensions/v2/<name>/tags/<tag>/history`: every digest the tag pointed at, newest first.
+#[tokio::test]
+async fn tag_history_lists_every_digest_newest_first() {
+    let s = TestServer::start().await;
+    let mut pushed = Vec::new();
+    for seed in ["h1", "h2", "h3"] {
+        pushed.push(s.push_image("hist/app", "v1", seed).await.0);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.push_image("hist/app", "other", "h4").await;
+    let r = s.get("/extensions/v2/hist/app/tags/v1/history").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = json_body(r).await;
+    let digests: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    pushed.reverse();
+    assert_eq!(
+        digests,
+        pushed.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+
+    let r = s.get("/extensions/v2/hist/app/tags/nope/history").await;
+    assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    let r = s.get("/extensions/v2/hist/none/tags/v1/history").await;
+    assert_error(r, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
+    let r = s.get("/extensions/v2/Bad Name/tags/v1/history").await;
+    assert_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
+}

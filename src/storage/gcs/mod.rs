@@ -182,9 +182,15 @@ impl ObjectBackend for GcsBackend {
         })
     }
 
-    async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>> {
         let l = self.api.list_pages(prefix, false).await?;
-        Ok(l.items.into_iter().map(|o| o.name).collect())
+        Ok(l.items
+            .into_iter()
+            .map(|o| {
+                let m = o.meta();
+                (o.name, m)
+            })
+            .collect())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

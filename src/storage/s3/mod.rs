@@ -247,14 +247,61 @@ impl ObjectBackend for S3Backend {
         Ok(listing)
     }
 
-    async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn abort_stale_parts(&self, prefix: &str, older_than: Duration) -> Result<u64> {
+        let cutoff = SystemTime::now() - older_than;
+        let (mut key_marker, mut id_marker) = (None, None);
+        let mut aborted = 0;
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| backend_err("list multipart uploads", prefix, e))?;
+            for u in out.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                if to_system_time(u.initiated()).is_some_and(|t| t > cutoff) {
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| backend_err("abort multipart upload", key, e))?;
+                aborted += 1;
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(aborted);
+            }
+        }
+    }
+
+    async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>> {
         let mut keys = Vec::new();
         self.list_pages(prefix, None, |out| {
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+            keys.extend(out.contents().iter().filter_map(|o| {
+                Some((
+                    o.key()?.to_owned(),
+                    ObjMeta {
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        modified: to_system_time(o.last_modified()),
+                    },
+                ))
+            }));
         })
         .await?;
         Ok(keys)

@@ -317,3 +317,47 @@ async fn htpasswd_file_is_reloaded() {
         StatusCode::OK
     );
 }
+
+/// `DELETE /admin/blobs/<digest>` needs delete rights on every namespace (`registry-admin` on `*`).
+#[tokio::test]
+async fn admin_blob_delete_needs_delete_everywhere() {
+    let (reg, _) = htpasswd_registry().await;
+    let alice = basic("alice", "alice-pw");
+    assert_eq!(
+        push_blob(&reg, "team-x/app", b"pruned in htpasswd mode", &alice).await,
+        StatusCode::CREATED
+    );
+    let d = sha256(b"pruned in htpasswd mode");
+    let path = format!("/admin/blobs/{d}");
+    let r = reg
+        .request(reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for who in [&alice, &basic("bob", "bob-pw")] {
+        let r = reg
+            .request_as(reqwest::Method::DELETE, &path, Some(who))
+            .send()
+            .await
+            .unwrap();
+        assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    }
+    let root = basic("root", "root-pw");
+    let r = reg
+        .request_as(reqwest::Method::DELETE, &path, Some(&root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = reg
+        .request_as(
+            reqwest::Method::HEAD,
+            &format!("/v2/team-x/app/blobs/{d}"),
+            Some(&alice),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -41,6 +41,8 @@ pub struct ServerBuilder {
     metrics: Option<Option<String>>,
     auth: Option<String>,
     extra: String,
+    /// Keys below `storage:` (indented by two spaces).
+    storage_extra: String,
     /// Config files the test writes before the start (htpasswd, key sets, tokens).
     files: TempDir,
 }
@@ -90,6 +92,12 @@ impl ServerBuilder {
     }
 
     /// More top-level YAML (`requests:`, `health:`, ...), appended as given.
+    /// Keys below `storage:` besides the driver and `delete` (each line indented by two spaces).
+    pub fn storage_config(mut self, yaml: &str) -> Self {
+        self.storage_extra.push_str(yaml);
+        self
+    }
+
     pub fn config(mut self, yaml: &str) -> Self {
         self.extra.push_str(yaml);
         self
@@ -116,6 +124,7 @@ impl ServerBuilder {
             "  delete:\n    enabled: {}\n",
             !self.delete_disabled
         ));
+        y.push_str(&self.storage_extra);
         y.push_str(&format!(
             "http:\n  addr: 127.0.0.1:0\n  secret: {:?}\n",
             self.secret
@@ -197,6 +206,7 @@ impl TestServer {
             metrics: None,
             auth: None,
             extra: String::new(),
+            storage_extra: String::new(),
             files: tempfile::tempdir().expect("temporary folder"),
         }
     }

@@ -9,6 +9,7 @@ mod access;
 mod cache;
 mod logs;
 mod metrics;
+mod prune;
 mod token_endpoint;
 
 use reqwest::{Method, StatusCode};

@@ -1,0 +1,358 @@
+//! Tombstones and the sweep (see the module docs of `lifecycle` for the order of writes and
+//! checks that makes it safe next to pushes).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::inventory::Inventory;
+use super::mark::{ManifestCache, Plan};
+use super::{Deletion, Progress};
+use crate::oci::{Digest, RepositoryName, Tag};
+use crate::storage::{layout, Result, StorageDriver};
+
+/// Storage calls in flight while sweeping.
+const CONCURRENCY: usize = 8;
+
+/// Bytes in `gctrash` whose tombstone is older than this belong to a run that stopped: the next
+/// run deletes them (a live run decides within seconds of moving them).
+const STALE_TRASH: Duration = Duration::from_secs(15 * 60);
+
+/// What the sweep adds up.
+#[derive(Debug, Default)]
+pub struct Sums {
+    pub bytes: u64,
+    /// Deletions undone because a push claimed the manifest or blob meanwhile.
+    pub restored: u64,
+}
+
+async fn delete_if_exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
+    match driver.delete(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
+    match driver.stat(path).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn link(d: &Digest) -> Bytes {
+    Bytes::from(d.to_string())
+}
+
+/// Bytes a stopped run left in `gctrash`: back to `data` when a push cleared the tombstone, else
+/// (once stale) deleted.
+pub async fn finish_trash(driver: &dyn StorageDriver, inv: &Inventory) -> Result<()> {
+    let now = SystemTime::now();
+    for (d, b) in inv.blobs.iter().filter(|(_, b)| b.trash.is_some()) {
+        let tomb = match driver.stat(&layout::blob_tombstone(d)).await {
+            Ok(i) => Some(i.modified),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        match tomb {
+            None if b.data.is_none() => {
+                match driver
+                    .rename(&layout::blob_trash(d), &layout::blob_data(d))
+                    .await
+                {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {
+                        tracing::info!(digest = %d, "restored a blob a stopped run had moved aside")
+                    }
+                }
+            }
+            None => {
+                delete_if_exists(driver, &layout::blob_trash(d)).await?;
+            }
+            Some(t) if super::older_than(t, STALE_TRASH, now) => {
+                delete_if_exists(driver, &layout::blob_trash(d)).await?;
+                delete_if_exists(driver, &layout::blob_tombstone(d)).await?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes the tombstone of every candidate blob.
+pub async fn tombstone(
+    driver: &dyn StorageDriver,
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> Result<()> {
+    progress.phase("tombstone", plan.blobs.len() as u64);
+    futures::stream::iter(plan.blobs.iter().cloned())
+        .map(|d| async move {
+            let r = driver
+                .put_content(&layout::blob_tombstone(&d), Bytes::new())
+                .await;
+            progress.step(1);
+            r
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    progress.done();
+    Ok(())
+}
+
+/// The manifests of `name` that its tags reach now (read from storage), with children and
+/// referrers, as far as `cache` knows them.
+async fn reached_now(
+    driver: &dyn StorageDriver,
+    name: &RepositoryName,
+    revisions: &HashSet<&Digest>,
+    cache: &ManifestCache,
+) -> Result<HashSet<Digest>> {
+    let tags = match driver.list(&layout::tags_dir(name)).await {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut queue = Vec::new();
+    for t in tags.iter().filter_map(|t| t.parse::<Tag>().ok()) {
+        match driver
+            .get_content(&layout::tag_current_link(name, &t))
+            .await
+        {
+            Ok(b) => queue.extend(layout::parse_link(&b)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+    for d in revisions {
+        if let Some(s) = cache.get(d).and_then(|r| r.subject.as_ref()) {
+            referrers.entry(s).or_default().push(d);
+        }
+    }
+    let mut seen = HashSet::new();
+    while let Some(d) = queue.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        if let Some(r) = cache.get(&d) {
+            queue.extend(r.children.iter().cloned());
+        }
+        if let Some(rs) = referrers.get(&d) {
+            queue.extend(rs.iter().map(|r| (*r).clone()));
+        }
+    }
+    Ok(seen)
+}
+
+/// Deletes what `plan` (confirmed) names, manifests first, then blobs, then empty folders.
+pub async fn sweep(
+    driver: &dyn StorageDriver,
+    inv: &Inventory,
+    cache: &mut ManifestCache,
+    plan: &Plan,
+    progress: &dyn Progress,
+    deletions: &mut Vec<Deletion>,
+) -> Result<Sums> {
+    let mut sums = Sums::default();
+    progress.phase(
+        "sweep",
+        (super::total(&plan.manifests) + plan.blobs.len()) as u64,
+    );
+    let mut touched: BTreeSet<RepositoryName> = BTreeSet::new();
+
+    for (name, digests) in &plan.manifests {
+        let Some(repo) = inv.repos.get(name) else {
+            continue;
+        };
+        touched.insert(name.clone());
+        for d in digests {
+            delete_if_exists(driver, &layout::manifest_revision_dir(name, d)).await?;
+            for (t, _) in repo.tag_index.iter().filter(|(_, x)| x == d) {
+                delete_if_exists(driver, &layout::tag_index_dir(name, t, d)).await?;
+            }
+            for (s, r) in repo.referrers.iter().filter(|(s, r)| s == d || r == d) {
+                delete_if_exists(driver, &layout::referrer_dir(name, s, r)).await?;
+            }
+            progress.step(1);
+        }
+        // The tags as they are now, after the deletes: one that reaches a deleted manifest (a push
+        // that raced this sweep) gets it back.
+        let revisions: HashSet<&Digest> = repo.revisions.keys().collect();
+        let reached = reached_now(driver, name, &revisions, cache).await?;
+        for d in digests {
+            if reached.contains(d) {
+                driver
+                    .put_content(&layout::manifest_revision_link(name, d), link(d))
+                    .await?;
+                if let Some(s) = cache.get(d).and_then(|r| r.subject.clone()) {
+                    driver
+                        .put_content(&layout::referrer_link(name, &s, d), link(d))
+                        .await?;
+                }
+                sums.restored += 1;
+                tracing::info!(repository = %name, digest = %d, "a push claimed a manifest being deleted: kept");
+            } else {
+                tracing::debug!(repository = %name, digest = %d, "deleted manifest");
+                deletions.push(Deletion {
+                    kind: "manifest",
+                    repository: Some(name.to_string()),
+                    digest: Some(d.to_string()),
+                });
+            }
+        }
+    }
+
+    // Which repositories link each blob.
+    let mut linked_by: HashMap<&Digest, Vec<&RepositoryName>> = HashMap::new();
+    for (name, repo) in &inv.repos {
+        for d in repo.layers.keys().filter(|d| plan.blobs.contains(*d)) {
+            linked_by.entry(d).or_default().push(name);
+        }
+    }
+    let work: Vec<(Digest, Vec<RepositoryName>)> = plan
+        .blobs
+        .iter()
+        .map(|d| {
+            let repos = linked_by.get(d).into_iter().flatten().map(|n| (*n).clone());
+            (d.clone(), repos.collect())
+        })
+        .collect();
+    let results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> = futures::stream::iter(work)
+        .map(|(d, repos)| async move {
+            let r = delete_blob(driver, &d, &repos).await;
+            progress.step(1);
+            r.map(|size| (d, repos, size))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut prefixes = BTreeSet::new();
+    for (d, repos, size) in results {
+        match size {
+            Some(size) => {
+                sums.bytes += size;
+                prefixes.insert(layout::blob_prefix_dir(&d));
+                deletions.push(Deletion {
+                    kind: "blob",
+                    repository: None,
+                    digest: Some(d.to_string()),
+                });
+                for name in repos {
+                    deletions.push(Deletion {
+                        kind: "layer_link",
+                        repository: Some(name.to_string()),
+                        digest: Some(d.to_string()),
+                    });
+                    touched.insert(name);
+                }
+            }
+            None => sums.restored += 1,
+        }
+    }
+    progress.done();
+
+    for p in &prefixes {
+        driver.prune_empty_dirs(p).await?;
+    }
+    for name in touched {
+        driver.prune_empty_dirs(&layout::repo_root(&name)).await?;
+        let mut gone = true;
+        for dir in layout::repo_content_dirs(&name) {
+            gone &= !exists(driver, &dir).await?;
+        }
+        if gone {
+            deletions.push(Deletion {
+                kind: "repository",
+                repository: Some(name.to_string()),
+                digest: None,
+            });
+        }
+    }
+    Ok(sums)
+}
+
+/// Deletes one blob and its `_layers` links in `repos`: links first, bytes moved aside, then the
+/// tombstone checked. `Some(size)` when deleted, `None` when a push claimed it (all put back).
+async fn delete_blob(
+    driver: &dyn StorageDriver,
+    d: &Digest,
+    repos: &[RepositoryName],
+) -> Result<Option<u64>> {
+    let mut unlinked = Vec::new();
+    for name in repos {
+        if delete_if_exists(driver, &layout::layer_dir(name, d)).await? {
+            unlinked.push(name);
+        }
+    }
+    let size = match driver.stat(&layout::blob_data(d)).await {
+        Ok(i) => i.size,
+        Err(e) if e.is_not_found() => 0,
+        Err(e) => return Err(e),
+    };
+    let moved = match driver
+        .rename(&layout::blob_data(d), &layout::blob_trash(d))
+        .await
+    {
+        Ok(()) => true,
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e),
+    };
+    if exists(driver, &layout::blob_tombstone(d)).await? {
+        if moved {
+            delete_if_exists(driver, &layout::blob_trash(d)).await?;
+        }
+        delete_if_exists(driver, &layout::blob_last_used(d)).await?;
+        delete_if_exists(driver, &layout::blob_tombstone(d)).await?;
+        driver.prune_empty_dirs(&layout::blob_dir(d)).await?;
+        return Ok(Some(size));
+    }
+    // A push cleared the tombstone: it counts on the blob. Put everything back.
+    if moved {
+        driver
+            .rename(&layout::blob_trash(d), &layout::blob_data(d))
+            .await?;
+    }
+    for name in unlinked {
+        driver
+            .put_content(&layout::layer_link(name, d), link(d))
+            .await?;
+    }
+    tracing::info!(digest = %d, "a push claimed a blob being deleted: kept");
+    Ok(None)
+}
+
+/// Removes the tombstones of blobs this run does not delete (claimed by pushes, kept by the fresh
+/// mark, or left by a stopped run).
+pub async fn clear_stale_tombstones(
+    driver: &dyn StorageDriver,
+    inv: &Inventory,
+    plan: &Plan,
+    deletions: &[Deletion],
+) -> Result<()> {
+    let deleted: HashSet<String> = deletions
+        .iter()
+        .filter(|d| d.kind == "blob")
+        .filter_map(|d| d.digest.clone())
+        .collect();
+    let _ = plan;
+    let stale: Vec<Digest> = inv
+        .blobs
+        .iter()
+        .filter(|(d, b)| {
+            b.tombstone.is_some() && b.trash.is_none() && !deleted.contains(&d.to_string())
+        })
+        .map(|(d, _)| d.clone())
+        .collect();
+    futures::stream::iter(stale)
+        .map(|d| async move { delete_if_exists(driver, &layout::blob_tombstone(&d)).await })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<bool>>()
+        .await?;
+    Ok(())
+}
