@@ -41,6 +41,10 @@ pub struct AppOptions {
     pub health: Option<Arc<Health>>,
     /// Authentication and authorization; `None` is auth mode `none`.
     pub auth: Option<Arc<Auth>>,
+    /// `http.host`: the base of URLs in events (else the request's scheme and `Host`).
+    pub public_url: Option<String>,
+    /// Whether the server speaks TLS (the scheme of URLs in events).
+    pub tls: bool,
 }
 
 /// A server built from config: the router and the handles `main` and tests need.
@@ -72,7 +76,11 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         driver.clone(),
         metrics.clone(),
     );
-    let (registry, secret_generated) = build_registry(config, driver.clone());
+    let (mut registry, secret_generated) = build_registry(config, driver.clone());
+    let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
+    if let Some(n) = crate::events::Notifier::start(config, &outbound, &metrics)? {
+        registry = registry.with_events(n);
+    }
     let router = build_app(
         registry,
         AppOptions {
@@ -82,6 +90,8 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             metrics_access,
             health: Some(health.clone()),
             auth,
+            public_url: config.http.host.clone(),
+            tls: config.tls_enabled(),
         },
     );
     Ok(Built {
@@ -138,6 +148,7 @@ pub fn build_app_with_auth(
 
 /// The whole HTTP application.
 pub fn build_app(registry: Registry, options: AppOptions) -> Router {
+    let with_events = registry.has_events();
     let state = AppState { registry };
     let metrics = options.metrics.clone().unwrap_or_default();
     let health = options.health.clone().unwrap_or_else(Health::always_ready);
@@ -174,6 +185,14 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
     // Classification comes before every policy layer that needs the typed Route; auth comes before
     // read-only so an unauthenticated write learns it must log in, not that the registry is
     // read-only.
+    // Innermost: who asked, for the events the domain emits (after auth has named the user).
+    if with_events {
+        let base = EventBase {
+            public_url: options.public_url.clone(),
+            tls: options.tls,
+        };
+        router = router.layer(middleware::from_fn_with_state(Arc::new(base), request_info));
+    }
     router = router.layer(middleware::from_fn_with_state(options.read_only, read_only));
     if let Some(auth) = auth {
         router = router.layer(middleware::from_fn_with_state(
@@ -212,4 +231,70 @@ async fn classify(mut req: Request, next: Next) -> Response {
 async fn api_version(mut resp: Response) -> Response {
     resp.headers_mut().insert(API_VERSION_HEADER, API_VERSION);
     resp
+}
+
+/// How URLs in events start.
+struct EventBase {
+    public_url: Option<String>,
+    tls: bool,
+}
+
+/// Runs the request inside `registry::events::with_request`, with the access log's request id,
+/// the client address (`X-Forwarded-For` first, as distribution), `Host`, method, user agent and
+/// the authenticated user.
+async fn request_info(
+    axum::extract::State(base): axum::extract::State<Arc<EventBase>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use crate::layers::access_log::{AccessUser, RequestId};
+    use axum::http::header;
+    let h = req.headers();
+    let text = |name: &header::HeaderName| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let host = text(&header::HOST);
+    let forwarded = h
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let addr = forwarded.unwrap_or_else(|| {
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default()
+    });
+    let base_url = match &base.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = h
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| *p == "http" || *p == "https")
+                .unwrap_or(if base.tls { "https" } else { "http" });
+            format!("{scheme}://{host}")
+        }
+    };
+    let info = crate::registry::events::RequestInfo {
+        id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        addr,
+        host,
+        method: req.method().to_string(),
+        user_agent: text(&header::USER_AGENT),
+        actor: req
+            .extensions()
+            .get::<AccessUser>()
+            .and_then(|u| u.get().map(str::to_owned)),
+        base_url,
+    };
+    crate::registry::events::with_request(info, next.run(req)).await
 }

@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ops", &["storage", "config"]),
     ("http", &["registry", "auth", "oci", "ops", "config"]),
     ("layers", &["http", "auth", "ops", "oci", "config"]),
+    ("events", &["registry", "oci", "config", "net", "ops"]),
     ("app", &["*"]),
     ("cli", &["*"]),
     ("layering", &[]),

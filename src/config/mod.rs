@@ -12,6 +12,7 @@
 pub mod auth;
 mod env;
 pub mod flex;
+pub mod notifications;
 pub mod ops;
 mod storage_cloud;
 
@@ -85,6 +86,8 @@ pub struct Config {
     pub additionaltrustedca: TrustConfig,
     /// Authentication and authorization (`auth`); none by default.
     pub auth: AuthConfig,
+    /// Webhook notifications (`notifications`), distribution's section.
+    pub notifications: notifications::NotificationsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -361,7 +364,8 @@ impl Config {
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }
-        self.validate_ops()
+        self.validate_ops()?;
+        self.notifications.validate()
     }
 
     /// The listen address; Go-style `:5000` means all interfaces.

@@ -8,11 +8,25 @@
 
 use bytes::Bytes;
 
+use super::events::{Action, Event, Kind};
 use super::{Registry, RegistryError, Result, MAX_MANIFEST_SIZE};
 use crate::oci::{
     media, Algorithm, Descriptor, Digest, ParsedManifest, Reference, RepositoryName, Tag,
 };
 use crate::storage::layout;
+
+/// What a manifest references, as distribution lists them in an event: its blobs (config first,
+/// then layers) or its child manifests.
+fn references(m: &ParsedManifest) -> Vec<Descriptor> {
+    m.blobs.iter().chain(m.manifests.iter()).cloned().collect()
+}
+
+fn tag_of(r: &Reference) -> Option<String> {
+    match r {
+        Reference::Tag(t) => Some(t.to_string()),
+        Reference::Digest(_) => None,
+    }
+}
 
 /// A stored manifest as served.
 #[derive(Debug, Clone)]
@@ -140,6 +154,7 @@ impl Registry {
                 return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
             }
         }
+        let body_len = body.len();
         let data = layout::blob_data(&digest);
         if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
             self.driver.put_content(&data, body).await?;
@@ -161,6 +176,17 @@ impl Registry {
             self.links.invalidate(name.as_str());
             moved?;
         }
+        let size = body_len as u64;
+        self.emit(|| {
+            let mut e = Event::new(Action::Push, Kind::Manifest, name);
+            e.media_type = Some(parsed.media_type.clone());
+            e.digest = Some(digest.clone());
+            e.size = Some(size);
+            e.tag = tag_of(reference);
+            e.references = references(&parsed);
+            e
+        })
+        .await?;
         Ok(PutManifest { digest, subject })
     }
 
@@ -174,14 +200,52 @@ impl Registry {
         let deleted = self.delete_manifest_links(name, reference).await;
         // Whatever was removed (also on a partial failure) must not be served from the cache.
         self.links.invalidate(name.as_str());
-        deleted
+        let tags = deleted?;
+        if let Reference::Digest(d) = reference {
+            self.emit(|| {
+                let mut e = Event::new(Action::Delete, Kind::Manifest, name);
+                e.digest = Some(d.clone());
+                e
+            })
+            .await?;
+        }
+        // distribution 2.8 announces every tag a delete removed, as `{repository, tag}`.
+        for tag in tags {
+            self.emit(|| {
+                let mut e = Event::new(Action::Delete, Kind::Tag, name);
+                e.tag = Some(tag.to_string());
+                e
+            })
+            .await?;
+        }
+        Ok(())
     }
 
+    /// Tells listeners that a manifest was served (a `GET`; `HEAD`s are not announced).
+    pub async fn manifest_pulled(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        m: &Manifest,
+    ) -> Result<()> {
+        self.emit(|| {
+            let mut e = Event::new(Action::Pull, Kind::Manifest, name);
+            e.media_type = Some(m.media_type.clone());
+            e.digest = Some(m.digest.clone());
+            e.size = Some(m.body.len() as u64);
+            e.tag = tag_of(reference);
+            e.references = references(&m.parsed);
+            e
+        })
+        .await
+    }
+
+    /// Removes the links; returns the tags removed.
     async fn delete_manifest_links(
         &self,
         name: &RepositoryName,
         reference: &Reference,
-    ) -> Result<()> {
+    ) -> Result<Vec<Tag>> {
         match reference {
             Reference::Tag(tag) => {
                 if self
@@ -192,7 +256,7 @@ impl Registry {
                     return Err(RegistryError::ManifestUnknown(format!("unknown tag {tag}")));
                 }
                 self.delete_if_exists(&layout::tag_dir(name, tag)).await?;
-                Ok(())
+                Ok(vec![tag.clone()])
             }
             Reference::Digest(digest) => {
                 if !self
@@ -210,6 +274,7 @@ impl Registry {
                         self.delete_if_exists(&dir).await?;
                     }
                 }
+                let mut removed = Vec::new();
                 for tag in self.list_tags(name).await.unwrap_or_default() {
                     let Ok(tag) = tag.parse::<Tag>() else {
                         continue;
@@ -221,11 +286,12 @@ impl Registry {
                         == Some(digest)
                     {
                         self.delete_if_exists(&layout::tag_dir(name, &tag)).await?;
+                        removed.push(tag);
                     }
                 }
                 self.delete_if_exists(&layout::manifest_revision_dir(name, digest))
                     .await?;
-                Ok(())
+                Ok(removed)
             }
         }
     }

@@ -13,6 +13,7 @@ mod blobs;
 mod cache;
 mod catalog;
 mod error;
+pub mod events;
 pub mod hasher;
 mod manifests;
 mod upload_state;
@@ -27,6 +28,7 @@ pub use uploads::UploadSession;
 
 use bytes::Bytes;
 use cache::{DigestCache, LinkCache};
+use events::{Event, EventSink};
 
 use crate::config::DEFAULT_LINK_TTL;
 use crate::oci::{Digest, ParsedManifest, RepositoryName};
@@ -71,6 +73,8 @@ pub struct Registry {
     blob_sizes: Arc<DigestCache<u64>>,
     /// Tag and link answers of the read paths, for `link_cache_ttl`.
     links: Arc<LinkCache>,
+    /// Where events go (`None`: nobody listens, none are made).
+    events: Option<Arc<dyn EventSink>>,
 }
 
 /// Manifests cached: at most this many, and this many bytes.
@@ -92,7 +96,31 @@ impl Registry {
                 MANIFEST_CACHE_BYTES,
             )),
             blob_sizes: Arc::new(DigestCache::new(BLOB_SIZE_CACHE_ENTRIES, usize::MAX)),
+            events: None,
         }
+    }
+
+    /// Sends this registry's events to `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Registry {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Whether anybody listens to events.
+    pub fn has_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Emits the event `make` builds, if anybody listens. A write's event is durable when this
+    /// returns; failing to record it fails the operation (the write stays done: a retry of the
+    /// request emits again).
+    async fn emit(&self, make: impl FnOnce() -> Event) -> Result<()> {
+        let Some(sink) = &self.events else {
+            return Ok(());
+        };
+        sink.emit(make())
+            .await
+            .map_err(|e| RegistryError::Internal(format!("recording the event failed: {e}")))
     }
 
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
