@@ -207,7 +207,7 @@ impl NotificationsConfig {
                     ));
                 }
             }
-            for (h, _) in &e.headers {
+            for h in e.headers.keys() {
                 if !valid_header_name(h) {
                     return Err(key_err(
                         &format!("{}.{h}", key("headers")),
@@ -314,4 +314,139 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_yaml(yaml, &env).map(|(c, _)| c)
+    }
+
+    fn key_of(e: ConfigError) -> String {
+        match e {
+            ConfigError::Key { key, .. } => key,
+            other => panic!("not a key error: {other}"),
+        }
+    }
+
+    const ONE: &str =
+        "notifications:\n  endpoints:\n    - name: a\n      url: http://127.0.0.1:9/x\n";
+
+    #[test]
+    fn distribution_fields_and_defaults() {
+        let c = load(
+            "notifications:\n  events:\n    includereferences: true\n  mediaType: v2\n  endpoints:\n    - name: a\n      disabled: false\n      url: https://hooks.example/x\n      headers:\n        Authorization: [Bearer t]\n      timeout: 500ms\n      threshold: 5\n      backoff: 2s\n      ignoredmediatypes: [application/octet-stream]\n      ignore:\n        mediatypes: [x/y]\n        actions: [pull]\n    - name: b\n      url: http://b/\n      disabled: true\n",
+            &[],
+        )
+        .unwrap();
+        let n = &c.notifications;
+        assert!(n.events.includereferences && n.v2());
+        let a = &n.endpoints[0];
+        assert_eq!(a.headers["authorization"], ["Bearer t"]);
+        assert_eq!(a.timeout(), std::time::Duration::from_millis(500));
+        assert_eq!(a.threshold(), 5);
+        assert_eq!(a.backoff(), std::time::Duration::from_secs(2));
+        assert_eq!(a.ignoredmediatypes, ["application/octet-stream"]);
+        assert_eq!(a.ignore.actions, ["pull"]);
+        assert_eq!(n.active_endpoints().count(), 1);
+        let d = load(ONE, &[]).unwrap();
+        let e = &d.notifications.endpoints[0];
+        assert_eq!(
+            (e.threshold(), e.timeout(), e.backoff()),
+            (10, super::DEFAULT_TIMEOUT, super::DEFAULT_BACKOFF)
+        );
+        assert!(!d.notifications.v2());
+        assert_eq!(
+            d.notifications.spool.maxsize(),
+            super::DEFAULT_SPOOL_MAXSIZE
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |yaml: &str| key_of(load(yaml, &[]).unwrap_err());
+        assert_eq!(
+            bad("notifications:\n  endpoints:\n    - name: a\n      url: ftp://x/\n"),
+            "notifications.endpoints[0].url"
+        );
+        assert_eq!(
+            bad("notifications:\n  endpoints:\n    - name: a\n      url: not a url\n"),
+            "notifications.endpoints[0].url"
+        );
+        assert_eq!(
+            bad("notifications:\n  endpoints:\n    - name: a\n      url: http://x/\n      threshold: -1\n"),
+            "notifications.endpoints[0].threshold"
+        );
+        assert_eq!(
+            bad("notifications:\n  endpoints:\n    - url: http://x/\n"),
+            "notifications.endpoints[0].name"
+        );
+        assert_eq!(
+            bad("notifications:\n  endpoints:\n    - name: a\n      url: http://x/\n      ignore:\n        actions: [pul]\n"),
+            "notifications.endpoints[0].ignore.actions"
+        );
+        assert_eq!(
+            bad("notifications:\n  mediaType: v9\n"),
+            "notifications.mediaType"
+        );
+        assert_eq!(
+            bad("notifications:\n  spool:\n    maxsize: lots\n"),
+            "notifications.spool.maxsize"
+        );
+        let e = load(
+            ONE,
+            &[("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_THRESHOLD", "-3")],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(e), "notifications.endpoints[0].threshold");
+    }
+
+    #[test]
+    fn environment_forms() {
+        // A field of a file's endpoint, a new endpoint by the next index, sizes.
+        let c = load(
+            ONE,
+            &[
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL", "http://override/"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_1_NAME", "b"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_1_URL", "http://b/"),
+                (
+                    "REGISTRY_NOTIFICATIONS_ENDPOINTS_1_IGNORE_ACTIONS",
+                    "pull,mount",
+                ),
+                ("REGISTRY_NOTIFICATIONS_SPOOL_MAXSIZE", "64MiB"),
+            ],
+        )
+        .unwrap();
+        let n = &c.notifications;
+        assert_eq!(n.endpoints[0].url, "http://override/");
+        assert_eq!(n.endpoints[1].name, "b");
+        assert_eq!(n.endpoints[1].ignore.actions, ["pull", "mount"]);
+        assert_eq!(n.spool.maxsize(), 64 << 20);
+        // No file: indexed variables alone, or the whole list as YAML.
+        let c = load(
+            "",
+            &[
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME", "a"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL", "http://a/"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.notifications.endpoints[0].url, "http://a/");
+        let c = load(
+            "",
+            &[(
+                "REGISTRY_NOTIFICATIONS_ENDPOINTS",
+                "- name: a\n  url: http://a/\n  Threshold: 3\n",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.notifications.endpoints[0].threshold(), 3);
+    }
 }

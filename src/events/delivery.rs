@@ -84,7 +84,7 @@ impl Delivery {
     }
 
     fn ignored(&self, r: &Record) -> bool {
-        self.ignored_actions.iter().any(|a| *a == r.action)
+        self.ignored_actions.contains(&r.action)
             || r.media_type
                 .as_ref()
                 .is_some_and(|m| self.ignored_media_types.iter().any(|i| i == m))

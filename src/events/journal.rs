@@ -93,7 +93,7 @@ impl Journal {
             .truncate(false)
             .write(true)
             .open(dir.join("lock"))?;
-        lock.try_lock().map_err(|_| {
+        try_lock(&lock).map_err(|_| {
             io::Error::other(format!(
                 "another process uses the spool {} (notifications.spool.path)",
                 dir.display()
@@ -177,6 +177,13 @@ impl Journal {
             _lock: lock,
         })
     }
+}
+
+/// An exclusive advisory lock on the spool (`flock`), released when the file closes (also when
+/// the process dies).
+fn try_lock(f: &File) -> io::Result<()> {
+    rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(io::Error::from)
 }
 
 /// The last seq of a segment and the length of its whole records.
@@ -267,7 +274,8 @@ fn sync(file: &Option<(u64, File)>) {
     }
 }
 
-/// Writes a batch; syncs when a waiter needs it or unsynced pulls are due.
+/// Writes a batch (rolling segments as they fill); syncs when a waiter needs it or unsynced
+/// pulls are due.
 fn commit(
     shared: &Shared,
     file: &mut Option<(u64, File)>,
@@ -275,16 +283,33 @@ fn commit(
     batch: &[Entry],
     unsynced_since: &mut Option<Instant>,
 ) -> io::Result<()> {
-    if !batch.is_empty() {
-        let (first, f) = current_file(shared, file)?;
-        let mut buf = Vec::with_capacity(batch.iter().map(|e| e.body.len() + 32).sum());
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let (first, room) = {
+            let (first, _) = current_file(shared, file, *seq + 1)?;
+            let size = lock(&shared.segments)
+                .iter()
+                .find(|s| s.first == first)
+                .map(|s| s.size)
+                .unwrap_or(0);
+            (first, shared.segment_size.saturating_sub(size))
+        };
+        let mut buf = Vec::new();
         let mut next = *seq;
-        for e in batch {
+        let mut taken = 0;
+        for e in rest {
             next += 1;
+            taken += 1;
             buf.extend_from_slice(format!("{{\"seq\":{next},").as_bytes());
             buf.extend_from_slice(e.body.as_bytes());
             buf.extend_from_slice(b"}\n");
+            if buf.len() as u64 >= room {
+                break;
+            }
         }
+        let Some((_, f)) = file.as_mut() else {
+            return Err(io::Error::other("no journal file"));
+        };
         if let Err(e) = f.write_all(&buf) {
             // Cut whatever part was written, so the file stays whole records.
             let len = lock(&shared.segments)
@@ -295,15 +320,14 @@ fn commit(
                 let _ = f.set_len(len);
                 let _ = f.seek(SeekFrom::Start(len));
             }
+            shared.written.send_replace(*seq);
             return Err(e);
         }
-        {
-            let mut segs = lock(&shared.segments);
-            if let Some(s) = segs.iter_mut().find(|s| s.first == first) {
-                s.size += buf.len() as u64;
-            }
+        if let Some(s) = lock(&shared.segments).iter_mut().find(|s| s.first == first) {
+            s.size += buf.len() as u64;
         }
         *seq = next;
+        rest = &rest[taken..];
         if unsynced_since.is_none() {
             *unsynced_since = Some(Instant::now());
         }
@@ -322,10 +346,12 @@ fn commit(
     Ok(())
 }
 
-/// The file appended to: the newest segment, rolled over when full.
+/// The file appended to: the newest segment, rolled over (the new one starting at `next_seq`)
+/// when full.
 fn current_file<'a>(
     shared: &Shared,
     file: &'a mut Option<(u64, File)>,
+    next_seq: u64,
 ) -> io::Result<(u64, &'a mut File)> {
     let (newest_first, newest_size) = {
         let segs = lock(&shared.segments);
@@ -335,21 +361,21 @@ fn current_file<'a>(
         (s.first, s.size)
     };
     if newest_size >= shared.segment_size {
-        // Roll: the next seq starts a new segment. The old one is synced first so a sync of the
-        // new one covers everything before it.
-        sync(file);
-        let first = *shared.written.borrow() + 1;
-        let path = shared.dir.join(segment_name(first));
+        // Roll. The old segment is synced first so a sync of the new one covers everything.
+        if let Some((_, f)) = file.as_ref() {
+            f.sync_data()?;
+        }
+        let path = shared.dir.join(segment_name(next_seq));
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
         if let Ok(d) = File::open(&shared.dir) {
             let _ = d.sync_all();
         }
         lock(&shared.segments).push_back(Segment {
-            first,
+            first: next_seq,
             path,
             size: 0,
         });
-        *file = Some((first, f));
+        *file = Some((next_seq, f));
     } else if file.as_ref().map(|(f, _)| *f) != Some(newest_first) {
         let path = shared.dir.join(segment_name(newest_first));
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -558,4 +584,66 @@ fn write_cursor(path: &Path, value: u64, sync: bool) -> io::Result<()> {
         }
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(j: &Journal, n: usize, durable: bool) {
+        for i in 0..n {
+            let (tx, rx) = oneshot::channel();
+            j.tx.send(Entry {
+                body: format!("\"action\":\"push\",\"at\":0,\"event\":{{\"i\":{i}}}"),
+                done: durable.then_some(tx),
+            })
+            .await
+            .unwrap();
+            if durable {
+                rx.await.unwrap().unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_continues_numbering_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path(), 1 << 20).unwrap();
+            put(&j, 5, true).await;
+            assert_eq!(j.shared.written(), 5);
+        }
+        // The lock is released with the journal; a crash mid-write leaves half a line.
+        let seg = dir.path().join(segment_name(1));
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(b"{\"seq\":6,\"action\":\"pu").unwrap();
+        drop(f);
+        let j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(j.shared.written(), 5);
+        put(&j, 2, true).await;
+        let mut pos = ReadPos::default();
+        let b = j.shared.read_after(0, 100, &mut pos).unwrap();
+        let seqs: Vec<u64> = b.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
+        // A second process on the same spool is refused.
+        assert!(Journal::open(dir.path(), 1 << 20).is_err());
+    }
+
+    #[tokio::test]
+    async fn cursors_free_segments_and_maxsize_drops_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), 16 << 10).unwrap();
+        let c = j.shared.cursor("ep").unwrap();
+        put(&j, 400, false).await;
+        put(&j, 1, true).await;
+        assert!(j.shared.size() <= 16 << 10, "{}", j.shared.size());
+        let mut pos = ReadPos::default();
+        let b = j.shared.read_after(0, 10, &mut pos).unwrap();
+        assert!(b.dropped > 0);
+        assert_eq!(b.records[0].seq, b.dropped + 1);
+        // Delivered up to the end: every old segment goes.
+        j.shared.save_cursor("ep", &c, 401).unwrap();
+        put(&j, 1, true).await;
+        assert!(lock(&j.shared.segments).len() <= 2);
+    }
 }

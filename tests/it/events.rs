@@ -149,7 +149,7 @@ async fn every_event_kind_is_delivered_with_distributions_fields() {
             .as_str()
             .unwrap()
             .starts_with("127.0.0.1:"));
-        assert_eq!(e["request"]["id"].as_str().unwrap().is_empty(), false);
+        assert!(!e["request"]["id"].as_str().unwrap().is_empty());
     }
     // Blob push: octet-stream, size = length, url of the blob, no tag.
     let b = find(&events, "push", |t| t["digest"] == layer_d.as_str());
