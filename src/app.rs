@@ -292,8 +292,13 @@ async fn request_info(
         user_agent: text(&header::USER_AGENT),
         actor: req
             .extensions()
-            .get::<AccessUser>()
-            .and_then(|u| u.get().map(str::to_owned)),
+            .get::<crate::auth::RequestAuth>()
+            .and_then(|a| a.subject.name.clone())
+            .or_else(|| {
+                req.extensions()
+                    .get::<AccessUser>()
+                    .and_then(|u| u.get().map(str::to_owned))
+            }),
         base_url,
     };
     crate::registry::events::with_request(info, next.run(req)).await

@@ -507,3 +507,32 @@ async fn nothing_acknowledged_is_lost_across_kill_9_and_sigterm_during_an_outage
     // The spool lives beside the data, as the README says.
     assert!(root.join("notifications").is_dir());
 }
+
+#[tokio::test]
+async fn actor_is_the_authenticated_user() {
+    let r = Receiver::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let b = TestServer::builder();
+    let line = format!("alice:{}\n", bcrypt::hash("alice-pw", 4).unwrap());
+    let p = b.write_file("htpasswd", &line);
+    let auth = format!(
+        "  htpasswd:\n    path: {:?}\n  bindings:\n    - role: registry-editor\n      namespaces: [\"team-*\"]\n      users: [alice]\n",
+        p.display().to_string()
+    );
+    let extra = format!(
+        "  spool:\n    path: {:?}\n",
+        spool.path().display().to_string()
+    );
+    let s = b
+        .auth(&auth)
+        .config(&endpoint_yaml(&r, &extra))
+        .start()
+        .await;
+    let (status, d) = s
+        .post_blob("team-a/app", b"by alice", Some(&basic("alice", "alice-pw")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let events = wait_events(&r, 1).await;
+    assert_eq!(events[0]["target"]["digest"], d.as_str());
+    assert_eq!(events[0]["actor"], serde_json::json!({"name": "alice"}));
+}
