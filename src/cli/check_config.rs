@@ -30,6 +30,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "not set (random)"
         }
     );
+    let endpoints: Vec<&str> = c
+        .notifications
+        .active_endpoints()
+        .map(|e| e.name.as_str())
+        .collect();
+    if endpoints.is_empty() {
+        println!("notifications: off");
+    } else {
+        println!(
+            "notifications: {} (spool {})",
+            endpoints.join(", "),
+            crate::events::spool_path(&c).display()
+        );
+    }
     println!("config OK");
     Ok(())
 }

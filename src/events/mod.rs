@@ -125,7 +125,7 @@ impl Notifier {
         tracing::info!(
             spool = %path.display(),
             endpoints = n.active_endpoints().count(),
-            pending = journal.shared.written(),
+            last_seq = journal.shared.written(),
             "notifications on"
         );
         Ok(Some(Arc::new(Notifier {
