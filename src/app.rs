@@ -81,6 +81,15 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     if let Some(n) = crate::events::Notifier::start(config, &outbound, &metrics)? {
         registry = registry.with_events(n);
     }
+    if let Some(o) = auth.as_ref().and_then(|a| a.openshift()) {
+        if config.imagestreams_enabled() {
+            registry =
+                registry.with_image_metadata(Arc::new(crate::imagestreams::ImageStreams::new(
+                    o.service_account_api(),
+                    config.openshift_server_addr(),
+                )));
+        }
+    }
     let router = build_app(
         registry,
         AppOptions {

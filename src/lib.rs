@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod imagestreams;
 #[cfg(test)]
 mod layering;
 pub mod layers;

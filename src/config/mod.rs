@@ -12,6 +12,7 @@
 pub mod auth;
 mod env;
 pub mod flex;
+pub mod imagestreams;
 pub mod notifications;
 pub mod ops;
 mod storage_cloud;
@@ -299,6 +300,10 @@ pub struct OpenShiftConfig {
     /// Accepted: the Go registry's config version field.
     #[serde(deserialize_with = "flex::opt_string")]
     pub version: Option<String>,
+    /// `openshift.server.addr` (`REGISTRY_OPENSHIFT_SERVER_ADDR`): how the cluster reaches us.
+    pub server: imagestreams::OpenShiftServerConfig,
+    /// `openshift.imagestreams.enabled`: ImageStreamMappings on push (openshift mode).
+    pub imagestreams: imagestreams::ImageStreamsConfig,
 }
 
 impl Config {
@@ -365,6 +370,7 @@ impl Config {
             return Err(key_err("http.secret", "must not be empty when set"));
         }
         self.validate_ops()?;
+        self.validate_imagestreams()?;
         self.notifications.validate()
     }
 

@@ -176,6 +176,7 @@ impl Registry {
             self.links.invalidate(name.as_str());
             moved?;
         }
+        self.record_image(name, reference, &digest, &parsed).await?;
         let size = body_len as u64;
         self.emit(|| {
             let mut e = Event::new(Action::Push, Kind::Manifest, name);
@@ -188,6 +189,47 @@ impl Registry {
         })
         .await?;
         Ok(PutManifest { digest, subject })
+    }
+
+    /// Hands a stored manifest to the image-metadata hook, if any (see `image_metadata.rs`).
+    async fn record_image(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        digest: &Digest,
+        parsed: &ParsedManifest,
+    ) -> Result<()> {
+        use super::image_metadata::{ImageMetadataError, PushedImage, MAX_CONFIG_SIZE};
+        let Some(hook) = &self.image_metadata else {
+            return Ok(());
+        };
+        // An image manifest's blobs are its config, then its layers; an index has none.
+        let (config, layers) = match parsed.blobs.split_first() {
+            Some((c, l)) if parsed.manifests.is_empty() => (Some(c), l.to_vec()),
+            _ => (None, Vec::new()),
+        };
+        let config = match config {
+            Some(c) if c.size <= MAX_CONFIG_SIZE && !c.is_foreign() => {
+                let bytes = self
+                    .driver
+                    .get_content(&layout::blob_data(&c.digest))
+                    .await?;
+                Some((c.clone(), bytes))
+            }
+            _ => None,
+        };
+        let image = PushedImage {
+            repository: name.clone(),
+            tag: tag_of(reference),
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            layers,
+            config,
+        };
+        hook.image_pushed(image).await.map_err(|e| match e {
+            ImageMetadataError::Denied(m) => RegistryError::Denied(m),
+            ImageMetadataError::Failed(m) => RegistryError::ImageMetadataFailed(m),
+        })
     }
 
     /// Deletes by digest (the revision and every tag pointing at it) or by tag (untag only).

@@ -15,6 +15,7 @@ mod catalog;
 mod error;
 pub mod events;
 pub mod hasher;
+pub mod image_metadata;
 mod manifests;
 mod upload_state;
 mod uploads;
@@ -75,6 +76,8 @@ pub struct Registry {
     links: Arc<LinkCache>,
     /// Where events go (`None`: nobody listens, none are made).
     events: Option<Arc<dyn EventSink>>,
+    /// Where pushed images are recorded (`None`: nowhere).
+    image_metadata: Option<Arc<dyn image_metadata::ImageMetadata>>,
 }
 
 /// Manifests cached: at most this many, and this many bytes.
@@ -97,7 +100,14 @@ impl Registry {
             )),
             blob_sizes: Arc::new(DigestCache::new(BLOB_SIZE_CACHE_ENTRIES, usize::MAX)),
             events: None,
+            image_metadata: None,
         }
+    }
+
+    /// Records every pushed manifest through `hook` (OpenShift's ImageStreamMappings).
+    pub fn with_image_metadata(mut self, hook: Arc<dyn image_metadata::ImageMetadata>) -> Registry {
+        self.image_metadata = Some(hook);
+        self
     }
 
     /// Sends this registry's events to `sink`.
