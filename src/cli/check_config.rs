@@ -44,6 +44,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             crate::events::spool_path(&c).display()
         );
     }
+    if c.imagestreams_enabled() {
+        println!(
+            "imagestreams: on (server addr {})",
+            c.openshift_server_addr()
+        );
+    }
     println!("config OK");
     Ok(())
 }
