@@ -44,6 +44,10 @@ pub struct AppOptions {
     /// Prefixes of pull-through upstreams named by a host: containerd's `?ns=<host>` on a request
     /// selects the upstream whose prefix is that host.
     pub mirror_namespaces: Vec<String>,
+    /// `http.host`: the base of URLs in events (else the request's scheme and `Host`).
+    pub public_url: Option<String>,
+    /// Whether the server speaks TLS (the scheme of URLs in events).
+    pub tls: bool,
 }
 
 /// A server built from config: the router and the handles `main` and tests need.
@@ -75,7 +79,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         driver.clone(),
         metrics.clone(),
     );
-    let (registry, secret_generated) = build_registry(config, driver.clone());
+    let (mut registry, secret_generated) = build_registry(config, driver.clone());
     let purging = &config.storage.maintenance.uploadpurging;
     if purging.enabled && !config.read_only() {
         tokio::spawn(crate::lifecycle::purge_loop(
@@ -85,9 +89,21 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             purging.dryrun,
         ));
     }
+    let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
+    if let Some(n) = crate::events::Notifier::start(config, &outbound, &metrics)? {
+        registry = registry.with_events(n);
+    }
+    if let Some(o) = auth.as_ref().and_then(|a| a.openshift()) {
+        if config.imagestreams_enabled() {
+            registry =
+                registry.with_image_metadata(Arc::new(crate::imagestreams::ImageStreams::new(
+                    o.service_account_api(),
+                    config.openshift_server_addr(),
+                )));
+        }
+    }
     // The pull-through cache (`proxy.remoteurl`, `proxy.upstreams`): its clients go through the
     // outbound proxy and trust the configured CAs.
-    let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
     let mut mirror_namespaces = Vec::new();
     let registry = match crate::upstream::Upstreams::from_config(config, &outbound)? {
         Some(u) => {
@@ -112,6 +128,8 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             health: Some(health.clone()),
             auth,
             mirror_namespaces,
+            public_url: config.http.host.clone(),
+            tls: config.tls_enabled(),
         },
     );
     Ok(Built {
@@ -169,6 +187,7 @@ pub fn build_app_with_auth(
 
 /// The whole HTTP application.
 pub fn build_app(registry: Registry, options: AppOptions) -> Router {
+    let with_events = registry.has_events();
     let state = AppState { registry };
     let metrics = options.metrics.clone().unwrap_or_default();
     let health = options.health.clone().unwrap_or_else(Health::always_ready);
@@ -207,6 +226,14 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
     // Classification comes before every policy layer that needs the typed Route; auth comes before
     // read-only so an unauthenticated write learns it must log in, not that the registry is
     // read-only.
+    // Innermost: who asked, for the events the domain emits (after auth has named the user).
+    if with_events {
+        let base = EventBase {
+            public_url: options.public_url.clone(),
+            tls: options.tls,
+        };
+        router = router.layer(middleware::from_fn_with_state(Arc::new(base), request_info));
+    }
     router = router.layer(middleware::from_fn_with_state(options.read_only, read_only));
     if let Some(auth) = auth {
         router = router.layer(middleware::from_fn_with_state(
@@ -282,4 +309,75 @@ pub fn build_sync(config: &Config) -> anyhow::Result<(Registry, Arc<crate::upstr
         .ok_or_else(|| anyhow::anyhow!("no upstreams configured (proxy.upstreams)"))?;
     let u = Arc::new(u);
     Ok((registry.with_pull_through(u.clone()), u))
+}
+
+/// How URLs in events start.
+struct EventBase {
+    public_url: Option<String>,
+    tls: bool,
+}
+
+/// Runs the request inside `registry::events::with_request`, with the access log's request id,
+/// the client address (`X-Forwarded-For` first, as distribution), `Host`, method, user agent and
+/// the authenticated user.
+async fn request_info(
+    axum::extract::State(base): axum::extract::State<Arc<EventBase>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use crate::layers::access_log::{AccessUser, RequestId};
+    use axum::http::header;
+    let h = req.headers();
+    let text = |name: &header::HeaderName| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let host = text(&header::HOST);
+    let forwarded = h
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let addr = forwarded.unwrap_or_else(|| {
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default()
+    });
+    let base_url = match &base.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = h
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| *p == "http" || *p == "https")
+                .unwrap_or(if base.tls { "https" } else { "http" });
+            format!("{scheme}://{host}")
+        }
+    };
+    let info = crate::registry::events::RequestInfo {
+        id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        addr,
+        host,
+        method: req.method().to_string(),
+        user_agent: text(&header::USER_AGENT),
+        actor: req
+            .extensions()
+            .get::<crate::auth::RequestAuth>()
+            .and_then(|a| a.subject.name.clone())
+            .or_else(|| {
+                req.extensions()
+                    .get::<AccessUser>()
+                    .and_then(|u| u.get().map(str::to_owned))
+            }),
+        base_url,
+    };
+    crate::registry::events::with_request(info, next.run(req)).await
 }

@@ -25,6 +25,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("http", &["registry", "auth", "oci", "ops", "config"]),
     ("layers", &["http", "auth", "ops", "oci", "config"]),
     ("upstream", &["registry", "oci", "config", "net"]),
+    ("events", &["registry", "oci", "config", "net", "ops"]),
+    ("imagestreams", &["registry", "auth", "oci", "config"]),
     ("app", &["*"]),
     ("cli", &["*"]),
     ("layering", &[]),

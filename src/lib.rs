@@ -22,7 +22,9 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod imagestreams;
 #[cfg(test)]
 mod layering;
 pub mod layers;

@@ -236,6 +236,14 @@ impl OpenShift {
         })
     }
 
+    /// The same API client, for the registry's own calls as its service account (the image
+    /// metadata of pushes).
+    pub fn service_account_api(&self) -> ServiceAccountApi {
+        ServiceAccountApi {
+            client: self.client.clone(),
+        }
+    }
+
     /// Cache counters of the access reviews (hits, joined, fetches).
     pub fn review_stats(&self) -> super::cache::CacheStats {
         self.reviews.stats()
@@ -283,6 +291,27 @@ impl OpenShift {
         self.identities
             .get_or_fetch(key, move || async move { client.who(&token).await })
             .await
+    }
+}
+
+/// Calls of the cluster API as the registry's service account, over the reviewer's client (same
+/// connection pool, CA, deadline and outbound settings).
+#[derive(Clone)]
+pub struct ServiceAccountApi {
+    client: Arc<Client>,
+}
+
+impl ServiceAccountApi {
+    /// POSTs `body` to `path`: the status and the JSON answer (`Null` if it is none).
+    /// [`AuthError::Unavailable`] when the API cannot be reached in time or there is no
+    /// service-account token.
+    pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value), AuthError> {
+        let Some(sa) = self.client.sa.get() else {
+            return Err(AuthError::Unavailable(
+                "no service-account token (auth.openshift.tokenfile)".into(),
+            ));
+        };
+        self.client.post(path, &sa, body).await
     }
 }
 

@@ -37,6 +37,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|(_, u)| format!("{:?} -> {}", u.prefix, u.url))
         .collect();
     println!("pull-through upstreams: {upstreams:?}");
+    let endpoints: Vec<&str> = c
+        .notifications
+        .active_endpoints()
+        .map(|e| e.name.as_str())
+        .collect();
+    if endpoints.is_empty() {
+        println!("notifications: off");
+    } else {
+        println!(
+            "notifications: {} (spool {})",
+            endpoints.join(", "),
+            crate::events::spool_path(&c).display()
+        );
+    }
+    if c.imagestreams_enabled() {
+        println!(
+            "imagestreams: on (server addr {})",
+            c.openshift_server_addr()
+        );
+    }
     println!("config OK");
     Ok(())
 }

@@ -90,6 +90,25 @@ fn set_path(root: &mut Value, o: &EnvOverride) {
     }
     let mut cur = root;
     for (i, key) in o.path.iter().enumerate() {
+        // `LIST_<i>_FIELD`: element i of a list the file has (the next index appends one).
+        let index = key
+            .parse::<usize>()
+            .ok()
+            .filter(|idx| matches!(&*cur, Value::Sequence(s) if *idx <= s.len()));
+        if let Some(idx) = index {
+            if let Value::Sequence(seq) = cur {
+                if idx == seq.len() {
+                    seq.push(Value::Null);
+                }
+                if i + 1 == o.path.len() {
+                    seq[idx] = Value::String(o.value.clone());
+                    return;
+                }
+                cur = &mut seq[idx];
+                continue;
+            }
+            return;
+        }
         let m = ensure_map(cur);
         let k = Value::String(key.clone());
         if i + 1 == o.path.len() {

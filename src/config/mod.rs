@@ -12,6 +12,8 @@
 pub mod auth;
 mod env;
 pub mod flex;
+pub mod imagestreams;
+pub mod notifications;
 pub mod ops;
 mod storage_cloud;
 pub mod upstream;
@@ -87,6 +89,8 @@ pub struct Config {
     pub additionaltrustedca: TrustConfig,
     /// Authentication and authorization (`auth`); none by default.
     pub auth: AuthConfig,
+    /// Webhook notifications (`notifications`), distribution's section.
+    pub notifications: notifications::NotificationsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,6 +352,10 @@ pub struct OpenShiftConfig {
     /// Accepted: the Go registry's config version field.
     #[serde(deserialize_with = "flex::opt_string")]
     pub version: Option<String>,
+    /// `openshift.server.addr` (`REGISTRY_OPENSHIFT_SERVER_ADDR`): how the cluster reaches us.
+    pub server: imagestreams::OpenShiftServerConfig,
+    /// `openshift.imagestreams.enabled`: ImageStreamMappings on push (openshift mode).
+    pub imagestreams: imagestreams::ImageStreamsConfig,
 }
 
 impl Config {
@@ -421,7 +429,9 @@ impl Config {
             return Err(key_err("http.secret", "must not be empty when set"));
         }
         self.validate_ops()?;
-        self.proxy.validate_upstreams()
+        self.proxy.validate_upstreams()?;
+        self.validate_imagestreams()?;
+        self.notifications.validate()
     }
 
     /// The listen address; Go-style `:5000` means all interfaces.

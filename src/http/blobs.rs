@@ -94,6 +94,7 @@ pub async fn get(
     if req.method == Method::HEAD {
         return Ok((status, h).into_response());
     }
+    reg.blob_pulled(name, digest, size).await?;
     // Object storage: send the client to a presigned URL (a Range header goes along and is
     // honoured by the store). HEAD stays here.
     if let Some(url) = reg.blob_redirect(digest).await? {

@@ -323,6 +323,16 @@ impl From<RegistryError> for ApiError {
                 ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg)
             }
             E::Upstream(u) => upstream_error(u),
+            E::Denied(m) => ApiError::denied(&m),
+            E::ImageMetadataFailed(_) => {
+                tracing::error!(error = %msg, "manifest stored, but the cluster did not record the image");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Unknown,
+                    "the manifest is stored, but the cluster API could not record the image \
+                     (ImageStreamMapping); retry the push",
+                )
+            }
             #[allow(unreachable_patterns)]
             _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg),
         }

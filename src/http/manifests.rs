@@ -46,6 +46,7 @@ pub async fn get(
     if req.method == Method::HEAD {
         return Ok((StatusCode::OK, h).into_response());
     }
+    reg.manifest_pulled(name, reference, &m).await?;
     Ok((StatusCode::OK, h, m.body).into_response())
 }
 

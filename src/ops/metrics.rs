@@ -415,3 +415,48 @@ mod tests {
         assert!(text.contains("process_resident_memory_bytes"));
     }
 }
+
+/// Delivery latency buckets (seconds): 1 ms .. 30 s.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Webhook notification families (`imageregistry_notifications_*`), registered by the
+/// notifier when endpoints are configured.
+#[derive(Clone)]
+pub struct NotificationMetrics {
+    /// Events by endpoint and result: `delivered`, `failed` (one per event per failed attempt),
+    /// `dropped` (spool over its bound).
+    pub events: IntCounterVec,
+    /// Events written and not yet delivered (nor skipped), by endpoint.
+    pub pending: IntGaugeVec,
+    /// Time from an event's write to the receiver's answer that took it, by endpoint.
+    pub latency: HistogramVec,
+}
+
+impl NotificationMetrics {
+    pub fn register(metrics: &Metrics) -> NotificationMetrics {
+        let f = Families::new(metrics.registry());
+        NotificationMetrics {
+            events: f.counter_vec(
+                "notifications",
+                "events_total",
+                "Notification events by endpoint and result (delivered, failed, dropped).",
+                &["endpoint", "result"],
+            ),
+            pending: f.gauge_vec(
+                "notifications",
+                "pending",
+                "Events waiting for delivery, by endpoint.",
+                &["endpoint"],
+            ),
+            latency: f.histogram_vec(
+                "notifications",
+                "delivery_duration_seconds",
+                "Time from an event being recorded to its delivery, by endpoint.",
+                DELIVERY_BUCKETS,
+                &["endpoint"],
+            ),
+        }
+    }
+}

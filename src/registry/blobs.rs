@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::events::{Action, Event, Kind};
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{layout, ByteStream};
@@ -150,7 +151,24 @@ impl Registry {
             .delete_if_exists(&layout::layer_dir(name, digest))
             .await;
         self.links.invalidate(name.as_str());
-        deleted.map(|_| ())
+        deleted?;
+        self.emit(|| {
+            let mut e = Event::new(Action::Delete, Kind::Blob, name);
+            e.digest = Some(digest.clone());
+            e
+        })
+        .await
+    }
+
+    /// Tells listeners that a blob was served (a `GET`; `HEAD`s are not announced).
+    pub async fn blob_pulled(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        self.emit(|| blob_event(Action::Pull, name, digest, size))
+            .await
     }
 
     /// Deletes a blob's bytes from the blob store, whoever links it (the OpenShift pruner's
@@ -175,16 +193,34 @@ impl Registry {
     ) -> Result<bool> {
         self.refuse_push(name)?;
         // A tombstoned blob is not mounted: the client uploads it, which claims it back.
-        let available = match from {
-            Some(from) => {
-                self.exists(&layout::layer_link(from, digest)).await?
-                    && self.present_for_push(digest).await?.is_some()
-            }
-            None => self.present_for_push(digest).await?.is_some(),
+        let size = match from {
+            Some(from) if !self.exists(&layout::layer_link(from, digest)).await? => None,
+            _ => self.present_for_push(digest).await?,
         };
-        if available {
-            self.link_blob(name, digest).await?;
-        }
-        Ok(available)
+        let Some(size) = size else {
+            return Ok(false);
+        };
+        self.link_blob(name, digest).await?;
+        self.emit(|| {
+            let mut e = blob_event(Action::Mount, name, digest, size);
+            e.from_repository = from.map(|f| f.to_string());
+            e
+        })
+        .await?;
+        Ok(true)
     }
+}
+
+/// A blob's event: blobs have no media type of their own (distribution says octet-stream).
+pub(super) fn blob_event(
+    action: Action,
+    name: &RepositoryName,
+    digest: &Digest,
+    size: u64,
+) -> Event {
+    let mut e = Event::new(action, Kind::Blob, name);
+    e.media_type = Some("application/octet-stream".into());
+    e.digest = Some(digest.clone());
+    e.size = Some(size);
+    e
 }

@@ -51,6 +51,12 @@ pub enum RegistryError {
     Upstream(#[from] super::UpstreamError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The cluster refused to record a pushed image (a quota): `DENIED`.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The manifest is stored but the cluster could not record the image (5xx; a retry works).
+    #[error("recording the image in the cluster failed: {0}")]
+    ImageMetadataFailed(String),
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

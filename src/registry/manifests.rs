@@ -8,11 +8,25 @@
 
 use bytes::Bytes;
 
+use super::events::{Action, Event, Kind};
 use super::{Registry, RegistryError, Result, MAX_MANIFEST_SIZE};
 use crate::oci::{
     media, Algorithm, Descriptor, Digest, ParsedManifest, Reference, RepositoryName, Tag,
 };
 use crate::storage::layout;
+
+/// What a manifest references, as distribution lists them in an event: its blobs (config first,
+/// then layers) or its child manifests.
+fn references(m: &ParsedManifest) -> Vec<Descriptor> {
+    m.blobs.iter().chain(m.manifests.iter()).cloned().collect()
+}
+
+fn tag_of(r: &Reference) -> Option<String> {
+    match r {
+        Reference::Tag(t) => Some(t.to_string()),
+        Reference::Digest(_) => None,
+    }
+}
 
 /// A stored manifest as served.
 #[derive(Debug, Clone)]
@@ -168,6 +182,7 @@ impl Registry {
                 return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
             }
         }
+        let body_len = body.len();
         let data = layout::blob_data(&digest);
         self.claim_blob(&digest).await?;
         if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
@@ -206,7 +221,60 @@ impl Registry {
                 }
             }
         }
+        self.record_image(name, reference, &digest, &parsed).await?;
+        let size = body_len as u64;
+        self.emit(|| {
+            let mut e = Event::new(Action::Push, Kind::Manifest, name);
+            e.media_type = Some(parsed.media_type.clone());
+            e.digest = Some(digest.clone());
+            e.size = Some(size);
+            e.tag = tag_of(reference);
+            e.references = references(&parsed);
+            e
+        })
+        .await?;
         Ok(PutManifest { digest, subject })
+    }
+
+    /// Hands a stored manifest to the image-metadata hook, if any (see `image_metadata.rs`).
+    async fn record_image(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        digest: &Digest,
+        parsed: &ParsedManifest,
+    ) -> Result<()> {
+        use super::image_metadata::{ImageMetadataError, PushedImage, MAX_CONFIG_SIZE};
+        let Some(hook) = &self.image_metadata else {
+            return Ok(());
+        };
+        // An image manifest's blobs are its config, then its layers; an index has none.
+        let (config, layers) = match parsed.blobs.split_first() {
+            Some((c, l)) if parsed.manifests.is_empty() => (Some(c), l.to_vec()),
+            _ => (None, Vec::new()),
+        };
+        let config = match config {
+            Some(c) if c.size <= MAX_CONFIG_SIZE && !c.is_foreign() => {
+                let bytes = self
+                    .driver
+                    .get_content(&layout::blob_data(&c.digest))
+                    .await?;
+                Some((c.clone(), bytes))
+            }
+            _ => None,
+        };
+        let image = PushedImage {
+            repository: name.clone(),
+            tag: tag_of(reference),
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            layers,
+            config,
+        };
+        hook.image_pushed(image).await.map_err(|e| match e {
+            ImageMetadataError::Denied(m) => RegistryError::Denied(m),
+            ImageMetadataError::Failed(m) => RegistryError::ImageMetadataFailed(m),
+        })
     }
 
     /// Deletes by digest (the revision and every tag pointing at it) or by tag (untag only).
@@ -219,14 +287,52 @@ impl Registry {
         let deleted = self.delete_manifest_links(name, reference).await;
         // Whatever was removed (also on a partial failure) must not be served from the cache.
         self.links.invalidate(name.as_str());
-        deleted
+        let tags = deleted?;
+        if let Reference::Digest(d) = reference {
+            self.emit(|| {
+                let mut e = Event::new(Action::Delete, Kind::Manifest, name);
+                e.digest = Some(d.clone());
+                e
+            })
+            .await?;
+        }
+        // distribution 2.8 announces every tag a delete removed, as `{repository, tag}`.
+        for tag in tags {
+            self.emit(|| {
+                let mut e = Event::new(Action::Delete, Kind::Tag, name);
+                e.tag = Some(tag.to_string());
+                e
+            })
+            .await?;
+        }
+        Ok(())
     }
 
+    /// Tells listeners that a manifest was served (a `GET`; `HEAD`s are not announced).
+    pub async fn manifest_pulled(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        m: &Manifest,
+    ) -> Result<()> {
+        self.emit(|| {
+            let mut e = Event::new(Action::Pull, Kind::Manifest, name);
+            e.media_type = Some(m.media_type.clone());
+            e.digest = Some(m.digest.clone());
+            e.size = Some(m.body.len() as u64);
+            e.tag = tag_of(reference);
+            e.references = references(&m.parsed);
+            e
+        })
+        .await
+    }
+
+    /// Removes the links; returns the tags removed.
     async fn delete_manifest_links(
         &self,
         name: &RepositoryName,
         reference: &Reference,
-    ) -> Result<()> {
+    ) -> Result<Vec<Tag>> {
         match reference {
             Reference::Tag(tag) => {
                 if self
@@ -237,7 +343,7 @@ impl Registry {
                     return Err(RegistryError::ManifestUnknown(format!("unknown tag {tag}")));
                 }
                 self.delete_if_exists(&layout::tag_dir(name, tag)).await?;
-                Ok(())
+                Ok(vec![tag.clone()])
             }
             Reference::Digest(digest) => {
                 if !self
@@ -255,6 +361,7 @@ impl Registry {
                         self.delete_if_exists(&dir).await?;
                     }
                 }
+                let mut removed = Vec::new();
                 for tag in self.list_tags(name).await.unwrap_or_default() {
                     let Ok(tag) = tag.parse::<Tag>() else {
                         continue;
@@ -266,11 +373,12 @@ impl Registry {
                         == Some(digest)
                     {
                         self.delete_if_exists(&layout::tag_dir(name, &tag)).await?;
+                        removed.push(tag);
                     }
                 }
                 self.delete_if_exists(&layout::manifest_revision_dir(name, digest))
                     .await?;
-                Ok(())
+                Ok(removed)
             }
         }
     }

@@ -13,7 +13,9 @@ mod blobs;
 mod cache;
 mod catalog;
 mod error;
+pub mod events;
 pub mod hasher;
+pub mod image_metadata;
 mod manifests;
 mod pullthrough;
 mod upload_state;
@@ -29,6 +31,7 @@ pub use uploads::UploadSession;
 
 use bytes::Bytes;
 use cache::{DigestCache, LinkCache};
+use events::{Event, EventSink};
 
 use crate::config::{DEFAULT_GC_DELAY, DEFAULT_LINK_TTL};
 use crate::oci::{Digest, ParsedManifest, RepositoryName};
@@ -79,6 +82,10 @@ pub struct Registry {
     links: Arc<LinkCache>,
     /// The pull-through cache, when some repositories mirror an upstream (`pullthrough.rs`).
     pull: Option<Arc<pullthrough::PullState>>,
+    /// Where events go (`None`: nobody listens, none are made).
+    events: Option<Arc<dyn EventSink>>,
+    /// Where pushed images are recorded (`None`: nowhere).
+    image_metadata: Option<Arc<dyn image_metadata::ImageMetadata>>,
 }
 
 /// Manifests cached: at most this many, and this many bytes.
@@ -101,7 +108,38 @@ impl Registry {
             )),
             blob_sizes: Arc::new(DigestCache::new(BLOB_SIZE_CACHE_ENTRIES, usize::MAX)),
             pull: None,
+            events: None,
+            image_metadata: None,
         }
+    }
+
+    /// Records every pushed manifest through `hook` (OpenShift's ImageStreamMappings).
+    pub fn with_image_metadata(mut self, hook: Arc<dyn image_metadata::ImageMetadata>) -> Registry {
+        self.image_metadata = Some(hook);
+        self
+    }
+
+    /// Sends this registry's events to `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Registry {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Whether anybody listens to events.
+    pub fn has_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Emits the event `make` builds, if anybody listens. A write's event is durable when this
+    /// returns; failing to record it fails the operation (the write stays done: a retry of the
+    /// request emits again).
+    async fn emit(&self, make: impl FnOnce() -> Event) -> Result<()> {
+        let Some(sink) = &self.events else {
+            return Ok(());
+        };
+        sink.emit(make())
+            .await
+            .map_err(|e| RegistryError::Internal(format!("recording the event failed: {e}")))
     }
 
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {

@@ -262,6 +262,8 @@ impl Registry {
         self.link_blob(&s.name, digest).await?;
         self.delete_if_exists(&layout::upload_dir(&s.name, &s.uuid))
             .await?;
+        self.emit(|| super::blobs::blob_event(super::events::Action::Push, &s.name, digest, size))
+            .await?;
         Ok(size)
     }
 

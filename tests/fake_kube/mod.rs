@@ -16,6 +16,15 @@
 //! - `POST /apis/authorization.k8s.io/v1/subjectaccessreviews` (Bearer = the registry's
 //!   service-account token) -> 201 with `status.allowed` for `spec.user`/`spec.groups`.
 //!
+//! - `POST /apis/image.openshift.io/v1/namespaces/<ns>/imagestreammappings` (Bearer = the
+//!   registry's service account, which needs `create imagestreammappings`) -> 201 `Status`
+//!   Success, the body recorded; 404 `Status` NotFound with `details {name, group, kind:
+//!   "imagestreams"}` while the stream does not exist (streams exist only once created or added);
+//!   403 Forbidden "... exceeded quota: ..." while [`FakeKube::set_quota_exceeded`] is on; any
+//!   status set by [`FakeKube::fail_mappings`]; 400/422 for a wrong kind or a missing field.
+//! - `POST /apis/image.openshift.io/v1/namespaces/<ns>/imagestreams` -> 201 with the stream
+//!   (uid, creationTimestamp added); 409 AlreadyExists.
+//!
 //! Decisions come from a table of users (token, name, groups) and role bindings (user or group,
 //! role, namespace or cluster), with the rules of OpenShift's roles (`registry-viewer`,
 //! `system:image-puller`, `registry-editor`, `system:image-pusher`, `system:image-builder`,
@@ -38,6 +47,9 @@ pub const SSR: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
 pub const TR: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 pub const SSAR: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
 pub const SAR: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+/// Counted under these names (the real paths carry the namespace).
+pub const ISM: &str = "imagestreammappings";
+pub const IS: &str = "imagestreams";
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -124,6 +136,11 @@ fn rules(role: &str) -> Vec<Rule> {
                 resources: &["imagestreams"],
             },
         ],
+        "system:registry" => vec![Rule {
+            verbs: &["create"],
+            group: IMG,
+            resources: &["imagestreammappings", "imagestreams"],
+        }],
         "prometheus-scraper" => vec![Rule {
             verbs: &["get"],
             group: IMG,
@@ -158,6 +175,13 @@ struct Shared {
     no_ssr: AtomicBool,
     /// Every Authorization value seen (so tests can check what the registry sent).
     bearers: Mutex<Vec<String>>,
+    /// Image streams that exist, as (namespace, name).
+    streams: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Every ImageStreamMapping accepted, as sent.
+    mappings: Mutex<Vec<Value>>,
+    quota_exceeded: AtomicBool,
+    /// A status every ImageStreamMapping is answered with (0: none).
+    fail_mappings: std::sync::atomic::AtomicU16,
 }
 
 pub struct FakeKube {
@@ -180,12 +204,24 @@ impl FakeKube {
             hang: AtomicBool::new(false),
             no_ssr: AtomicBool::new(false),
             bearers: Mutex::new(Vec::new()),
+            streams: Mutex::new(Default::default()),
+            mappings: Mutex::new(Vec::new()),
+            quota_exceeded: AtomicBool::new(false),
+            fail_mappings: Default::default(),
         });
         let app = Router::new()
             .route(SSR, post(ssr))
             .route(TR, post(token_review))
             .route(SSAR, post(ssar))
             .route(SAR, post(sar))
+            .route(
+                "/apis/image.openshift.io/v1/namespaces/{ns}/imagestreammappings",
+                post(image_stream_mapping),
+            )
+            .route(
+                "/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams",
+                post(image_stream),
+            )
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -211,6 +247,41 @@ impl FakeKube {
     /// From now on, accept requests but never answer them.
     pub fn set_hang(&self, on: bool) {
         self.shared.hang.store(on, Ordering::SeqCst);
+    }
+
+    /// The ImageStreamMappings accepted so far, as sent.
+    pub fn mappings(&self) -> Vec<Value> {
+        self.shared.mappings.lock().unwrap().clone()
+    }
+
+    /// Whether the image stream `ns/name` exists.
+    pub fn has_stream(&self, ns: &str, name: &str) -> bool {
+        self.shared
+            .streams
+            .lock()
+            .unwrap()
+            .contains(&(ns.to_owned(), name.to_owned()))
+    }
+
+    /// Creates the image stream `ns/name` (as `oc create imagestream` would).
+    pub fn add_stream(&self, ns: &str, name: &str) {
+        self.shared
+            .streams
+            .lock()
+            .unwrap()
+            .insert((ns.to_owned(), name.to_owned()));
+    }
+
+    /// While on, ImageStreamMappings are refused by a quota (403).
+    pub fn set_quota_exceeded(&self, on: bool) {
+        self.shared.quota_exceeded.store(on, Ordering::SeqCst);
+    }
+
+    /// Answer every ImageStreamMapping with `status` (`None`: normally again).
+    pub fn fail_mappings(&self, status: Option<u16>) {
+        self.shared
+            .fail_mappings
+            .store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Answer SelfSubjectReview with 404 (an older cluster), so TokenReview is used.
@@ -429,5 +500,162 @@ async fn sar(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> 
     let ok = allowed(&s, user, &groups, &spec["resourceAttributes"]);
     let mut out = body.clone();
     out["status"] = json!({"allowed": ok});
+    created(out)
+}
+
+fn not_found(kind: &str, name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [("content-type", "application/json")],
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind}.image.openshift.io \"{name}\" not found"),
+            "reason": "NotFound",
+            "details": {"name": name, "group": IMG, "kind": kind},
+            "code": 404
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// The registry's service account may create `resource` in `ns`, else the error answer.
+fn may_create(s: &Shared, bearer: Option<&str>, ns: &str, resource: &str) -> Option<Response> {
+    let Some(u) = bearer.and_then(|t| user_by_token(s, t)) else {
+        return Some(status(401, "Unauthorized", "Unauthorized"));
+    };
+    let attrs = json!({"verb": "create", "group": IMG, "resource": resource, "namespace": ns});
+    if !allowed(s, &u.name, &groups_of(u), &attrs) {
+        return Some(status(
+            403,
+            "Forbidden",
+            &format!("{resource}.image.openshift.io is forbidden: User \"{}\" cannot create resource \"{resource}\" in API group \"{IMG}\" in the namespace \"{ns}\"", u.name),
+        ));
+    }
+    None
+}
+
+async fn image_stream_mapping(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let bearer = enter(&s, ISM, &headers).await;
+    if let Some(r) = may_create(&s, bearer.as_deref(), &ns, "imagestreammappings") {
+        return r;
+    }
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Some(r) = check_kind(&body, "ImageStreamMapping", "image.openshift.io/v1") {
+        return r;
+    }
+    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    if body["metadata"]["namespace"].as_str() != Some(ns.as_str()) {
+        return status(
+            400,
+            "BadRequest",
+            "the namespace of the object does not match the namespace on the request",
+        );
+    }
+    let image = &body["image"];
+    if name.is_empty()
+        || image["metadata"]["name"].as_str().unwrap_or("").is_empty()
+        || image["dockerImageReference"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    {
+        return status(
+            422,
+            "Invalid",
+            "ImageStreamMapping is invalid: metadata.name, image.metadata.name and image.dockerImageReference are required",
+        );
+    }
+    let code = s.fail_mappings.load(Ordering::SeqCst);
+    if code != 0 {
+        return status(
+            code,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out",
+        );
+    }
+    if !s
+        .streams
+        .lock()
+        .unwrap()
+        .contains(&(ns.clone(), name.clone()))
+    {
+        return not_found("imagestreams", &name);
+    }
+    if s.quota_exceeded.load(Ordering::SeqCst) {
+        return status(
+            403,
+            "Forbidden",
+            &format!("imagestreammappings.image.openshift.io \"{name}\" is forbidden: exceeded quota: image-quota, requested: openshift.io/images=1, used: openshift.io/images=10, limited: openshift.io/images=10"),
+        );
+    }
+    s.mappings.lock().unwrap().push(body);
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+            .to_string(),
+    )
+        .into_response()
+}
+
+async fn image_stream(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let bearer = enter(&s, IS, &headers).await;
+    if let Some(r) = may_create(&s, bearer.as_deref(), &ns, "imagestreams") {
+        return r;
+    }
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Some(r) = check_kind(&body, "ImageStream", "image.openshift.io/v1") {
+        return r;
+    }
+    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    if name.is_empty() {
+        return status(
+            422,
+            "Invalid",
+            "ImageStream is invalid: metadata.name: Required value",
+        );
+    }
+    if body["metadata"]["namespace"]
+        .as_str()
+        .is_some_and(|n| n != ns)
+    {
+        return status(
+            400,
+            "BadRequest",
+            "the namespace of the object does not match the namespace on the request",
+        );
+    }
+    if !s.streams.lock().unwrap().insert((ns.clone(), name.clone())) {
+        return (
+            StatusCode::CONFLICT,
+            [("content-type", "application/json")],
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("imagestreams.image.openshift.io \"{name}\" already exists"),
+                "reason": "AlreadyExists",
+                "details": {"name": name, "group": IMG, "kind": "imagestreams"},
+                "code": 409
+            })
+            .to_string(),
+        )
+            .into_response();
+    }
+    let mut out = body.clone();
+    out["metadata"]["namespace"] = json!(ns);
+    out["metadata"]["uid"] = json!(format!("uid-is-{ns}-{name}"));
+    out["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    out["spec"] = json!({"lookupPolicy": {"local": false}});
+    out["status"] = json!({"dockerImageRepository": ""});
     created(out)
 }

@@ -13,6 +13,7 @@ mod concurrency;
 mod config_modes;
 mod deploy_manifests;
 mod errors;
+mod events;
 #[path = "../fake_kube/mod.rs"]
 mod fake_kube;
 mod gc;

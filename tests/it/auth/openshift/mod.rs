@@ -7,6 +7,7 @@
 
 mod access;
 mod cache;
+mod imagestreams;
 mod logs;
 mod metrics;
 mod prune;
@@ -48,6 +49,7 @@ fn table() -> Table {
         ],
         bindings: vec![
             RoleBinding::user(fake_kube::REGISTRY_SA, "system:auth-delegator", None),
+            RoleBinding::user(fake_kube::REGISTRY_SA, "system:registry", None),
             RoleBinding::user("vera", "registry-viewer", Some("proj")),
             RoleBinding::user("eddie", "registry-editor", Some("proj")),
             RoleBinding::user(
