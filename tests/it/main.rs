@@ -15,6 +15,7 @@ mod deploy_manifests;
 mod errors;
 #[path = "../fake_kube/mod.rs"]
 mod fake_kube;
+mod hardening;
 mod harness;
 mod listing;
 mod manifests;

@@ -41,8 +41,17 @@ impl Process {
     /// test's environment removed) plus `REGISTRY_HTTP_ADDR`, its stderr in `log`; returns once
     /// `GET /v2/` answers 200.
     pub async fn spawn(env: &[(&str, &str)], log: &Path) -> Process {
+        Process::spawn_in(env, log, None).await
+    }
+
+    /// [`Process::spawn`] with `cwd` as the working folder (for the embedded default's
+    /// `./registry-data`).
+    pub async fn spawn_in(env: &[(&str, &str)], log: &Path, cwd: Option<&Path>) -> Process {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-registry"));
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         for (k, _) in std::env::vars() {
             if k.starts_with("REGISTRY_") {
                 cmd.env_remove(k);

@@ -41,6 +41,8 @@ pub struct ServerBuilder {
     metrics: Option<Option<String>>,
     auth: Option<String>,
     extra: String,
+    /// More `http:` keys, each line indented by two spaces.
+    http: String,
     /// Config files the test writes before the start (htpasswd, key sets, tokens).
     files: TempDir,
 }
@@ -95,6 +97,14 @@ impl ServerBuilder {
         self
     }
 
+    /// More `http:` keys (`"headerreadtimeout: 1s"`), one per line.
+    pub fn http(mut self, lines: &str) -> Self {
+        for l in lines.lines() {
+            self.http.push_str(&format!("  {l}\n"));
+        }
+        self
+    }
+
     /// Writes a file next to the config (it lives as long as the server) and returns its path.
     pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.files.path().join(name);
@@ -120,6 +130,7 @@ impl ServerBuilder {
             "http:\n  addr: 127.0.0.1:0\n  secret: {:?}\n",
             self.secret
         ));
+        y.push_str(&self.http);
         if self.read_only {
             y.push_str("readOnly: true\n");
         }
@@ -197,6 +208,7 @@ impl TestServer {
             metrics: None,
             auth: None,
             extra: String::new(),
+            http: String::new(),
             files: tempfile::tempdir().expect("temporary folder"),
         }
     }
@@ -223,6 +235,7 @@ impl TestServer {
             listener,
             built.router,
             tls,
+            config.connection_limits(),
             std::future::pending(),
             Duration::from_secs(1),
             || {},
