@@ -126,19 +126,46 @@ impl StorageDriver for FsDriver {
         "filesystem"
     }
 
-    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy).
+    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy) and
+    /// takes a write: a hidden probe file of one byte is written and removed, so a full
+    /// (`ENOSPC`/`EDQUOT`), read-only (`EROFS`) or forbidden (`EACCES`) volume is unhealthy too.
     async fn health(&self) -> Result<()> {
         match tokio::fs::metadata(&self.root).await {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(StorageError::Backend(format!(
-                "storage root {} is not a directory",
-                self.root.display()
-            ))),
-            Err(e) => Err(StorageError::Backend(format!(
-                "storage root {}: {e}",
-                self.root.display()
-            ))),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(StorageError::Backend(format!(
+                    "storage root {} is not a directory",
+                    self.root.display()
+                )))
+            }
+            Err(e) => {
+                return Err(StorageError::Backend(format!(
+                    "storage root {}: {e}",
+                    self.root.display()
+                )))
+            }
         }
+        let probe = self
+            .root
+            .join(format!(".health-probe-{}", std::process::id()));
+        blocking("/", move || {
+            let r = std::fs::write(&probe, b"h");
+            let _ = std::fs::remove_file(&probe);
+            r
+        })
+        .await
+    }
+
+    async fn free_bytes(&self) -> Option<u64> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            rustix::fs::statvfs(&root)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     async fn get_content(&self, path: &str) -> Result<Bytes> {
@@ -241,6 +268,7 @@ impl StorageDriver for FsDriver {
             unsynced: 0,
             syncing: None,
             writing: None,
+            failure: None,
         }))
     }
 
@@ -321,17 +349,45 @@ struct FsWriter {
     syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
     /// A batch being written behind; it holds the file until done.
     writing: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
+    /// The first I/O error (OS code, kind, text): every later call reports it again, so a full
+    /// disk reads as `ENOSPC` to the end, not as a writer that merely "failed".
+    failure: Option<(Option<i32>, io::ErrorKind, String)>,
 }
 
 impl FsWriter {
     /// The file, once the batch being written behind (if any) is on it; its error if it failed.
     async fn take_file(&mut self) -> Result<std::fs::File> {
         if let Some(t) = self.writing.take() {
-            return join(&self.path, t).await;
+            let r = join(&self.path, t).await;
+            return self.note(r);
         }
-        self.file
-            .take()
-            .ok_or_else(|| StorageError::Backend("writer already failed".into()))
+        match self.file.take() {
+            Some(f) => Ok(f),
+            None => Err(self.failed()),
+        }
+    }
+
+    /// Remembers the first I/O error of `r`.
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(StorageError::Io { source, .. }) = &r {
+            if self.failure.is_none() {
+                self.failure = Some((source.raw_os_error(), source.kind(), source.to_string()));
+            }
+        }
+        r
+    }
+
+    /// The error of a writer that lost its file: the first I/O error again.
+    fn failed(&self) -> StorageError {
+        match &self.failure {
+            Some((Some(code), _, _)) => {
+                StorageError::io(&self.path, io::Error::from_raw_os_error(*code))
+            }
+            Some((None, kind, text)) => {
+                StorageError::io(&self.path, io::Error::new(*kind, text.clone()))
+            }
+            None => StorageError::Backend("writer already failed".into()),
+        }
     }
 
     /// Writes the pending chunks. Without `sync` the batch is written behind, on a blocking
@@ -348,8 +404,8 @@ impl FsWriter {
         let written = self.pending_len as u64;
         self.pending_len = 0;
         if sync {
-            let file = blocking(&self.path, move || write_batch(file, chunks, true)).await?;
-            self.file = Some(file);
+            let r = blocking(&self.path, move || write_batch(file, chunks, true)).await;
+            self.file = Some(self.note(r)?);
             return Ok(());
         }
         self.unsynced += written;
@@ -370,7 +426,10 @@ impl FsWriter {
     /// Waits for the background sync, if any, and reports its error.
     async fn wait_sync(&mut self) -> Result<()> {
         match self.syncing.take() {
-            Some(t) => join(&self.path, t).await,
+            Some(t) => {
+                let r = join(&self.path, t).await;
+                self.note(r)
+            }
             None => Ok(()),
         }
     }

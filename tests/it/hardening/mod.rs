@@ -4,6 +4,7 @@
 
 mod connections;
 mod framing;
+mod full_disk;
 mod secret;
 
 use std::net::SocketAddr;
