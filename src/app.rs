@@ -108,9 +108,14 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
 pub fn build_driver(config: &Config) -> anyhow::Result<Arc<dyn StorageDriver>> {
     Ok(match config.storage_kind()? {
         StorageKind::Filesystem { root } => {
-            Arc::new(FsDriver::new(&root).map_err(|e| {
-                anyhow::anyhow!("cannot use storage folder {}: {e}", root.display())
-            })?)
+            Arc::new(
+                FsDriver::new(&root)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot use storage folder {}: {e}", root.display())
+                    })?
+                    // A writable registry is unready when its volume takes no writes.
+                    .with_write_probe(!config.read_only()),
+            )
         }
         StorageKind::InMemory => Arc::new(MemoryDriver::new()),
         kind => {

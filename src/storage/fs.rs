@@ -34,6 +34,9 @@ const SMALL_READ: u64 = 256 << 10;
 #[derive(Debug, Clone)]
 pub struct FsDriver {
     root: PathBuf,
+    /// Whether `health` also proves the volume takes a write (off for read-only registries,
+    /// which may serve a read-only mount).
+    write_probe: bool,
 }
 
 impl FsDriver {
@@ -41,7 +44,17 @@ impl FsDriver {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<FsDriver> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FsDriver { root })
+        Ok(FsDriver {
+            root,
+            write_probe: false,
+        })
+    }
+
+    /// Makes `health` write (and remove) a one-byte probe file: a full, read-only or forbidden
+    /// volume is then unhealthy.
+    pub fn with_write_probe(mut self, on: bool) -> FsDriver {
+        self.write_probe = on;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -126,9 +139,10 @@ impl StorageDriver for FsDriver {
         "filesystem"
     }
 
-    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy) and
-    /// takes a write: a hidden probe file of one byte is written and removed, so a full
-    /// (`ENOSPC`/`EDQUOT`), read-only (`EROFS`) or forbidden (`EACCES`) volume is unhealthy too.
+    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy) and,
+    /// with the write probe on, takes a write: a hidden probe file of one byte is written and
+    /// removed, so a full (`ENOSPC`/`EDQUOT`), read-only (`EROFS`) or forbidden (`EACCES`) volume
+    /// is unhealthy too.
     async fn health(&self) -> Result<()> {
         match tokio::fs::metadata(&self.root).await {
             Ok(m) if m.is_dir() => {}
@@ -144,6 +158,9 @@ impl StorageDriver for FsDriver {
                     self.root.display()
                 )))
             }
+        }
+        if !self.write_probe {
+            return Ok(());
         }
         let probe = self
             .root
