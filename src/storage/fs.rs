@@ -7,6 +7,25 @@
 //! `fdatasync` on commit. Reads stream the file in large blocks. Hidden entries (names
 //! starting with `.`) are temporary files and are never listed: no valid repository component, tag or
 //! digest starts with a dot.
+//!
+//! Durability order (what is on stable storage before a write is acknowledged, so a crash at any
+//! point never leaves a link or tag naming data that is not there):
+//!
+//! 1. New folders: every folder a durable write creates is made with its parent folder `fsync`ed
+//!    after it, top down, so the path to the file survives a crash (`create_parent_durable`).
+//! 2. Blob data: the upload's data file is `fdatasync`ed by the writer's `commit` (final `PUT`),
+//!    then renamed into `blobs/<alg>/<xx>/<hex>/data`, then that folder is `fsync`ed (`sync_dir`):
+//!    the blob's directory entry is durable before anything refers to it.
+//! 3. Small files (layer and manifest links, tag `current/link` and index entries, manifest
+//!    revisions): a hidden temporary file is written and `fdatasync`ed, renamed over the target,
+//!    then the target's folder is `fsync`ed. The registry writes links only after step 2 returned,
+//!    so a link's entry is never durable before the data it names.
+//! 4. Only then does the handler answer 201.
+//!
+//! `put_content_unsynced` (hash states, upload start times) skips the syncs: losing them in a
+//! crash costs a re-hash of the data, never a wrong answer. An upload's data before its final
+//! `PUT` is not synced either (a crash loses the unsynced tail; the file's size is the offset a
+//! client resumes from).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -71,15 +90,25 @@ impl FsDriver {
     async fn replace_file(&self, path: &str, data: Bytes, sync: bool) -> Result<()> {
         let p = self.full(path)?;
         blocking(path, move || {
-            create_parent(&p)?;
+            if sync {
+                create_parent_durable(&p)?;
+            } else {
+                create_parent(&p)?;
+            }
             let tmp = temp_sibling(&p);
             let write = || -> io::Result<()> {
                 let mut f = std::fs::File::create(&tmp)?;
                 f.write_all(&data)?;
                 if sync {
                     f.sync_data()?;
+                    trace("fdatasync", &tmp);
                 }
-                std::fs::rename(&tmp, &p)
+                std::fs::rename(&tmp, &p)?;
+                trace("rename", &p);
+                if sync {
+                    sync_parent(&p)?;
+                }
+                Ok(())
             };
             let r = write();
             if r.is_err() {
@@ -125,6 +154,55 @@ fn temp_sibling(p: &Path) -> PathBuf {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     p.with_file_name(format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()))
 }
+
+/// `fsync`s a folder: its entries (files renamed or created in it) survive a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    trace("fsync-dir", dir);
+    Ok(())
+}
+
+fn sync_parent(p: &Path) -> io::Result<()> {
+    match p.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Creates the missing folders above `p`, `fsync`ing the parent of each new one (top down).
+fn create_parent_durable(p: &Path) -> io::Result<()> {
+    let Some(parent) = p.parent() else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    let mut cur = parent;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(up) => cur = up,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(parent)?;
+    for dir in missing.iter().rev() {
+        sync_parent(dir)?;
+    }
+    Ok(())
+}
+
+/// Records a durability step for the tests of the order (nothing outside tests).
+#[cfg(test)]
+fn trace(step: &str, p: &Path) {
+    if let Ok(mut t) = TRACE.lock() {
+        t.push(format!("{step} {}", p.display()));
+    }
+}
+
+#[cfg(not(test))]
+fn trace(_: &str, _: &Path) {}
+
+#[cfg(test)]
+static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn create_parent(p: &Path) -> io::Result<()> {
     match p.parent() {
@@ -294,8 +372,11 @@ impl StorageDriver for FsDriver {
         let dst = self.full(to)?;
         blocking(from, move || {
             std::fs::metadata(&src)?;
-            create_parent(&dst)?;
-            std::fs::rename(&src, &dst)
+            create_parent_durable(&dst)?;
+            std::fs::rename(&src, &dst)?;
+            trace("rename", &dst);
+            // The new entry is durable before the caller links to it.
+            sync_parent(&dst)
         })
         .await
     }
@@ -423,6 +504,7 @@ impl FsWriter {
         if sync {
             let r = blocking(&self.path, move || write_batch(file, chunks, true)).await;
             self.file = Some(self.note(r)?);
+            trace("commit-fdatasync", Path::new(&self.path));
             return Ok(());
         }
         self.unsynced += written;
@@ -496,6 +578,69 @@ mod tests {
     use futures::TryStreamExt;
 
     use super::*;
+
+    /// The durability steps recorded for paths under `root`, in order, with `root` cut off.
+    fn steps_under(root: &Path, upload: &str) -> Vec<String> {
+        let root = root.display().to_string();
+        TRACE
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.contains(&root) || s.ends_with(upload))
+            .map(|s| s.replace(&root, ""))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn blob_then_link_durability_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        let upload = format!("/u{}/data", uuid::Uuid::new_v4().simple());
+        // What the registry does for a final PUT: commit the data, rename it into place, link it.
+        let mut w = d.writer(&upload, false).await.unwrap();
+        w.write(Bytes::from_static(b"blob bytes")).await.unwrap();
+        w.commit().await.unwrap();
+        d.rename(&upload, "/blobs/sha256/ab/abcd/data")
+            .await
+            .unwrap();
+        d.put_content(
+            "/repo/app/_layers/sha256/abcd/link",
+            Bytes::from_static(b"sha256:abcd"),
+        )
+        .await
+        .unwrap();
+        let steps = steps_under(dir.path(), &upload);
+        let pos = |want: &str| {
+            steps
+                .iter()
+                .position(|s| {
+                    s == want || (want.ends_with('*') && s.starts_with(&want[..want.len() - 1]))
+                })
+                .unwrap_or_else(|| panic!("{want} missing in {steps:#?}"))
+        };
+        let commit = pos(&format!("commit-fdatasync {upload}"));
+        let blob_rename = pos("rename /blobs/sha256/ab/abcd/data");
+        let blob_dir = pos("fsync-dir /blobs/sha256/ab/abcd");
+        let link_data = pos("fdatasync /repo/app/_layers/sha256/abcd/.link.tmp*");
+        let link_rename = pos("rename /repo/app/_layers/sha256/abcd/link");
+        let link_dir = steps
+            .iter()
+            .rposition(|s| s == "fsync-dir /repo/app/_layers/sha256/abcd")
+            .unwrap();
+        assert!(commit < blob_rename && blob_rename < blob_dir, "{steps:#?}");
+        assert!(
+            blob_dir < link_data && link_data < link_rename && link_rename < link_dir,
+            "{steps:#?}"
+        );
+        // Every new folder's entry was synced in its parent, top down, before the file in it.
+        for parent in ["", "/blobs", "/blobs/sha256", "/blobs/sha256/ab"] {
+            let p = steps
+                .iter()
+                .position(|s| *s == format!("fsync-dir {parent}"))
+                .unwrap_or_else(|| panic!("fsync-dir {parent:?} missing in {steps:#?}"));
+            assert!(p < blob_rename, "{steps:#?}");
+        }
+    }
 
     async fn read_all(d: &FsDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
         let chunks: Vec<Bytes> = d
