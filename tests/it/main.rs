@@ -20,6 +20,7 @@ mod harness;
 mod listing;
 mod manifests;
 mod ops;
+mod props;
 mod referrers;
 mod storage_layout;
 mod uploads;
