@@ -1,5 +1,5 @@
 //! A full volume, with the real binary on a 64 MiB tmpfs mounted in a private mount namespace
-//! (`unshare -m`; needs root, skipped otherwise unless `E2E_REQUIRED` is set): every write that
+//! (`unshare -m`; needs root, skipped otherwise unless `IMAGE_REGISTRY_E2E=1`): every write that
 //! hits `ENOSPC` answers `507` with the same JSON, the cause is logged, readiness turns unready and
 //! `imageregistry_storage_errors_total{kind="full"}` counts; cancelling an upload frees its space at
 //! once; the upload that hit the limit resumes from its stored offset and completes with the right
