@@ -15,6 +15,7 @@ use crate::config::{Config, RequestsConfig, StorageKind};
 use crate::http::metrics::METRICS_PATH;
 use crate::http::{self, dispatch, AppState, Route, API_VERSION, API_VERSION_HEADER};
 use crate::layers::access_log::access_log;
+use crate::layers::framing::{framing, FramingLimits};
 use crate::layers::limits::LimitLayer;
 use crate::layers::metrics::{track, RouteKind};
 use crate::layers::readonly::read_only;
@@ -48,6 +49,8 @@ pub struct AppOptions {
     pub public_url: Option<String>,
     /// Whether the server speaks TLS (the scheme of URLs in events).
     pub tls: bool,
+    /// Framing checks (Host, Transfer-Encoding, target and header sizes).
+    pub framing: FramingLimits,
 }
 
 /// A server built from config: the router and the handles `main` and tests need.
@@ -55,8 +58,10 @@ pub struct Built {
     pub router: Router,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    /// Whether `http.secret` was missing and a random one was made.
+    /// Whether `http.secret` was missing and a random one was made (in memory only).
     pub secret_generated: bool,
+    /// Where the upload secret came from.
+    pub secret: SecretSource,
     /// The storage driver (instrumented), for the start-up check.
     pub driver: Arc<dyn StorageDriver>,
     /// The auth mode in force (`None`: mode `none`).
@@ -79,7 +84,8 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         driver.clone(),
         metrics.clone(),
     );
-    let (mut registry, secret_generated) = build_registry(config, driver.clone());
+    let (mut registry, secret) = build_registry(config, driver.clone());
+    let secret_generated = secret == SecretSource::Generated;
     let purging = &config.storage.maintenance.uploadpurging;
     if purging.enabled && !config.read_only() {
         tokio::spawn(crate::lifecycle::purge_loop(
@@ -130,6 +136,9 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             mirror_namespaces,
             public_url: config.http.host.clone(),
             tls: config.tls_enabled(),
+            framing: FramingLimits {
+                max_header_bytes: config.connection_limits().max_header_bytes,
+            },
         },
     );
     Ok(Built {
@@ -137,6 +146,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         metrics,
         health,
         secret_generated,
+        secret,
         driver,
         auth_mode,
     })
@@ -146,9 +156,14 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
 pub fn build_driver(config: &Config) -> anyhow::Result<Arc<dyn StorageDriver>> {
     Ok(match config.storage_kind()? {
         StorageKind::Filesystem { root } => {
-            Arc::new(FsDriver::new(&root).map_err(|e| {
-                anyhow::anyhow!("cannot use storage folder {}: {e}", root.display())
-            })?)
+            Arc::new(
+                FsDriver::new(&root)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot use storage folder {}: {e}", root.display())
+                    })?
+                    // A writable registry is unready when its volume takes no writes.
+                    .with_write_probe(!config.read_only()),
+            )
         }
         StorageKind::InMemory => Arc::new(MemoryDriver::new()),
         kind => {
@@ -158,11 +173,49 @@ pub fn build_driver(config: &Config) -> anyhow::Result<Arc<dyn StorageDriver>> {
     })
 }
 
-/// Builds the registry; the second value says whether the secret was generated.
-pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Registry, bool) {
-    let (secret, generated) = match &config.http.secret {
-        Some(s) => (UploadSecret::new(s.as_bytes().to_vec()), false),
-        None => (UploadSecret::random(), true),
+/// Where the upload secret came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `http.secret`.
+    Configured,
+    /// The embedded default keeps a generated secret in its data folder (`created`: made now).
+    Kept {
+        path: std::path::PathBuf,
+        created: bool,
+    },
+    /// Random, in memory only (uploads do not survive a restart).
+    Generated,
+}
+
+/// The file the embedded default keeps its generated `http.secret` in (inside the data folder).
+pub const SECRET_FILE: &str = "http.secret";
+
+/// Builds the registry and says where its upload secret came from: `http.secret`; else, for the
+/// embedded default (no storage section), the secret kept in `<data folder>/http.secret` (made
+/// on first start, 0600), so uploads survive a restart; else a random one.
+pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Registry, SecretSource) {
+    let kept = || -> Option<(UploadSecret, SecretSource)> {
+        if !config.storage_is_embedded_default() {
+            return None;
+        }
+        let Ok(StorageKind::Filesystem { root }) = config.storage_kind() else {
+            return None;
+        };
+        let path = root.join(SECRET_FILE);
+        match UploadSecret::load_or_create(&path) {
+            Ok((secret, created)) => Some((secret, SecretSource::Kept { path, created })),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the generated http.secret");
+                None
+            }
+        }
+    };
+    let (secret, source) = match &config.http.secret {
+        Some(s) => (
+            UploadSecret::new(s.as_bytes().to_vec()),
+            SecretSource::Configured,
+        ),
+        None => kept().unwrap_or_else(|| (UploadSecret::random(), SecretSource::Generated)),
     };
     let registry = Registry::new(
         driver,
@@ -173,7 +226,7 @@ pub fn build_registry(config: &Config, driver: Arc<dyn StorageDriver>) -> (Regis
             refresh_after: config.storage.maintenance.gc.delay / 4,
         },
     );
-    (registry, generated)
+    (registry, source)
 }
 
 /// The whole HTTP application with the given authentication (`None`: auth mode `none`).
@@ -219,7 +272,8 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         );
     }
     // Layers run outermost first:
-    //   access log -> metrics -> API version header -> limits -> classify (URL -> Route)
+    //   access log -> metrics -> API version header -> framing (Host, Transfer-Encoding, sizes)
+    //   -> limits -> classify (URL -> Route)
     //   -> auth (401/403/503; grants into extensions) -> read-only -> handler.
     // The access log and metrics see every answer, 429s included, and measure to the last body
     // byte. Limits come before classification so a refused request costs no parsing.
@@ -245,6 +299,7 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
     router
         .layer(middleware::from_fn_with_state(namespaces, classify))
         .layer(LimitLayer::new(&options.limits, &metrics))
+        .layer(middleware::from_fn_with_state(options.framing, framing))
         .layer(middleware::map_response(api_version))
         .layer(middleware::from_fn_with_state(metrics, track))
         .layer(middleware::from_fn(access_log))

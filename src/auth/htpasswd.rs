@@ -127,7 +127,9 @@ impl Htpasswd {
     }
 }
 
-fn parse(text: &str, source: &str) -> HashMap<String, String> {
+/// The users of an htpasswd text (`user:bcrypt-hash` lines; comments, blanks and malformed or
+/// non-bcrypt lines skipped with a warning naming `source` and the line).
+pub fn parse(text: &str, source: &str) -> HashMap<String, String> {
     let mut users = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

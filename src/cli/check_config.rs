@@ -19,6 +19,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     println!("tls: {}", c.tls_enabled());
     println!("metrics enabled: {}", c.metrics().enabled);
     println!("drain timeout: {:?}", c.http.draintimeout);
+    println!("connection limits: {:?}", c.connection_limits());
     println!("delete enabled: {}", c.storage.delete.enabled);
     println!("link cache TTL: {:?}", c.storage.cache.linkttl);
     println!("auth: {:?}", c.auth.mode().map_err(anyhow::Error::msg)?);

@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use super::{init_logging, ConfigArg};
-use crate::app::build_server;
+use crate::app::{build_server, SecretSource};
 use crate::config::{Config, StorageKind};
 use crate::net::server;
 use crate::net::tls::Tls;
@@ -48,6 +48,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .check()
         .await
         .map_err(|e| anyhow::anyhow!("storage {}: {e}", built.driver.name()))?;
+    if let SecretSource::Kept { path, created } = &built.secret {
+        tracing::info!(
+            path = %path.display(),
+            created,
+            "no http.secret configured: using the one kept in the data folder (0600), so uploads \
+             survive a restart. Set REGISTRY_HTTP_SECRET to share it between replicas."
+        );
+    }
     if built.secret_generated {
         tracing::warn!(
             "no http.secret configured: generated a random one; uploads cannot continue on another \
@@ -83,6 +91,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         built.router,
         tls,
+        config.connection_limits(),
         shutdown_signal(),
         config.http.draintimeout,
         move || health.set_shutting_down(),

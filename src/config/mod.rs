@@ -13,6 +13,7 @@ pub mod auth;
 mod env;
 pub mod flex;
 pub mod imagestreams;
+mod limits;
 pub mod notifications;
 pub mod ops;
 mod storage_cloud;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use auth::{AuthConfig, AuthMode};
 pub use env::EnvOverride;
+pub use limits::ConnectionLimits;
 pub use ops::{
     HealthConfig, MetricsConfig, ProxyConfig, RouteConfig, Secret, TlsConfig, TrustConfig,
 };
@@ -308,6 +310,45 @@ pub struct HttpConfig {
     pub draintimeout: Duration,
     /// Serve HTTPS (`http.tls`).
     pub tls: Option<TlsConfig>,
+    /// Connection limits (see [`ConnectionLimits`] and README "Limits and failure modes").
+    /// How long a client may take to send a request head (`0`: no limit).
+    #[serde(deserialize_with = "flex::duration")]
+    pub headerreadtimeout: Duration,
+    /// How long an idle keep-alive connection stays open (`0`: no limit).
+    #[serde(deserialize_with = "flex::duration")]
+    pub idletimeout: Duration,
+    /// How long a request body may send nothing before it is cut (`0`: no limit).
+    #[serde(deserialize_with = "flex::duration")]
+    pub bodytimeout: Duration,
+    /// Most connections open at once (`0`: the open-file limit minus a reserve).
+    #[serde(deserialize_with = "flex::i64")]
+    pub maxconnections: i64,
+    /// Most request header bytes answered (more: 431).
+    #[serde(deserialize_with = "flex::i64")]
+    pub maxheaderbytes: i64,
+    /// HTTP/2 settings.
+    pub http2: Http2Config,
+}
+
+/// `http.http2`: per-connection HTTP/2 limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Config {
+    /// Most streams (requests) open at once on one connection.
+    #[serde(deserialize_with = "flex::i64")]
+    pub maxconcurrentstreams: i64,
+    /// Most bytes of one request's header list (HPACK-decoded).
+    #[serde(deserialize_with = "flex::i64")]
+    pub maxheaderlistsize: i64,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            maxconcurrentstreams: 100,
+            maxheaderlistsize: 64 << 10,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -319,6 +360,12 @@ impl Default for HttpConfig {
             relativeurls: true,
             draintimeout: Duration::from_secs(29),
             tls: None,
+            headerreadtimeout: Duration::from_secs(30),
+            idletimeout: Duration::from_secs(120),
+            bodytimeout: Duration::from_secs(60),
+            maxconnections: 0,
+            maxheaderbytes: 64 << 10,
+            http2: Http2Config::default(),
         }
     }
 }
@@ -446,6 +493,18 @@ impl Config {
             .map_err(|_| key_err("http.addr", format!("not a host:port address: {a:?}")))
     }
 
+    /// Whether no storage section is configured (the embedded default: `./registry-data`).
+    pub fn storage_is_embedded_default(&self) -> bool {
+        let s = &self.storage;
+        s.filesystem.is_none()
+            && s.emptydir.is_none()
+            && s.pvc.is_none()
+            && s.inmemory.is_none()
+            && s.s3.is_none()
+            && s.gcs.is_none()
+            && s.azure.is_none()
+    }
+
     /// The storage backend; filesystem in `./registry-data` when none is configured.
     pub fn storage_kind(&self) -> Result<StorageKind, ConfigError> {
         let s = &self.storage;
@@ -544,6 +603,7 @@ impl Config {
             }
             r.files().map_err(|m| key_err(&format!("routes[{i}]"), m))?;
         }
+        self.validate_http_limits()?;
         if self.health.storagedriver.enabled && self.health.storagedriver.interval.is_zero() {
             return Err(key_err(
                 "health.storagedriver.interval",
@@ -551,6 +611,51 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_http_limits(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        if h.maxconnections < 0 {
+            return Err(key_err(
+                "http.maxconnections",
+                "must be 0 (automatic) or more",
+            ));
+        }
+        if !(4096..=(1 << 20)).contains(&h.maxheaderbytes) {
+            return Err(key_err(
+                "http.maxheaderbytes",
+                "must be between 4096 and 1048576",
+            ));
+        }
+        if !(1..=(1 << 16)).contains(&h.http2.maxconcurrentstreams) {
+            return Err(key_err(
+                "http.http2.maxconcurrentstreams",
+                "must be between 1 and 65536",
+            ));
+        }
+        if !(4096..=(1 << 20)).contains(&h.http2.maxheaderlistsize) {
+            return Err(key_err(
+                "http.http2.maxheaderlistsize",
+                "must be between 4096 and 1048576",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The connection limits `http.*` asks for (`maxconnections = 0` is `None`: the server
+    /// derives it from the open-file limit).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        let h = &self.http;
+        let some = |d: Duration| (!d.is_zero()).then_some(d);
+        ConnectionLimits {
+            header_read_timeout: some(h.headerreadtimeout),
+            idle_timeout: some(h.idletimeout),
+            body_timeout: some(h.bodytimeout),
+            max_connections: usize::try_from(h.maxconnections).ok().filter(|n| *n > 0),
+            max_header_bytes: usize::try_from(h.maxheaderbytes).unwrap_or(64 << 10),
+            h2_max_concurrent_streams: u32::try_from(h.http2.maxconcurrentstreams).unwrap_or(100),
+            h2_max_header_list_size: u32::try_from(h.http2.maxheaderlistsize).unwrap_or(64 << 10),
+        }
     }
 
     /// Whether the server speaks TLS (`http.tls` set, or routes with certificates).

@@ -242,3 +242,47 @@ fn storage_maintenance_gc_delay_defaults_to_an_hour_and_takes_the_env() {
     .unwrap_err();
     assert!(err.to_string().contains("gc.delay"), "{err}");
 }
+
+#[test]
+fn connection_limits_from_file_and_env() {
+    let (c, _) = Config::from_yaml("", &[]).unwrap();
+    let l = c.connection_limits();
+    assert_eq!(l.header_read_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(l.idle_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(l.body_timeout, Some(Duration::from_secs(60)));
+    assert_eq!(l.max_connections, None);
+    assert_eq!(l.max_header_bytes, 64 << 10);
+    assert_eq!(l.h2_max_concurrent_streams, 100);
+    let y = "http:\n  headerReadTimeout: 5s\n  idletimeout: 0\n  maxconnections: 100\n  http2:\n    maxConcurrentStreams: 10\n";
+    let e = env(&[
+        ("REGISTRY_HTTP_BODYTIMEOUT", "2m"),
+        ("REGISTRY_HTTP_MAXHEADERBYTES", "8192"),
+        ("REGISTRY_HTTP_HTTP2_MAXHEADERLISTSIZE", "16384"),
+    ]);
+    let (c, w) = Config::from_yaml(y, &e).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let l = c.connection_limits();
+    assert_eq!(l.header_read_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(l.idle_timeout, None);
+    assert_eq!(l.body_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(l.max_connections, Some(100));
+    assert_eq!(l.max_header_bytes, 8192);
+    assert_eq!(l.h2_max_concurrent_streams, 10);
+    assert_eq!(l.h2_max_header_list_size, 16384);
+    for (yaml, key) in [
+        ("http:\n  maxconnections: -1\n", "http.maxconnections"),
+        ("http:\n  maxheaderbytes: 10\n", "http.maxheaderbytes"),
+        (
+            "http:\n  http2:\n    maxconcurrentstreams: 0\n",
+            "http.http2.maxconcurrentstreams",
+        ),
+        (
+            "http:\n  http2:\n    maxheaderlistsize: 1\n",
+            "http.http2.maxheaderlistsize",
+        ),
+        ("http:\n  bodytimeout: soon\n", "http.bodytimeout"),
+    ] {
+        let err = Config::from_yaml(yaml, &[]).unwrap_err();
+        assert!(err.to_string().contains(key), "{yaml}: {err}");
+    }
+}

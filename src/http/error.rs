@@ -242,6 +242,13 @@ impl ApiError {
         )
     }
 
+    /// A storage fault the client should know the nature of (full, read-only, forbidden): a
+    /// fixed message, the cause in the log.
+    fn storage_fault(status: StatusCode, message: &str, cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(%cause, "request failed: {message}");
+        ApiError::new(status, ErrorCode::Unavailable, message)
+    }
+
     fn internal(status: StatusCode, code: ErrorCode, cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%cause, "request failed");
         let message = if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -319,6 +326,23 @@ impl From<RegistryError> for ApiError {
             E::StorageFailed(s) => {
                 ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &s)
             }
+            // One answer for a full volume wherever it is hit (upload, manifest, tag, link):
+            // 507, the cause (path, errno) in the log only.
+            E::StorageFull(s) => ApiError::storage_fault(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage is full: free space, then retry (an upload resumes where it stopped)",
+                &s,
+            ),
+            E::StorageReadOnly(s) => ApiError::storage_fault(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage is read-only: nothing can be written",
+                &s,
+            ),
+            E::StorageDenied(s) => ApiError::storage_fault(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage denied access: the registry may not write its data folder",
+                &s,
+            ),
             E::Internal(_) => {
                 ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, &msg)
             }

@@ -15,17 +15,17 @@ pub fn upload_range(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
 
-/// A chunk's `Content-Range`: `<start>-<end>`, also accepting `bytes <start>-<end>/<total>` and
-/// `bytes=<start>-<end>`. Returns (start, end inclusive).
+/// A chunk's `Content-Range` in the spec's form `<start>-<end>` (`^[0-9]+-[0-9]+$`, inclusive,
+/// start ≤ end), as distribution parses it; anything else (`0-9/10`, `bytes 0-9/10`, signs,
+/// spaces) is `None` and answers 416. Returns (start, end inclusive).
 pub fn parse_content_range(v: &str) -> Option<(u64, u64)> {
-    let v = v.trim();
-    let v = v
-        .strip_prefix("bytes=")
-        .or_else(|| v.strip_prefix("bytes "))
-        .unwrap_or(v);
-    let v = v.split('/').next()?;
     let (a, b) = v.split_once('-')?;
-    let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (a, b) = (number(a)?, number(b)?);
     (a <= b).then_some((a, b))
 }
 
@@ -103,6 +103,37 @@ pub fn accepts(accepted: &[String], media_type: &str) -> bool {
             .any(|a| a == "*/*" || a == "application/*" || a == media_type)
 }
 
+/// Whether `v` is a media type as RFC 9110 §8.3.1 writes it: `type "/" subtype` of tokens, then
+/// `; name=value` parameters (value a token or a quoted string). What distribution's Go
+/// `mime.ParseMediaType` accepts, so a `Content-Type` either parses or is refused.
+pub fn is_media_type(v: &str) -> bool {
+    fn token(s: &str) -> bool {
+        !s.is_empty()
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    }
+    fn quoted(s: &str) -> bool {
+        s.len() >= 2
+            && s.starts_with('"')
+            && s.ends_with('"')
+            && s[1..s.len() - 1]
+                .bytes()
+                .all(|c| c == b'\t' || (c >= 0x20 && c != 0x7f))
+    }
+    let mut parts = v.split(';');
+    let Some((t, sub)) = parts.next().unwrap_or("").trim().split_once('/') else {
+        return false;
+    };
+    token(t)
+        && token(sub)
+        && parts.all(|p| {
+            let p = p.trim();
+            p.is_empty()
+                || p.split_once('=')
+                    .is_some_and(|(k, v)| token(k.trim()) && (token(v.trim()) || quoted(v.trim())))
+        })
+}
+
 pub fn header_str<'a>(h: &'a HeaderMap, name: &axum::http::HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -114,10 +145,50 @@ mod tests {
     #[test]
     fn content_ranges() {
         assert_eq!(parse_content_range("0-99"), Some((0, 99)));
-        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
-        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
+        assert_eq!(parse_content_range("100-199"), Some((100, 199)));
+        assert_eq!(parse_content_range("5-5"), Some((5, 5)));
+        for bad in [
+            "bytes 100-199/*",
+            "bytes=5-5",
+            "0-9/10",
+            " 0-9",
+            "0-9 ",
+            "+0-9",
+            "0--9",
+            "-9",
+            "0-",
+            "0-99999999999999999999999",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
         assert_eq!(parse_content_range("9-1"), None);
         assert_eq!(parse_content_range("x"), None);
+    }
+
+    #[test]
+    fn media_types() {
+        for ok in [
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"utf-8\"",
+            "text/plain;",
+        ] {
+            assert!(is_media_type(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "garbage",
+            "a/b/c",
+            "/json",
+            "application/",
+            "application/vnd.oci.image.manifest.v1+json garbage",
+            "application/json; charset",
+            "application/json; =x",
+            "ünïcode/json",
+            ";",
+        ] {
+            assert!(!is_media_type(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::headers::{accepted_types, accepts, header_str, hv};
+use super::headers::{accepted_types, accepts, header_str, hv, is_media_type};
 use super::{ApiError, AppState};
 use crate::oci::{media, Digest, Reference, RepositoryName};
 use crate::registry::{default_platform_child, Manifest, RegistryError, MAX_MANIFEST_SIZE};
@@ -69,7 +69,20 @@ pub async fn put(
             return Err(too_large());
         }
     }
-    let content_type = header_str(&req.headers, &header::CONTENT_TYPE).map(str::to_owned);
+    // A Content-Type must be a media type (distribution refuses what Go's mime parser refuses):
+    // garbage, or bytes that are not text, would otherwise count as no Content-Type at all.
+    let content_type = match req.headers.get(header::CONTENT_TYPE) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(t) if t.trim().is_empty() => None,
+            Ok(t) if is_media_type(t) => Some(t.to_owned()),
+            _ => {
+                return Err(ApiError::from(RegistryError::ManifestInvalid(
+                    "the Content-Type is not a media type".into(),
+                )))
+            }
+        },
+    };
     let body = axum::body::to_bytes(body, MAX_MANIFEST_SIZE)
         .await
         .map_err(|e| {

@@ -55,7 +55,7 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let req = &parts;
     let method = req.method.clone();
     let r = match (&route, &method) {
-        (Route::Base, _) => Ok(base()),
+        (Route::Base, &Method::GET | &Method::HEAD) => Ok(base()),
         (Route::Catalog { page }, &Method::GET) => listing::catalog(&state, page, req).await,
         (Route::Tags { name, page }, &Method::GET) => listing::tags(&state, name, page).await,
         (Route::Manifest { name, reference }, &Method::GET | &Method::HEAD) => {
@@ -137,7 +137,8 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
             },
             &Method::DELETE,
         ) => blobs::cancel_upload(&state, name, uuid, token.as_deref()).await,
-        _ => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::method_not_allowed()
+            .with_header(axum::http::header::ALLOW, route.allowed_methods())),
     };
     r.unwrap_or_else(IntoResponse::into_response)
 }

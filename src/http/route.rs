@@ -106,6 +106,22 @@ impl Route {
         }
     }
 
+    /// The methods the route answers, as an `Allow` value (for 405 answers).
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Route::Base => "GET, HEAD",
+            Route::Blob { .. } => "GET, HEAD, DELETE",
+            Route::Manifest { .. } => "GET, HEAD, PUT, DELETE",
+            Route::Catalog { .. }
+            | Route::Tags { .. }
+            | Route::Referrers { .. }
+            | Route::TagHistory { .. } => "GET",
+            Route::AdminBlob { .. } => "DELETE",
+            Route::UploadStart { .. } => "POST",
+            Route::Upload { .. } => "GET, PATCH, PUT, DELETE",
+        }
+    }
+
     /// The repository the route is about, if any.
     pub fn repository(&self) -> Option<&RepositoryName> {
         match self {

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod body;
+pub mod framing;
 pub mod limits;
 pub mod metrics;
 pub mod readonly;

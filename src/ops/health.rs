@@ -119,7 +119,7 @@ async fn check_loop(
         let Some(h) = weak.upgrade() else { return };
         let r = match tokio::time::timeout(interval, driver.health()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("{e} (kind {})", e.kind().label())),
             Err(_) => Err(format!("no answer within {interval:?}")),
         };
         match &r {
@@ -132,6 +132,11 @@ async fn check_loop(
             _ => {}
         }
         was_ok = Some(r.is_ok());
+        if let Some(free) = driver.free_bytes().await {
+            metrics
+                .storage_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+        }
         h.record(r.is_ok(), threshold);
         metrics
             .storage_up

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub limiter_rejected: IntCounterVec,
     /// 1 while the last storage health check passed, else 0.
     pub storage_up: IntGauge,
+    /// Bytes free on the storage volume (filesystem storage; updated by the health check).
+    pub storage_free_bytes: IntGauge,
     /// Auth review calls (`imageregistry_auth_review_requests_total{type,result}`) and their cache
     /// (`imageregistry_auth_review_cache_requests_total{type}`, type = hit|miss): for the auth layer.
     pub auth_reviews: IntCounterVec,
@@ -215,8 +217,8 @@ impl Metrics {
             storage_errors: f.counter_vec(
                 "storage",
                 "errors_total",
-                "Failed storage driver calls, by operation and error code.",
-                &["operation", "code"],
+                "Failed storage driver calls, by operation, error code and kind (full, read_only, denied, not_found, invalid_path, io, backend).",
+                &["operation", "code", "kind"],
             ),
             upload_bytes: f.counter(
                 "http",
@@ -245,6 +247,11 @@ impl Metrics {
                 "storage",
                 "health_up",
                 "1 while the storage health check passes, else 0.",
+            ),
+            storage_free_bytes: f.gauge(
+                "storage",
+                "filesystem_free_bytes",
+                "Bytes free for the registry on the filesystem storage volume (statvfs f_bavail), at the last health check.",
             ),
             auth_reviews: f.counter_vec(
                 "auth",
@@ -318,7 +325,7 @@ impl StorageObserver for Metrics {
                 StorageError::Backend(_) => "BACKEND",
             };
             self.storage_errors
-                .with_label_values(&[operation, code])
+                .with_label_values(&[operation, code, e.kind().label()])
                 .inc();
         }
     }
@@ -399,14 +406,14 @@ mod tests {
             .with_label_values(&["200", "GET"])
             .inc();
         m.storage_errors
-            .with_label_values(&["stat", "PATH_NOT_FOUND"])
+            .with_label_values(&["stat", "PATH_NOT_FOUND", "not_found"])
             .inc();
         let text = m.encode();
         for name in [
             "imageregistry_build_info{",
             "imageregistry_http_in_flight_requests ",
             "imageregistry_http_requests_total{code=\"200\",method=\"GET\"} 1",
-            "imageregistry_storage_errors_total{code=\"PATH_NOT_FOUND\",operation=\"stat\"} 1",
+            "imageregistry_storage_errors_total{code=\"PATH_NOT_FOUND\",kind=\"not_found\",operation=\"stat\"} 1",
             "imageregistry_http_limiter_running_requests{limiter=\"write\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing in:\n{text}");

@@ -4,7 +4,7 @@
 //! [`RegistryError::StorageFailed`]), so nothing above the registry looks at `StorageError`.
 
 use crate::oci::{Digest, RepositoryName};
-use crate::storage::StorageError;
+use crate::storage::{FaultKind, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -49,6 +49,15 @@ pub enum RegistryError {
     /// A mirrored repository's upstream failed and nothing cached could answer.
     #[error(transparent)]
     Upstream(#[from] super::UpstreamError),
+    /// The volume is full (`ENOSPC`, `EDQUOT`): nothing more can be written until space is freed.
+    #[error(transparent)]
+    StorageFull(StorageError),
+    /// The volume is read-only (`EROFS`).
+    #[error(transparent)]
+    StorageReadOnly(StorageError),
+    /// The process may not write to the storage (`EACCES`, `EPERM`).
+    #[error(transparent)]
+    StorageDenied(StorageError),
     #[error("internal error: {0}")]
     Internal(String),
     /// The cluster refused to record a pushed image (a quota): `DENIED`.
@@ -63,9 +72,12 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 impl From<StorageError> for RegistryError {
     fn from(e: StorageError) -> RegistryError {
-        match e {
-            StorageError::Backend(_) => RegistryError::StorageUnavailable(e),
-            StorageError::NotFound(_) | StorageError::InvalidPath(_) | StorageError::Io { .. } => {
+        match e.kind() {
+            FaultKind::Backend => RegistryError::StorageUnavailable(e),
+            FaultKind::Full => RegistryError::StorageFull(e),
+            FaultKind::ReadOnly => RegistryError::StorageReadOnly(e),
+            FaultKind::Denied => RegistryError::StorageDenied(e),
+            FaultKind::NotFound | FaultKind::InvalidPath | FaultKind::Io => {
                 RegistryError::StorageFailed(e)
             }
         }

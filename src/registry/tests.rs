@@ -309,3 +309,27 @@ async fn another_replica_sees_new_things_at_once_and_moves_within_the_ttl() {
     tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
     assert_eq!(tag_digest(&reader, "t").await, None);
 }
+
+#[test]
+fn storage_faults_are_sorted_by_errno() {
+    use crate::storage::{FaultKind, StorageError};
+    // Linux errno values: ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO.
+    for (code, kind) in [
+        (28, FaultKind::Full),
+        (122, FaultKind::Full),
+        (30, FaultKind::ReadOnly),
+        (13, FaultKind::Denied),
+        (1, FaultKind::Denied),
+        (5, FaultKind::Io),
+    ] {
+        let e = StorageError::io("/x", std::io::Error::from_raw_os_error(code));
+        assert_eq!(e.kind(), kind, "errno {code}");
+        let r = RegistryError::from(e);
+        match kind {
+            FaultKind::Full => assert!(matches!(r, RegistryError::StorageFull(_))),
+            FaultKind::ReadOnly => assert!(matches!(r, RegistryError::StorageReadOnly(_))),
+            FaultKind::Denied => assert!(matches!(r, RegistryError::StorageDenied(_))),
+            _ => assert!(matches!(r, RegistryError::StorageFailed(_))),
+        }
+    }
+}

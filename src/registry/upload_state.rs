@@ -47,6 +47,40 @@ impl UploadSecret {
         UploadSecret(hex::encode(b).into_bytes())
     }
 
+    /// The secret kept in `path` (trimmed), or a new random one written there first, readable
+    /// by the owner only (0600). The second value says whether it was created now.
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<(UploadSecret, bool)> {
+        match std::fs::read_to_string(path) {
+            Ok(s) if !s.trim().is_empty() => {
+                return Ok((UploadSecret(s.trim().as_bytes().to_vec()), false))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let secret = UploadSecret::random();
+        // Written under a temporary name, synced, then renamed: a crash never leaves a torn file.
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write as _;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let mut f = o.open(&tmp)?;
+            f.write_all(&secret.0)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        #[cfg(unix)]
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        Ok((secret, true))
+    }
+
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length.
         HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())

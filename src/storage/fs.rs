@@ -7,6 +7,25 @@
 //! `fdatasync` on commit. Reads stream the file in large blocks. Hidden entries (names
 //! starting with `.`) are temporary files and are never listed: no valid repository component, tag or
 //! digest starts with a dot.
+//!
+//! Durability order (what is on stable storage before a write is acknowledged, so a crash at any
+//! point never leaves a link or tag naming data that is not there):
+//!
+//! 1. New folders: every folder a durable write creates is made with its parent folder `fsync`ed
+//!    after it, top down, so the path to the file survives a crash (`create_parent_durable`).
+//! 2. Blob data: the upload's data file is `fdatasync`ed by the writer's `commit` (final `PUT`),
+//!    then renamed into `blobs/<alg>/<xx>/<hex>/data`, then that folder is `fsync`ed (`sync_dir`):
+//!    the blob's directory entry is durable before anything refers to it.
+//! 3. Small files (layer and manifest links, tag `current/link` and index entries, manifest
+//!    revisions): a hidden temporary file is written and `fdatasync`ed, renamed over the target,
+//!    then the target's folder is `fsync`ed. The registry writes links only after step 2 returned,
+//!    so a link's entry is never durable before the data it names.
+//! 4. Only then does the handler answer 201.
+//!
+//! `put_content_unsynced` (hash states, upload start times) skips the syncs: losing them in a
+//! crash costs a re-hash of the data, never a wrong answer. An upload's data before its final
+//! `PUT` is not synced either (a crash loses the unsynced tail; the file's size is the offset a
+//! client resumes from).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +55,9 @@ const SMALL_READ: u64 = 256 << 10;
 #[derive(Debug, Clone)]
 pub struct FsDriver {
     root: PathBuf,
+    /// Whether `health` also proves the volume takes a write (off for read-only registries,
+    /// which may serve a read-only mount).
+    write_probe: bool,
 }
 
 impl FsDriver {
@@ -43,7 +65,17 @@ impl FsDriver {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<FsDriver> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FsDriver { root })
+        Ok(FsDriver {
+            root,
+            write_probe: false,
+        })
+    }
+
+    /// Makes `health` write (and remove) a one-byte probe file: a full, read-only or forbidden
+    /// volume is then unhealthy.
+    pub fn with_write_probe(mut self, on: bool) -> FsDriver {
+        self.write_probe = on;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -66,10 +98,16 @@ impl FsDriver {
                 f.write_all(&data)?;
                 if sync {
                     f.sync_data()?;
+                    trace("fdatasync", &tmp);
                 }
-                std::fs::rename(&tmp, &p)
+                std::fs::rename(&tmp, &p)?;
+                trace("rename", &p);
+                if sync {
+                    sync_parent(&p)?;
+                }
+                Ok(())
             };
-            let r = in_parent(&p, write);
+            let r = in_parent(&p, sync, write);
             if r.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -114,6 +152,55 @@ fn temp_sibling(p: &Path) -> PathBuf {
     p.with_file_name(format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()))
 }
 
+/// `fsync`s a folder: its entries (files renamed or created in it) survive a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    trace("fsync-dir", dir);
+    Ok(())
+}
+
+fn sync_parent(p: &Path) -> io::Result<()> {
+    match p.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Creates the missing folders above `p`, `fsync`ing the parent of each new one (top down).
+fn create_parent_durable(p: &Path) -> io::Result<()> {
+    let Some(parent) = p.parent() else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    let mut cur = parent;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(up) => cur = up,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(parent)?;
+    for dir in missing.iter().rev() {
+        sync_parent(dir)?;
+    }
+    Ok(())
+}
+
+/// Records a durability step for the tests of the order (nothing outside tests).
+#[cfg(test)]
+fn trace(step: &str, p: &Path) {
+    if let Ok(mut t) = TRACE.lock() {
+        t.push(format!("{step} {}", p.display()));
+    }
+}
+
+#[cfg(not(test))]
+fn trace(_: &str, _: &Path) {}
+
+#[cfg(test)]
+static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn create_parent(p: &Path) -> io::Result<()> {
     match p.parent() {
         Some(parent) => std::fs::create_dir_all(parent),
@@ -123,11 +210,15 @@ fn create_parent(p: &Path) -> io::Result<()> {
 
 /// Makes `p`'s parent folders, then runs `op`; again (a few times) when `op` finds a folder
 /// missing: garbage collection's [`prune_empty_dirs`](StorageDriver::prune_empty_dirs) may remove
-/// an empty folder between the two.
-fn in_parent<T>(p: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+/// an empty folder between the two. `durable`: new folders are made durable in their parents.
+fn in_parent<T>(p: &Path, durable: bool, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut tries = 0;
     loop {
-        create_parent(p)?;
+        if durable {
+            create_parent_durable(p)?;
+        } else {
+            create_parent(p)?;
+        }
         match op() {
             Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
             r => return r,
@@ -141,19 +232,50 @@ impl StorageDriver for FsDriver {
         "filesystem"
     }
 
-    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy).
+    /// Healthy while the root folder exists (a lost mount or a deleted folder is unhealthy) and,
+    /// with the write probe on, takes a write: a hidden probe file of one byte is written and
+    /// removed, so a full (`ENOSPC`/`EDQUOT`), read-only (`EROFS`) or forbidden (`EACCES`) volume
+    /// is unhealthy too.
     async fn health(&self) -> Result<()> {
         match tokio::fs::metadata(&self.root).await {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(StorageError::Backend(format!(
-                "storage root {} is not a directory",
-                self.root.display()
-            ))),
-            Err(e) => Err(StorageError::Backend(format!(
-                "storage root {}: {e}",
-                self.root.display()
-            ))),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(StorageError::Backend(format!(
+                    "storage root {} is not a directory",
+                    self.root.display()
+                )))
+            }
+            Err(e) => {
+                return Err(StorageError::Backend(format!(
+                    "storage root {}: {e}",
+                    self.root.display()
+                )))
+            }
         }
+        if !self.write_probe {
+            return Ok(());
+        }
+        let probe = self
+            .root
+            .join(format!(".health-probe-{}", std::process::id()));
+        blocking("/", move || {
+            let r = std::fs::write(&probe, b"h");
+            let _ = std::fs::remove_file(&probe);
+            r
+        })
+        .await
+    }
+
+    async fn free_bytes(&self) -> Option<u64> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            rustix::fs::statvfs(&root)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     async fn get_content(&self, path: &str) -> Result<Bytes> {
@@ -316,7 +438,7 @@ impl StorageDriver for FsDriver {
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
         let p = self.full(path)?;
         let (file, size) = blocking(path, move || {
-            let mut f = in_parent(&p, || {
+            let mut f = in_parent(&p, false, || {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .write(true)
@@ -337,6 +459,7 @@ impl StorageDriver for FsDriver {
             unsynced: 0,
             syncing: None,
             writing: None,
+            failure: None,
         }))
     }
 
@@ -345,7 +468,13 @@ impl StorageDriver for FsDriver {
         let dst = self.full(to)?;
         blocking(from, move || {
             std::fs::metadata(&src)?;
-            in_parent(&dst, || std::fs::rename(&src, &dst))
+            in_parent(&dst, true, || {
+                std::fs::rename(&src, &dst)?;
+                trace("rename", &dst);
+                Ok(())
+            })?;
+            // The new entry is durable before the caller links to it.
+            sync_parent(&dst)
         })
         .await
     }
@@ -416,17 +545,45 @@ struct FsWriter {
     syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
     /// A batch being written behind; it holds the file until done.
     writing: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
+    /// The first I/O error (OS code, kind, text): every later call reports it again, so a full
+    /// disk reads as `ENOSPC` to the end, not as a writer that merely "failed".
+    failure: Option<(Option<i32>, io::ErrorKind, String)>,
 }
 
 impl FsWriter {
     /// The file, once the batch being written behind (if any) is on it; its error if it failed.
     async fn take_file(&mut self) -> Result<std::fs::File> {
         if let Some(t) = self.writing.take() {
-            return join(&self.path, t).await;
+            let r = join(&self.path, t).await;
+            return self.note(r);
         }
-        self.file
-            .take()
-            .ok_or_else(|| StorageError::Backend("writer already failed".into()))
+        match self.file.take() {
+            Some(f) => Ok(f),
+            None => Err(self.failed()),
+        }
+    }
+
+    /// Remembers the first I/O error of `r`.
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(StorageError::Io { source, .. }) = &r {
+            if self.failure.is_none() {
+                self.failure = Some((source.raw_os_error(), source.kind(), source.to_string()));
+            }
+        }
+        r
+    }
+
+    /// The error of a writer that lost its file: the first I/O error again.
+    fn failed(&self) -> StorageError {
+        match &self.failure {
+            Some((Some(code), _, _)) => {
+                StorageError::io(&self.path, io::Error::from_raw_os_error(*code))
+            }
+            Some((None, kind, text)) => {
+                StorageError::io(&self.path, io::Error::new(*kind, text.clone()))
+            }
+            None => StorageError::Backend("writer already failed".into()),
+        }
     }
 
     /// Writes the pending chunks. Without `sync` the batch is written behind, on a blocking
@@ -443,8 +600,9 @@ impl FsWriter {
         let written = self.pending_len as u64;
         self.pending_len = 0;
         if sync {
-            let file = blocking(&self.path, move || write_batch(file, chunks, true)).await?;
-            self.file = Some(file);
+            let r = blocking(&self.path, move || write_batch(file, chunks, true)).await;
+            self.file = Some(self.note(r)?);
+            trace("commit-fdatasync", Path::new(&self.path));
             return Ok(());
         }
         self.unsynced += written;
@@ -465,7 +623,10 @@ impl FsWriter {
     /// Waits for the background sync, if any, and reports its error.
     async fn wait_sync(&mut self) -> Result<()> {
         match self.syncing.take() {
-            Some(t) => join(&self.path, t).await,
+            Some(t) => {
+                let r = join(&self.path, t).await;
+                self.note(r)
+            }
             None => Ok(()),
         }
     }
@@ -515,6 +676,69 @@ mod tests {
     use futures::TryStreamExt;
 
     use super::*;
+
+    /// The durability steps recorded for paths under `root`, in order, with `root` cut off.
+    fn steps_under(root: &Path, upload: &str) -> Vec<String> {
+        let root = root.display().to_string();
+        TRACE
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.contains(&root) || s.ends_with(upload))
+            .map(|s| s.replace(&root, ""))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn blob_then_link_durability_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        let upload = format!("/u{}/data", uuid::Uuid::new_v4().simple());
+        // What the registry does for a final PUT: commit the data, rename it into place, link it.
+        let mut w = d.writer(&upload, false).await.unwrap();
+        w.write(Bytes::from_static(b"blob bytes")).await.unwrap();
+        w.commit().await.unwrap();
+        d.rename(&upload, "/blobs/sha256/ab/abcd/data")
+            .await
+            .unwrap();
+        d.put_content(
+            "/repo/app/_layers/sha256/abcd/link",
+            Bytes::from_static(b"sha256:abcd"),
+        )
+        .await
+        .unwrap();
+        let steps = steps_under(dir.path(), &upload);
+        let pos = |want: &str| {
+            steps
+                .iter()
+                .position(|s| {
+                    s == want || (want.ends_with('*') && s.starts_with(&want[..want.len() - 1]))
+                })
+                .unwrap_or_else(|| panic!("{want} missing in {steps:#?}"))
+        };
+        let commit = pos(&format!("commit-fdatasync {upload}"));
+        let blob_rename = pos("rename /blobs/sha256/ab/abcd/data");
+        let blob_dir = pos("fsync-dir /blobs/sha256/ab/abcd");
+        let link_data = pos("fdatasync /repo/app/_layers/sha256/abcd/.link.tmp*");
+        let link_rename = pos("rename /repo/app/_layers/sha256/abcd/link");
+        let link_dir = steps
+            .iter()
+            .rposition(|s| s == "fsync-dir /repo/app/_layers/sha256/abcd")
+            .unwrap();
+        assert!(commit < blob_rename && blob_rename < blob_dir, "{steps:#?}");
+        assert!(
+            blob_dir < link_data && link_data < link_rename && link_rename < link_dir,
+            "{steps:#?}"
+        );
+        // Every new folder's entry was synced in its parent, top down, before the file in it.
+        for parent in ["", "/blobs", "/blobs/sha256", "/blobs/sha256/ab"] {
+            let p = steps
+                .iter()
+                .position(|s| *s == format!("fsync-dir {parent}"))
+                .unwrap_or_else(|| panic!("fsync-dir {parent:?} missing in {steps:#?}"));
+            assert!(p < blob_rename, "{steps:#?}");
+        }
+    }
 
     async fn read_all(d: &FsDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
         let chunks: Vec<Bytes> = d

@@ -174,6 +174,10 @@ impl StorageDriver for Instrumented {
     async fn check(&self) -> Result<()> {
         self.inner.check().await
     }
+
+    async fn free_bytes(&self) -> Option<u64> {
+        self.inner.free_bytes().await
+    }
 }
 
 struct InstrumentedWriter {

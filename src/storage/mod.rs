@@ -81,6 +81,60 @@ impl StorageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound(_))
     }
+
+    /// What kind of failure this is, for the answer, the log and the
+    /// `imageregistry_storage_errors_total{kind}` label.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            StorageError::NotFound(_) => FaultKind::NotFound,
+            StorageError::InvalidPath(_) => FaultKind::InvalidPath,
+            StorageError::Backend(_) => FaultKind::Backend,
+            StorageError::Io { source, .. } => FaultKind::of_io(source),
+        }
+    }
+}
+
+/// The kinds of storage failure a client is told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    NotFound,
+    InvalidPath,
+    /// `ENOSPC` or `EDQUOT`: no space (or quota) left.
+    Full,
+    /// `EROFS`: the volume is mounted read-only.
+    ReadOnly,
+    /// `EACCES`/`EPERM`: the process may not write there.
+    Denied,
+    /// Any other I/O error.
+    Io,
+    /// An object store's error, outage or throttling.
+    Backend,
+}
+
+impl FaultKind {
+    /// Sorts an I/O error (its OS code where there is one).
+    pub fn of_io(e: &io::Error) -> FaultKind {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => FaultKind::Full,
+            io::ErrorKind::ReadOnlyFilesystem => FaultKind::ReadOnly,
+            io::ErrorKind::PermissionDenied => FaultKind::Denied,
+            io::ErrorKind::NotFound => FaultKind::NotFound,
+            _ => FaultKind::Io,
+        }
+    }
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::NotFound => "not_found",
+            FaultKind::InvalidPath => "invalid_path",
+            FaultKind::Full => "full",
+            FaultKind::ReadOnly => "read_only",
+            FaultKind::Denied => "denied",
+            FaultKind::Io => "io",
+            FaultKind::Backend => "backend",
+        }
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -183,6 +237,10 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// A URL where a client may GET the file directly for a while, if the driver offers one.
     async fn redirect_url(&self, _path: &str) -> Result<Option<String>> {
         Ok(None)
+    }
+    /// Bytes free for new data, where the backend has such a number (filesystems).
+    async fn free_bytes(&self) -> Option<u64> {
+        None
     }
     /// Start-up probe: fails with a message naming what to fix (bucket, credentials).
     async fn check(&self) -> Result<()> {

@@ -17,10 +17,12 @@ mod events;
 #[path = "../fake_kube/mod.rs"]
 mod fake_kube;
 mod gc;
+mod hardening;
 mod harness;
 mod listing;
 mod manifests;
 mod ops;
+mod props;
 mod pullthrough;
 mod referrers;
 mod storage_layout;

@@ -41,8 +41,36 @@ impl Process {
     /// test's environment removed) plus `REGISTRY_HTTP_ADDR`, its stderr in `log`; returns once
     /// `GET /v2/` answers 200.
     pub async fn spawn(env: &[(&str, &str)], log: &Path) -> Process {
+        Process::spawn_in(env, log, None).await
+    }
+
+    /// [`Process::spawn`] with `cwd` as the working folder (for the embedded default's
+    /// `./registry-data`).
+    pub async fn spawn_in(env: &[(&str, &str)], log: &Path, cwd: Option<&Path>) -> Process {
+        Process::spawn_with(None, env, log, cwd).await
+    }
+
+    /// [`Process::spawn_in`] run through `wrapper` (a program and its arguments; the binary's path
+    /// follows them, then `serve`), e.g. `unshare -m sh -c 'mount ... && exec "$0" "$@"'`.
+    pub async fn spawn_with(
+        wrapper: Option<&[&str]>,
+        env: &[(&str, &str)],
+        log: &Path,
+        cwd: Option<&Path>,
+    ) -> Process {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-registry"));
+        let bin = env!("CARGO_BIN_EXE_image-registry");
+        let mut cmd = match wrapper {
+            Some([program, args @ ..]) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            _ => Command::new(bin),
+        };
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         for (k, _) in std::env::vars() {
             if k.starts_with("REGISTRY_") {
                 cmd.env_remove(k);

@@ -43,6 +43,8 @@ pub struct ServerBuilder {
     extra: String,
     /// Keys below `storage:` (indented by two spaces).
     storage_extra: String,
+    /// More `http:` keys, each line indented by two spaces.
+    http: String,
     /// Config files the test writes before the start (htpasswd, key sets, tokens).
     files: TempDir,
 }
@@ -103,6 +105,14 @@ impl ServerBuilder {
         self
     }
 
+    /// More `http:` keys (`"headerreadtimeout: 1s"`), one per line.
+    pub fn http(mut self, lines: &str) -> Self {
+        for l in lines.lines() {
+            self.http.push_str(&format!("  {l}\n"));
+        }
+        self
+    }
+
     /// Writes a file next to the config (it lives as long as the server) and returns its path.
     pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.files.path().join(name);
@@ -129,6 +139,7 @@ impl ServerBuilder {
             "http:\n  addr: 127.0.0.1:0\n  secret: {:?}\n",
             self.secret
         ));
+        y.push_str(&self.http);
         if self.read_only {
             y.push_str("readOnly: true\n");
         }
@@ -207,6 +218,7 @@ impl TestServer {
             auth: None,
             extra: String::new(),
             storage_extra: String::new(),
+            http: String::new(),
             files: tempfile::tempdir().expect("temporary folder"),
         }
     }
@@ -233,6 +245,7 @@ impl TestServer {
             listener,
             built.router,
             tls,
+            config.connection_limits(),
             std::future::pending(),
             Duration::from_secs(1),
             || {},

@@ -78,7 +78,7 @@ async fn metrics_need_the_secret_and_export_the_openshift_families() {
         "imageregistry_request_duration_seconds_count{operation=\"manifest.put\"}",
         "imageregistry_request_duration_seconds_count{operation=\"blob_upload.post\"}",
         "imageregistry_storage_duration_seconds_count{operation=\"put_content\"}",
-        "imageregistry_storage_errors_total{code=\"PATH_NOT_FOUND\",operation=\"get_content\"}",
+        "imageregistry_storage_errors_total{code=\"PATH_NOT_FOUND\",kind=\"not_found\",operation=\"get_content\"}",
         "imageregistry_http_request_size_bytes_count",
         "imageregistry_http_response_size_bytes_count",
         "imageregistry_http_upload_bytes_total",
