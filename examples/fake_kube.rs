@@ -36,6 +36,8 @@ async fn main() {
         ],
         bindings: vec![
             RoleBinding::user(fake_kube::REGISTRY_SA, "system:auth-delegator", None),
+            // The registry records pushed images (ImageStreamMappings) as its service account.
+            RoleBinding::user(fake_kube::REGISTRY_SA, "system:registry", None),
             RoleBinding::user("eddie", "registry-editor", Some("proj")),
             RoleBinding::user("eddie", "registry-editor", Some("public")),
             RoleBinding::user("vera", "registry-viewer", Some("proj")),
