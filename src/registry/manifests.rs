@@ -206,10 +206,13 @@ impl Registry {
             moved?;
             // Garbage collection deletes an untagged revision first and reads the tags after; a
             // push writes the tag first and checks the revisions after: one of the two sees the
-            // other, and a revision removed meanwhile is written again.
+            // other, and a revision removed meanwhile is written again. Children only when they
+            // were checked to be here: a pull-through index is stored before its children are
+            // fetched, and a link to a child without content would claim it is cached.
             for d in parsed
                 .manifests
                 .iter()
+                .filter(|_| check_refs)
                 .map(|c| &c.digest)
                 .chain(std::iter::once(&digest))
             {
