@@ -27,6 +27,7 @@ use serde_json::json;
 
 use crate::auth::{Access, Auth, AuthError, Credentials, RequestAuth, ScopeRequest};
 use crate::http::{ApiError, Query, Route};
+use crate::layers::access_log::AccessUser;
 
 /// The accesses `method` on `route` needs.
 pub fn wants(route: &Route, method: &Method) -> Vec<Access> {
@@ -94,6 +95,13 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Ne
     };
     match decide(&auth, &route, req.method(), req.headers()).await {
         Ok(granted) => {
+            // The access log's `user`: the authenticated name (never a credential).
+            if let (Some(user), Some(name)) = (
+                req.extensions().get::<AccessUser>(),
+                granted.subject.name.as_deref(),
+            ) {
+                user.set(name);
+            }
             req.extensions_mut().insert(granted);
             next.run(req).await
         }

@@ -60,3 +60,49 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
     assert_eq!(lines[1]["fields"]["status"], 200);
     assert!(!text.contains("SECRET"), "{text}");
 }
+
+/// With auth on, the line names the authenticated user (and never the password).
+#[tokio::test(flavor = "current_thread")]
+async fn access_log_names_the_authenticated_user() {
+    let cap = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("image_registry::access=info")
+        .with_writer(cap.clone())
+        .finish();
+    let _guard = capture_logs(subscriber);
+    let b = TestServer::builder().in_memory();
+    let p = b.write_file(
+        "htpasswd",
+        &format!("alice:{}\n", bcrypt::hash("alice-pw", 4).unwrap()),
+    );
+    let yaml = format!(
+        "  htpasswd:\n    path: {:?}\n  bindings:\n    - role: registry-viewer\n      namespaces: [\"*\"]\n      users: [alice]\n",
+        p.display().to_string()
+    );
+    let s = b.auth(&yaml).start().await;
+    let r = s
+        .request_as(Method::GET, "/v2/", Some(&basic("alice", "alice-pw")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    let r = s
+        .request_as(Method::GET, "/v2/", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = r.bytes().await;
+    drop(s);
+    let text = cap.text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["fields"]["user"], "alice", "{text}");
+    assert_eq!(lines[1]["fields"]["user"], "-", "{text}");
+    assert!(!text.contains("alice-pw"), "{text}");
+}
