@@ -218,17 +218,8 @@ pub(super) fn validate(a: &AuthConfig) -> Result<(), super::ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{AuthMode, Config};
-
-    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_yaml(yaml, &env)
-            .map(|(c, _)| c)
-            .map_err(|e| e.to_string())
-    }
+    use crate::config::tests::load;
+    use crate::config::AuthMode;
 
     #[test]
     fn modes_and_env_forms() {

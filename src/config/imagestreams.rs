@@ -73,17 +73,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-
-    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_yaml(yaml, &env)
-            .map(|(c, _)| c)
-            .map_err(|e| e.to_string())
-    }
+    use crate::config::tests::load;
 
     const OPENSHIFT: &str = "auth:\n  openshift:\n    server: http://127.0.0.1:1\n";
 

@@ -2,11 +2,18 @@ use std::time::Duration;
 
 use super::*;
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The config `yaml` and `env` give, or the error's text (for the section modules' tests).
+pub(super) fn load(yaml: &str, env_pairs: &[(&str, &str)]) -> Result<Config, String> {
+    Config::from_yaml(yaml, &env(env_pairs))
+        .map(|(c, _)| c)
+        .map_err(|e| e.to_string())
 }
 
 #[test]

@@ -6,15 +6,31 @@ use reqwest::Method;
 
 use crate::harness::*;
 
-#[tokio::test(flavor = "current_thread")]
-async fn access_log_has_one_line_per_request_and_no_secrets() {
+/// This thread's access-log lines, as JSON, from now until the guard drops.
+fn capture_access_log() -> (Captured, tracing::subscriber::DefaultGuard) {
     let cap = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_env_filter("image_registry::access=info")
         .with_writer(cap.clone())
         .finish();
-    let _guard = capture_logs(subscriber);
+    let guard = capture_logs(subscriber);
+    (cap, guard)
+}
+
+/// What was captured: the text, and each line parsed.
+fn access_lines(cap: &Captured) -> (String, Vec<serde_json::Value>) {
+    let text = cap.text();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (text, lines)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn access_log_has_one_line_per_request_and_no_secrets() {
+    let (cap, _guard) = capture_access_log();
     let s = TestServer::builder().in_memory().start().await;
     let r = s
         .request(
@@ -41,11 +57,7 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
     assert_ne!(r.headers()["x-request-id"], "bad id\twith spaces");
     let _ = r.bytes().await;
     drop(s);
-    let text = cap.text();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (text, lines) = access_lines(&cap);
     assert_eq!(lines.len(), 3, "{text}");
     let first = &lines[0]["fields"];
     assert_eq!(first["request_id"], "trace-me-123");
@@ -64,13 +76,7 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
 /// With auth on, the line names the authenticated user (and never the password).
 #[tokio::test(flavor = "current_thread")]
 async fn access_log_names_the_authenticated_user() {
-    let cap = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("image_registry::access=info")
-        .with_writer(cap.clone())
-        .finish();
-    let _guard = capture_logs(subscriber);
+    let (cap, _guard) = capture_access_log();
     let b = TestServer::builder().in_memory();
     let p = b.write_file(
         "htpasswd",
@@ -96,11 +102,7 @@ async fn access_log_names_the_authenticated_user() {
     assert_eq!(r.status(), 401);
     let _ = r.bytes().await;
     drop(s);
-    let text = cap.text();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (text, lines) = access_lines(&cap);
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0]["fields"]["user"], "alice", "{text}");
     assert_eq!(lines[1]["fields"]["user"], "-", "{text}");
