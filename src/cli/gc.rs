@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::{init_logging, ConfigArg};
 use crate::config::StorageKind;
-use crate::lifecycle::{collect, GcOptions, GcReport, Progress};
+use crate::lifecycle::{collect_leased, lease, GcOptions, GcReport, Progress};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -68,7 +68,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 anyhow::anyhow!("storage {}: {e}; nothing was deleted", driver.name())
             })?;
             let progress = ShowProgress::new();
-            let r = collect(driver.as_ref(), &opts, &progress).await;
+            // The same lease as the servers' scheduled runs: one run at a time per storage.
+            let r = collect_leased(driver.as_ref(), &opts, &progress, &lease::new_owner()).await;
             progress.finish();
             r.map_err(anyhow::Error::from)
         })?;

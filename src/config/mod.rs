@@ -244,7 +244,8 @@ impl Default for UploadPurgingConfig {
     }
 }
 
-/// `storage.maintenance.gc`: garbage collection (`image-registry gc`).
+/// `storage.maintenance.gc`: garbage collection (`image-registry gc`, and in the background of
+/// `serve` when `enabled`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GcConfig {
@@ -253,6 +254,18 @@ pub struct GcConfig {
     /// and `gc` of one storage should agree on it.
     #[serde(deserialize_with = "flex::duration")]
     pub delay: std::time::Duration,
+    /// Run the collector in the background of `serve` (every replica may: runs take a lease).
+    #[serde(deserialize_with = "flex::bool")]
+    pub enabled: bool,
+    /// Time between the end of one successful run (by any replica) and the next.
+    #[serde(deserialize_with = "flex::duration")]
+    pub interval: std::time::Duration,
+    /// `deleteUntagged`: scheduled runs also delete manifests no tag reaches.
+    #[serde(deserialize_with = "flex::bool")]
+    pub deleteuntagged: bool,
+    /// `dryRun`: scheduled runs log what they would delete and delete nothing.
+    #[serde(deserialize_with = "flex::bool")]
+    pub dryrun: bool,
 }
 
 /// Default of `storage.maintenance.gc.delay`.
@@ -262,6 +275,10 @@ impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
             delay: DEFAULT_GC_DELAY,
+            enabled: false,
+            interval: std::time::Duration::from_secs(24 * 3600),
+            deleteuntagged: false,
+            dryrun: false,
         }
     }
 }
@@ -470,6 +487,13 @@ impl Config {
             return Err(key_err(
                 "storage.maintenance.uploadpurging.interval",
                 "must be longer than 0 while purging is enabled",
+            ));
+        }
+        let gc = &self.storage.maintenance.gc;
+        if gc.enabled && gc.interval.is_zero() {
+            return Err(key_err(
+                "storage.maintenance.gc.interval",
+                "must be longer than 0 while scheduled collection is enabled",
             ));
         }
         if self.http.secret.as_deref() == Some("") {

@@ -45,7 +45,9 @@
 //! or finishes any bytes it left in `gctrash`.
 
 mod inventory;
+pub mod lease;
 mod mark;
+pub mod schedule;
 mod sweep;
 mod uploads;
 
@@ -57,6 +59,7 @@ use serde::Serialize;
 use crate::storage::{StorageDriver, StorageError};
 
 pub use inventory::Inventory;
+pub use schedule::{Observer, RunOutcome};
 pub use uploads::{purge_loop, purge_uploads, PurgeReport};
 
 /// How a run behaves.
@@ -144,6 +147,10 @@ pub enum GcError {
     },
     #[error("garbage collection stopped: manifest {digest} does not parse ({detail}); nothing was deleted")]
     BadManifest { digest: String, detail: String },
+    #[error("another garbage collection run holds the lease ({owner}, until {until}); nothing was deleted")]
+    Busy { owner: String, until: String },
+    #[error("garbage collection stopped: {0} ({left})", left = LEFT_PARTIAL)]
+    LeaseLost(String),
 }
 
 pub type Result<T, E = GcError> = std::result::Result<T, E>;
@@ -171,11 +178,82 @@ pub(crate) fn older_than(t: Option<SystemTime>, delay: Duration, now: SystemTime
     }
 }
 
-/// One garbage collection run over `driver`.
+/// One garbage collection run over `driver`, without the lease (for callers that know no other
+/// run is going on; see [`collect_leased`]).
 pub async fn collect(
     driver: &dyn StorageDriver,
     opts: &GcOptions,
     progress: &dyn Progress,
+) -> Result<GcReport> {
+    run(driver, opts, progress, None).await
+}
+
+/// One run under the collection lease ([`lease`]): taken first ([`GcError::Busy`] when another
+/// process holds it), renewed while running, confirmed before the first write and before the
+/// sweep, released at the end. A lease lost meanwhile stops the run ([`GcError::LeaseLost`]).
+/// A dry run writes nothing and takes no lease.
+pub async fn collect_leased(
+    driver: &dyn StorageDriver,
+    opts: &GcOptions,
+    progress: &dyn Progress,
+    owner: &str,
+) -> Result<GcReport> {
+    if opts.dry_run {
+        return run(driver, opts, progress, None).await;
+    }
+    let times = lease::LeaseTimes::for_grace(opts.grace);
+    let held = match lease::acquire(driver, owner, times)
+        .await
+        .map_err(storage("lease", LEFT_NOTHING))?
+    {
+        lease::Claim::Held(h) => h,
+        lease::Claim::Busy { owner, until } => {
+            return Err(GcError::Busy {
+                owner,
+                until: humantime::format_rfc3339_seconds(until).to_string(),
+            })
+        }
+    };
+    tracing::info!(owner, "collection lease taken");
+    // Renewals run between polls of the run, never cancelled half-way (a filesystem write on a
+    // blocking thread would land after the release and leave the lease behind).
+    let mut work = std::pin::pin!(run(driver, opts, progress, Some(&held)));
+    let r = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = tokio::time::sleep(held.times.renew) => {}
+        }
+        match held.renew(driver).await {
+            Ok(Ok(())) => {}
+            Ok(Err(lost)) => break Err(GcError::LeaseLost(lost.to_string())),
+            Err(e) => {
+                break Err(GcError::LeaseLost(format!(
+                    "cannot renew the collection lease: {e}"
+                )))
+            }
+        }
+    };
+    held.release(driver).await;
+    tracing::info!(owner, "collection lease released");
+    r
+}
+
+/// Stops unless `held` (when given) is still ours.
+async fn confirm(driver: &dyn StorageDriver, held: Option<&lease::Held>) -> Result<()> {
+    if let Some(h) = held {
+        h.confirm(driver)
+            .await
+            .map_err(storage("lease", LEFT_PARTIAL))?
+            .map_err(|l| GcError::LeaseLost(l.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn run(
+    driver: &dyn StorageDriver,
+    opts: &GcOptions,
+    progress: &dyn Progress,
+    held: Option<&lease::Held>,
 ) -> Result<GcReport> {
     let started = Instant::now();
     let mut report = GcReport {
@@ -221,6 +299,7 @@ pub async fn collect(
         return Ok(report);
     }
 
+    confirm(driver, held).await?;
     sweep::finish_trash(driver, &inv)
         .await
         .map_err(storage("recovery", LEFT_NOTHING))?;
@@ -242,6 +321,7 @@ pub async fn collect(
     report.reclaimed_by_pushes = claimed;
 
     let mut deletions = Vec::new();
+    confirm(driver, held).await?;
     let outcome = sweep::sweep(
         driver,
         &fresh,
