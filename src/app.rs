@@ -112,6 +112,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
                 delay: gc.delay,
                 grace: crate::lifecycle::GcOptions::grace_for(config.storage.cache.linkttl),
             },
+            crate::lifecycle::Retention::from_config(&config.storage.maintenance.retention)?,
             gc.interval,
             lifecycle_metrics.clone(),
         ))

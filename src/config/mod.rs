@@ -16,6 +16,7 @@ pub mod imagestreams;
 mod limits;
 pub mod notifications;
 pub mod ops;
+pub mod retention;
 mod storage_cloud;
 pub mod upstream;
 
@@ -215,6 +216,7 @@ pub struct MaintenanceConfig {
     pub readonly: EnabledSwitch,
     pub uploadpurging: UploadPurgingConfig,
     pub gc: GcConfig,
+    pub retention: retention::RetentionConfig,
 }
 
 /// `storage.maintenance.uploadpurging`: distribution's keys and defaults. Upload folders older
@@ -496,6 +498,7 @@ impl Config {
                 "must be longer than 0 while scheduled collection is enabled",
             ));
         }
+        self.storage.maintenance.retention.compile()?;
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }

@@ -47,6 +47,7 @@
 mod inventory;
 pub mod lease;
 mod mark;
+pub mod retention;
 pub mod schedule;
 mod sweep;
 mod uploads;
@@ -59,6 +60,7 @@ use serde::Serialize;
 use crate::storage::{StorageDriver, StorageError};
 
 pub use inventory::Inventory;
+pub use retention::Retention;
 pub use schedule::{Observer, RunOutcome};
 pub use uploads::{purge_loop, purge_uploads, PurgeReport};
 
@@ -101,12 +103,15 @@ impl Progress for NoProgress {
 /// One thing a run deleted (or, in a dry run, would delete).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Deletion {
-    /// `manifest` (a revision in a repository), `blob`, `layer_link`, `repository`.
+    /// `manifest` (a revision in a repository), `blob`, `layer_link`, `repository`, `tag` (by
+    /// retention; `digest` is what it pointed at).
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// What a run did.
@@ -123,6 +128,8 @@ pub struct GcReport {
     pub bytes_reclaimed: u64,
     pub layer_links_deleted: u64,
     pub repositories_deleted: u64,
+    /// Tags retention deleted.
+    pub tags_deleted: u64,
     /// Garbage left because it is younger than the delay.
     pub young_kept: u64,
     /// Candidates a push claimed during the run (tombstone cleared, refreshed, referenced again).
@@ -185,7 +192,7 @@ pub async fn collect(
     opts: &GcOptions,
     progress: &dyn Progress,
 ) -> Result<GcReport> {
-    run(driver, opts, progress, None).await
+    run(driver, opts, &Retention::none(), progress, None).await
 }
 
 /// One run under the collection lease ([`lease`]): taken first ([`GcError::Busy`] when another
@@ -195,11 +202,12 @@ pub async fn collect(
 pub async fn collect_leased(
     driver: &dyn StorageDriver,
     opts: &GcOptions,
+    retention: &Retention,
     progress: &dyn Progress,
     owner: &str,
 ) -> Result<GcReport> {
     if opts.dry_run {
-        return run(driver, opts, progress, None).await;
+        return run(driver, opts, retention, progress, None).await;
     }
     let times = lease::LeaseTimes::for_grace(opts.grace);
     let held = match lease::acquire(driver, owner, times)
@@ -217,7 +225,7 @@ pub async fn collect_leased(
     tracing::info!(owner, "collection lease taken");
     // Renewals run between polls of the run, never cancelled half-way (a filesystem write on a
     // blocking thread would land after the release and leave the lease behind).
-    let mut work = std::pin::pin!(run(driver, opts, progress, Some(&held)));
+    let mut work = std::pin::pin!(run(driver, opts, retention, progress, Some(&held)));
     let r = loop {
         tokio::select! {
             r = &mut work => break r,
@@ -252,6 +260,7 @@ async fn confirm(driver: &dyn StorageDriver, held: Option<&lease::Held>) -> Resu
 async fn run(
     driver: &dyn StorageDriver,
     opts: &GcOptions,
+    retention: &Retention,
     progress: &dyn Progress,
     held: Option<&lease::Held>,
 ) -> Result<GcReport> {
@@ -268,8 +277,15 @@ async fn run(
     report.manifests = inv.repos.values().map(|r| r.revisions.len() as u64).sum();
     report.blobs = inv.blobs.values().filter(|b| b.data.is_some()).count() as u64;
 
+    let decision = retention::decide(driver, &inv, retention, opts.delay, SystemTime::now())
+        .await
+        .map_err(storage("retention", LEFT_NOTHING))?;
     let mut manifests = mark::ManifestCache::default();
-    let marked = mark::mark(driver, &inv, &mut manifests, opts, progress, "mark").await?;
+    let roots = mark::Roots {
+        decision: &decision,
+        exclude_tags: true,
+    };
+    let marked = mark::mark(driver, &inv, &mut manifests, opts, &roots, progress, "mark").await?;
     report.tags = marked.tags;
     report.unreadable_manifests = marked.unreadable.clone();
     let now = SystemTime::now();
@@ -278,6 +294,9 @@ async fn run(
 
     if opts.dry_run {
         report.deletions = plan.deletions(&inv);
+        report.deletions.extend(decision.deletions());
+        report.deletions.sort();
+        report.tags_deleted = decision.tags.len() as u64;
         report.manifests_deleted = plan.manifests.values().map(|m| m.len() as u64).sum();
         report.blobs_deleted = plan.blobs.len() as u64;
         report.bytes_reclaimed = plan
@@ -300,6 +319,10 @@ async fn run(
     }
 
     confirm(driver, held).await?;
+    let mut deletions = Vec::new();
+    report.reclaimed_by_pushes += retention::delete_tags(driver, &decision, &mut deletions)
+        .await
+        .map_err(storage("retention", LEFT_PARTIAL))?;
     sweep::finish_trash(driver, &inv)
         .await
         .map_err(storage("recovery", LEFT_NOTHING))?;
@@ -314,13 +337,26 @@ async fn run(
     let fresh = Inventory::scan(driver, progress)
         .await
         .map_err(storage("verify", LEFT_TOMBSTONES))?;
-    let marked2 = mark::mark(driver, &fresh, &mut manifests, opts, progress, "verify").await?;
+    // The deleted tags are gone from storage: whatever tag is there now is a push's.
+    let roots = mark::Roots {
+        decision: &decision,
+        exclude_tags: false,
+    };
+    let marked2 = mark::mark(
+        driver,
+        &fresh,
+        &mut manifests,
+        opts,
+        &roots,
+        progress,
+        "verify",
+    )
+    .await?;
     let now = SystemTime::now();
     let plan2 = mark::candidates(&fresh, &marked2, opts, now);
     let (confirmed, claimed) = plan.confirm(&plan2, &fresh);
-    report.reclaimed_by_pushes = claimed;
+    report.reclaimed_by_pushes += claimed;
 
-    let mut deletions = Vec::new();
     confirm(driver, held).await?;
     let outcome = sweep::sweep(
         driver,
@@ -346,6 +382,7 @@ async fn run(
     report.blobs_deleted = count("blob");
     report.layer_links_deleted = count("layer_link");
     report.repositories_deleted = count("repository");
+    report.tags_deleted = count("tag");
     report.deletions = deletions;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{collect_leased, lease, GcError, GcOptions, GcReport, NoProgress};
+use super::{collect_leased, lease, GcError, GcOptions, GcReport, NoProgress, Retention};
 use crate::storage::StorageDriver;
 
 /// How a scheduled run ended, for metrics.
@@ -50,11 +50,12 @@ impl Scheduler {
     pub fn start(
         driver: Arc<dyn StorageDriver>,
         opts: GcOptions,
+        retention: Retention,
         interval: Duration,
         observer: Arc<dyn Observer>,
     ) -> Scheduler {
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(schedule(driver, opts, interval, observer, rx));
+        let task = tokio::spawn(schedule(driver, opts, retention, interval, observer, rx));
         Scheduler { stop, task }
     }
 
@@ -68,13 +69,16 @@ impl Scheduler {
 }
 
 async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // The sender dropped counts as stop too.
-    let _ = rx.wait_for(|s| *s).await;
+    // A dropped handle (no `stop`) leaves the task running until its runtime ends.
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn schedule(
     driver: Arc<dyn StorageDriver>,
     opts: GcOptions,
+    retention: Retention,
     interval: Duration,
     observer: Arc<dyn Observer>,
     mut rx: watch::Receiver<bool>,
@@ -110,7 +114,7 @@ async fn schedule(
             }
         }
         tracing::info!(owner, "gc run started");
-        let run = collect_leased(driver.as_ref(), &opts, &NoProgress, &owner);
+        let run = collect_leased(driver.as_ref(), &opts, &retention, &NoProgress, &owner);
         let r = tokio::select! {
             r = run => r,
             _ = stopped(&mut rx) => {
@@ -133,6 +137,7 @@ async fn schedule(
                     blobs = report.blobs_deleted,
                     bytes = report.bytes_reclaimed,
                     repositories = report.repositories_deleted,
+                    tags = report.tags_deleted,
                     seconds = report.seconds,
                     "gc run finished"
                 );

@@ -5,6 +5,7 @@ mod cli;
 mod collect;
 mod online;
 mod purge;
+mod retention;
 mod schedule;
 
 use std::path::Path;
