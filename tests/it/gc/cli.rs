@@ -93,7 +93,7 @@ async fn gc_reads_the_config_prints_json_and_deletes_with_a_summary() {
     );
     assert!(
         text.lines().last().unwrap().starts_with("done:")
-            && text.contains("deleted 1 manifests, 4 blobs"),
+            && text.contains("deleted 0 tags, 1 manifests, 4 blobs"),
         "{text}"
     );
     assert!(!blob_on_disk(&root, &orphan));

@@ -49,6 +49,18 @@ fn lease_intervals(log: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Pushes an image to `app:tag`; a refusal fails the test with both replicas' logs.
+async fn push_or_show(s: &TestServer, tag: &str, seed: &str, logs: impl Fn() -> String) -> String {
+    let m = s.oci_image("app", seed).await;
+    let r = s.put_manifest("app", tag, OCI_MANIFEST, &m).await;
+    let status = r.status();
+    if status != StatusCode::CREATED {
+        let body = r.text().await.unwrap_or_default();
+        panic!("PUT app:{tag}: {status} {body}\n{}", logs());
+    }
+    sha256(&m)
+}
+
 fn metric_sum(scrapes: &[String], series: &str) -> f64 {
     scrapes.iter().filter_map(|s| sample(s, series)).sum()
 }
@@ -70,10 +82,10 @@ async fn two_replicas_take_turns_while_pushes_run_and_every_tag_pulls() {
     let mut round = 0;
     while started.elapsed() < Duration::from_secs(14) {
         let s = &servers[round % 2];
-        s.push_image("app", "latest", &format!("moving {round}"))
-            .await;
+        let logs = || format!("a:\n{}\nb:\n{}", a.log(), b.log());
+        push_or_show(s, "latest", &format!("moving {round}"), logs).await;
         let tag = format!("r{round}");
-        let (d, _) = s.push_image("app", &tag, &format!("kept {round}")).await;
+        let d = push_or_show(s, &tag, &format!("kept {round}"), logs).await;
         kept.push((tag, d));
         round += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
