@@ -66,6 +66,8 @@ pub struct Built {
     pub driver: Arc<dyn StorageDriver>,
     /// The auth mode in force (`None`: mode `none`).
     pub auth_mode: Option<&'static str>,
+    /// Scheduled garbage collection (`storage.maintenance.gc.enabled`); stop it on shutdown.
+    pub gc_scheduler: Option<crate::lifecycle::schedule::Scheduler>,
 }
 
 /// Builds everything from config: storage (instrumented), registry, metrics, health checks and the
@@ -86,6 +88,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     );
     let (mut registry, secret) = build_registry(config, driver.clone());
     let secret_generated = secret == SecretSource::Generated;
+    let lifecycle_metrics = Arc::new(crate::ops::metrics::LifecycleMetrics::register(&metrics));
     let purging = &config.storage.maintenance.uploadpurging;
     if purging.enabled && !config.read_only() {
         tokio::spawn(crate::lifecycle::purge_loop(
@@ -93,8 +96,29 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             purging.age,
             purging.interval,
             purging.dryrun,
+            lifecycle_metrics.clone(),
         ));
     }
+    let gc = &config.storage.maintenance.gc;
+    let gc_scheduler = if gc.enabled && config.read_only() {
+        tracing::warn!("storage.maintenance.gc.enabled is ignored in read-only mode");
+        None
+    } else if gc.enabled {
+        Some(crate::lifecycle::schedule::Scheduler::start(
+            driver.clone(),
+            crate::lifecycle::GcOptions {
+                dry_run: gc.dryrun,
+                delete_untagged: gc.deleteuntagged,
+                delay: gc.delay,
+                grace: crate::lifecycle::GcOptions::grace_for(config.storage.cache.linkttl),
+            },
+            crate::lifecycle::Retention::from_config(&config.storage.maintenance.retention)?,
+            gc.interval,
+            lifecycle_metrics.clone(),
+        ))
+    } else {
+        None
+    };
     let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
     if let Some(n) = crate::events::Notifier::start(config, &outbound, &metrics)? {
         registry = registry.with_events(n);
@@ -149,6 +173,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         secret,
         driver,
         auth_mode,
+        gc_scheduler,
     })
 }
 
@@ -340,6 +365,34 @@ async fn classify(
 async fn api_version(mut resp: Response) -> Response {
     resp.headers_mut().insert(API_VERSION_HEADER, API_VERSION);
     resp
+}
+
+impl crate::lifecycle::Observer for crate::ops::metrics::LifecycleMetrics {
+    fn gc_run(&self, outcome: crate::lifecycle::RunOutcome<'_>) {
+        use crate::lifecycle::RunOutcome;
+        match outcome {
+            RunOutcome::Done(r) => {
+                self.gc_runs.with_label_values(&["success"]).inc();
+                if !r.dry_run {
+                    for d in &r.deletions {
+                        self.gc_deleted.with_label_values(&[d.kind]).inc();
+                    }
+                    self.gc_reclaimed_bytes.inc_by(r.bytes_reclaimed);
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                self.gc_last_success.set(now);
+            }
+            RunOutcome::Failed => self.gc_runs.with_label_values(&["failure"]).inc(),
+            RunOutcome::Skipped => self.gc_runs.with_label_values(&["skipped"]).inc(),
+        }
+    }
+
+    fn uploads_purged(&self, n: u64) {
+        self.uploads_purged.inc_by(n);
+    }
 }
 
 impl crate::upstream::PullMetrics for crate::ops::metrics::PullThroughMetrics {

@@ -30,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("app", &["*"]),
     ("cli", &["*"]),
     ("layering", &[]),
-    ("lifecycle", &["oci", "storage"]),
+    ("lifecycle", &["oci", "storage", "config"]),
 ];
 
 /// Fragments of the storage layout that only `storage/layout.rs` may write in a string.

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::{init_logging, ConfigArg};
 use crate::config::StorageKind;
-use crate::lifecycle::{collect, GcOptions, GcReport, Progress};
+use crate::lifecycle::{collect_leased, lease, GcOptions, GcReport, Progress, Retention};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -58,6 +58,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         delay,
         grace: GcOptions::grace_for(config.storage.cache.linkttl),
     };
+    // storage.maintenance.retention applies to every run, as to the servers' scheduled ones.
+    let retention = Retention::from_config(&config.storage.maintenance.retention)?;
     let driver = crate::app::build_driver(&config)?;
     let report = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,7 +70,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 anyhow::anyhow!("storage {}: {e}; nothing was deleted", driver.name())
             })?;
             let progress = ShowProgress::new();
-            let r = collect(driver.as_ref(), &opts, &progress).await;
+            // The same lease as the servers' scheduled runs: one run at a time per storage.
+            let r = collect_leased(
+                driver.as_ref(),
+                &opts,
+                &retention,
+                &progress,
+                &lease::new_owner(),
+            )
+            .await;
             progress.finish();
             r.map_err(anyhow::Error::from)
         })?;
@@ -83,9 +93,13 @@ fn print_report(r: &GcReport, json: bool) -> anyhow::Result<()> {
     let verb = if r.dry_run { "would delete" } else { "deleted" };
     for d in &r.deletions {
         println!(
-            "{verb} {} {}{}",
+            "{verb} {} {}{}{}",
             d.kind,
             d.repository.as_deref().unwrap_or(""),
+            d.tag
+                .as_deref()
+                .map(|t| format!(":{t}"))
+                .unwrap_or_default(),
             d.digest
                 .as_deref()
                 .map(|x| if d.repository.is_some() {
@@ -100,12 +114,13 @@ fn print_report(r: &GcReport, json: bool) -> anyhow::Result<()> {
         println!("warning: manifest {m} has no content; the blobs it referenced are unknown");
     }
     println!(
-        "{}: {} repositories, {} tags, {} manifests, {} blobs; {verb} {} manifests, {} blobs ({}), {} layer links, {} repositories; kept {} young, {} claimed by pushes; {:.1}s",
+        "{}: {} repositories, {} tags, {} manifests, {} blobs; {verb} {} tags, {} manifests, {} blobs ({}), {} layer links, {} repositories; kept {} young, {} claimed by pushes; {:.1}s",
         if r.dry_run { "dry run" } else { "done" },
         r.repositories,
         r.tags,
         r.manifests,
         r.blobs,
+        r.tags_deleted,
         r.manifests_deleted,
         r.blobs_deleted,
         human_bytes(r.bytes_reclaimed),

@@ -87,6 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "image-registry listening"
     );
     let health = built.health.clone();
+    let gc_scheduler = built.gc_scheduler;
     server::serve(
         listener,
         built.router,
@@ -97,6 +98,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         move || health.set_shutting_down(),
     )
     .await;
+    if let Some(s) = gc_scheduler {
+        s.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod imagestreams;
 mod limits;
 pub mod notifications;
 pub mod ops;
+pub mod retention;
 mod storage_cloud;
 pub mod upstream;
 
@@ -215,6 +216,7 @@ pub struct MaintenanceConfig {
     pub readonly: EnabledSwitch,
     pub uploadpurging: UploadPurgingConfig,
     pub gc: GcConfig,
+    pub retention: retention::RetentionConfig,
 }
 
 /// `storage.maintenance.uploadpurging`: distribution's keys and defaults. Upload folders older
@@ -244,7 +246,8 @@ impl Default for UploadPurgingConfig {
     }
 }
 
-/// `storage.maintenance.gc`: garbage collection (`image-registry gc`).
+/// `storage.maintenance.gc`: garbage collection (`image-registry gc`, and in the background of
+/// `serve` when `enabled`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GcConfig {
@@ -253,6 +256,18 @@ pub struct GcConfig {
     /// and `gc` of one storage should agree on it.
     #[serde(deserialize_with = "flex::duration")]
     pub delay: std::time::Duration,
+    /// Run the collector in the background of `serve` (every replica may: runs take a lease).
+    #[serde(deserialize_with = "flex::bool")]
+    pub enabled: bool,
+    /// Time between the end of one successful run (by any replica) and the next.
+    #[serde(deserialize_with = "flex::duration")]
+    pub interval: std::time::Duration,
+    /// `deleteUntagged`: scheduled runs also delete manifests no tag reaches.
+    #[serde(deserialize_with = "flex::bool")]
+    pub deleteuntagged: bool,
+    /// `dryRun`: scheduled runs log what they would delete and delete nothing.
+    #[serde(deserialize_with = "flex::bool")]
+    pub dryrun: bool,
 }
 
 /// Default of `storage.maintenance.gc.delay`.
@@ -262,6 +277,10 @@ impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
             delay: DEFAULT_GC_DELAY,
+            enabled: false,
+            interval: std::time::Duration::from_secs(24 * 3600),
+            deleteuntagged: false,
+            dryrun: false,
         }
     }
 }
@@ -472,6 +491,14 @@ impl Config {
                 "must be longer than 0 while purging is enabled",
             ));
         }
+        let gc = &self.storage.maintenance.gc;
+        if gc.enabled && gc.interval.is_zero() {
+            return Err(key_err(
+                "storage.maintenance.gc.interval",
+                "must be longer than 0 while scheduled collection is enabled",
+            ));
+        }
+        self.storage.maintenance.retention.compile()?;
         if self.http.secret.as_deref() == Some("") {
             return Err(key_err("http.secret", "must not be empty when set"));
         }

@@ -19,6 +19,10 @@ pub struct Repo {
     pub tags: BTreeSet<Tag>,
     /// Tag history entries.
     pub tag_index: Vec<(Tag, Digest)>,
+    /// When each tag's current link was written (its last push).
+    pub tag_times: HashMap<Tag, Option<SystemTime>>,
+    /// Tag history entries with the time of their link (the push of that digest to that tag).
+    pub tag_history: Vec<(Tag, Digest, Option<SystemTime>)>,
     /// Referrer entries `(subject, referrer)`.
     pub referrers: Vec<(Digest, Digest)>,
     /// Uploads in progress (uuid).
@@ -70,9 +74,13 @@ impl Inventory {
                     repo.revisions.insert(d, e.modified);
                 }
                 RepoFile::TagCurrent(t) => {
+                    repo.tag_times.insert(t.clone(), e.modified);
                     repo.tags.insert(t);
                 }
-                RepoFile::TagIndex(t, d) => repo.tag_index.push((t, d)),
+                RepoFile::TagIndex(t, d) => {
+                    repo.tag_history.push((t.clone(), d.clone(), e.modified));
+                    repo.tag_index.push((t, d));
+                }
                 RepoFile::Referrer { subject, referrer } => {
                     repo.referrers.push((subject, referrer))
                 }

@@ -6,8 +6,9 @@ use std::time::SystemTime;
 use futures::StreamExt;
 
 use super::inventory::Inventory;
+use super::retention::Decision;
 use super::{older_than, Deletion, GcError, GcOptions, Progress, Result};
-use crate::oci::{Digest, ParsedManifest, RepositoryName};
+use crate::oci::{Digest, ParsedManifest, RepositoryName, Tag};
 use crate::storage::{layout, StorageDriver};
 
 /// Storage calls in flight while marking.
@@ -126,12 +127,20 @@ pub struct Marked {
     pub unreadable: Vec<String>,
 }
 
+/// What retention adds to a mark: tags it deletes (skipped while they still name the judged
+/// digest, when `exclude_tags`), revisions it keeps, repositories where untagged manifests go.
+pub struct Roots<'a> {
+    pub decision: &'a Decision,
+    pub exclude_tags: bool,
+}
+
 /// Marks from every tag of `inv` (read now), as [the module](super) describes.
 pub async fn mark(
     driver: &dyn StorageDriver,
     inv: &Inventory,
     cache: &mut ManifestCache,
     opts: &GcOptions,
+    roots: &Roots<'_>,
     progress: &dyn Progress,
     phase: &'static str,
 ) -> Result<Marked> {
@@ -144,28 +153,32 @@ pub async fn mark(
     progress.phase(phase, (tag_count + revisions.len()) as u64);
 
     // Every tag's current link.
-    let tag_paths: Vec<(RepositoryName, String)> = inv
+    let tag_paths: Vec<(RepositoryName, Tag, String)> = inv
         .repos
         .iter()
         .flat_map(|(n, r)| {
             r.tags
                 .iter()
-                .map(move |t| (n.clone(), layout::tag_current_link(n, t)))
+                .map(move |t| (n.clone(), t.clone(), layout::tag_current_link(n, t)))
         })
         .collect();
     let mut targets: BTreeMap<RepositoryName, Vec<Digest>> = BTreeMap::new();
     let mut reads = futures::stream::iter(tag_paths)
-        .map(|(n, p)| async move {
+        .map(|(n, t, p)| async move {
             let r = driver.get_content(&p).await;
-            (n, r)
+            (n, t, r)
         })
         .buffer_unordered(CONCURRENCY);
     let mut tags = 0;
-    while let Some((n, r)) = reads.next().await {
+    while let Some((n, t, r)) = reads.next().await {
         progress.step(1);
         match r {
             Ok(b) => {
                 if let Some(d) = layout::parse_link(&b) {
+                    if roots.exclude_tags && roots.decision.tags.get(&(n.clone(), t)) == Some(&d) {
+                        // Retention deletes this tag.
+                        continue;
+                    }
                     tags += 1;
                     targets.entry(n).or_default().push(d);
                 }
@@ -209,8 +222,13 @@ pub async fn mark(
             }
         }
         let mut queue: Vec<Digest> = targets.get(name).cloned().unwrap_or_default();
+        let delete_untagged = opts.delete_untagged || roots.decision.untagged.contains(name);
+        let revisions_kept = roots.decision.revisions.get(name);
         for (d, t) in &repo.revisions {
-            if !opts.delete_untagged || !older_than(*t, opts.delay, now) {
+            if !delete_untagged
+                || !older_than(*t, opts.delay, now)
+                || revisions_kept.is_some_and(|k| k.contains(d))
+            {
                 queue.push(d.clone());
             }
         }
@@ -305,6 +323,7 @@ impl Plan {
         for (name, ds) in &self.manifests {
             for d in ds {
                 out.push(Deletion {
+                    tag: None,
                     kind: "manifest",
                     repository: Some(name.to_string()),
                     digest: Some(d.to_string()),
@@ -313,6 +332,7 @@ impl Plan {
         }
         for d in &self.blobs {
             out.push(Deletion {
+                tag: None,
                 kind: "blob",
                 repository: None,
                 digest: Some(d.to_string()),
@@ -321,6 +341,7 @@ impl Plan {
         for (name, repo) in &inv.repos {
             for d in repo.layers.keys().filter(|d| self.blobs.contains(*d)) {
                 out.push(Deletion {
+                    tag: None,
                     kind: "layer_link",
                     repository: Some(name.to_string()),
                     digest: Some(d.to_string()),
@@ -328,6 +349,7 @@ impl Plan {
             }
             if self.empties(inv, name) {
                 out.push(Deletion {
+                    tag: None,
                     kind: "repository",
                     repository: Some(name.to_string()),
                     digest: None,

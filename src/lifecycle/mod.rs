@@ -45,7 +45,10 @@
 //! or finishes any bytes it left in `gctrash`.
 
 mod inventory;
+pub mod lease;
 mod mark;
+pub mod retention;
+pub mod schedule;
 mod sweep;
 mod uploads;
 
@@ -57,6 +60,8 @@ use serde::Serialize;
 use crate::storage::{StorageDriver, StorageError};
 
 pub use inventory::Inventory;
+pub use retention::Retention;
+pub use schedule::{Observer, RunOutcome};
 pub use uploads::{purge_loop, purge_uploads, PurgeReport};
 
 /// How a run behaves.
@@ -98,12 +103,15 @@ impl Progress for NoProgress {
 /// One thing a run deleted (or, in a dry run, would delete).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Deletion {
-    /// `manifest` (a revision in a repository), `blob`, `layer_link`, `repository`.
+    /// `manifest` (a revision in a repository), `blob`, `layer_link`, `repository`, `tag` (by
+    /// retention; `digest` is what it pointed at).
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// What a run did.
@@ -120,6 +128,8 @@ pub struct GcReport {
     pub bytes_reclaimed: u64,
     pub layer_links_deleted: u64,
     pub repositories_deleted: u64,
+    /// Tags retention deleted.
+    pub tags_deleted: u64,
     /// Garbage left because it is younger than the delay.
     pub young_kept: u64,
     /// Candidates a push claimed during the run (tombstone cleared, refreshed, referenced again).
@@ -144,6 +154,10 @@ pub enum GcError {
     },
     #[error("garbage collection stopped: manifest {digest} does not parse ({detail}); nothing was deleted")]
     BadManifest { digest: String, detail: String },
+    #[error("another garbage collection run holds the lease ({owner}, until {until}); nothing was deleted")]
+    Busy { owner: String, until: String },
+    #[error("garbage collection stopped: {0} ({left})", left = LEFT_PARTIAL)]
+    LeaseLost(String),
 }
 
 pub type Result<T, E = GcError> = std::result::Result<T, E>;
@@ -171,11 +185,84 @@ pub(crate) fn older_than(t: Option<SystemTime>, delay: Duration, now: SystemTime
     }
 }
 
-/// One garbage collection run over `driver`.
+/// One garbage collection run over `driver`, without the lease (for callers that know no other
+/// run is going on; see [`collect_leased`]).
 pub async fn collect(
     driver: &dyn StorageDriver,
     opts: &GcOptions,
     progress: &dyn Progress,
+) -> Result<GcReport> {
+    run(driver, opts, &Retention::none(), progress, None).await
+}
+
+/// One run under the collection lease ([`lease`]): taken first ([`GcError::Busy`] when another
+/// process holds it), renewed while running, confirmed before the first write and before the
+/// sweep, released at the end. A lease lost meanwhile stops the run ([`GcError::LeaseLost`]).
+/// A dry run writes nothing and takes no lease.
+pub async fn collect_leased(
+    driver: &dyn StorageDriver,
+    opts: &GcOptions,
+    retention: &Retention,
+    progress: &dyn Progress,
+    owner: &str,
+) -> Result<GcReport> {
+    if opts.dry_run {
+        return run(driver, opts, retention, progress, None).await;
+    }
+    let times = lease::LeaseTimes::for_grace(opts.grace);
+    let held = match lease::acquire(driver, owner, times)
+        .await
+        .map_err(storage("lease", LEFT_NOTHING))?
+    {
+        lease::Claim::Held(h) => h,
+        lease::Claim::Busy { owner, until } => {
+            return Err(GcError::Busy {
+                owner,
+                until: humantime::format_rfc3339_seconds(until).to_string(),
+            })
+        }
+    };
+    tracing::info!(owner, "collection lease taken");
+    // Renewals run between polls of the run, never cancelled half-way (a filesystem write on a
+    // blocking thread would land after the release and leave the lease behind).
+    let mut work = std::pin::pin!(run(driver, opts, retention, progress, Some(&held)));
+    let r = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = tokio::time::sleep(held.times.renew) => {}
+        }
+        match held.renew(driver).await {
+            Ok(Ok(())) => {}
+            Ok(Err(lost)) => break Err(GcError::LeaseLost(lost.to_string())),
+            Err(e) => {
+                break Err(GcError::LeaseLost(format!(
+                    "cannot renew the collection lease: {e}"
+                )))
+            }
+        }
+    };
+    held.release(driver).await;
+    tracing::info!(owner, "collection lease released");
+    r
+}
+
+/// Stops unless `held` (when given) is still ours.
+async fn confirm(driver: &dyn StorageDriver, held: Option<&lease::Held>) -> Result<()> {
+    if let Some(h) = held {
+        h.confirm(driver)
+            .await
+            .map_err(storage("lease", LEFT_PARTIAL))?
+            .map_err(|l| GcError::LeaseLost(l.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn run(
+    driver: &dyn StorageDriver,
+    opts: &GcOptions,
+    retention: &Retention,
+    progress: &dyn Progress,
+    held: Option<&lease::Held>,
 ) -> Result<GcReport> {
     let started = Instant::now();
     let mut report = GcReport {
@@ -190,8 +277,15 @@ pub async fn collect(
     report.manifests = inv.repos.values().map(|r| r.revisions.len() as u64).sum();
     report.blobs = inv.blobs.values().filter(|b| b.data.is_some()).count() as u64;
 
+    let decision = retention::decide(driver, &inv, retention, opts.delay, SystemTime::now())
+        .await
+        .map_err(storage("retention", LEFT_NOTHING))?;
     let mut manifests = mark::ManifestCache::default();
-    let marked = mark::mark(driver, &inv, &mut manifests, opts, progress, "mark").await?;
+    let roots = mark::Roots {
+        decision: &decision,
+        exclude_tags: true,
+    };
+    let marked = mark::mark(driver, &inv, &mut manifests, opts, &roots, progress, "mark").await?;
     report.tags = marked.tags;
     report.unreadable_manifests = marked.unreadable.clone();
     let now = SystemTime::now();
@@ -200,6 +294,9 @@ pub async fn collect(
 
     if opts.dry_run {
         report.deletions = plan.deletions(&inv);
+        report.deletions.extend(decision.deletions());
+        report.deletions.sort();
+        report.tags_deleted = decision.tags.len() as u64;
         report.manifests_deleted = plan.manifests.values().map(|m| m.len() as u64).sum();
         report.blobs_deleted = plan.blobs.len() as u64;
         report.bytes_reclaimed = plan
@@ -221,6 +318,11 @@ pub async fn collect(
         return Ok(report);
     }
 
+    confirm(driver, held).await?;
+    let mut deletions = Vec::new();
+    report.reclaimed_by_pushes += retention::delete_tags(driver, &decision, &mut deletions)
+        .await
+        .map_err(storage("retention", LEFT_PARTIAL))?;
     sweep::finish_trash(driver, &inv)
         .await
         .map_err(storage("recovery", LEFT_NOTHING))?;
@@ -235,13 +337,27 @@ pub async fn collect(
     let fresh = Inventory::scan(driver, progress)
         .await
         .map_err(storage("verify", LEFT_TOMBSTONES))?;
-    let marked2 = mark::mark(driver, &fresh, &mut manifests, opts, progress, "verify").await?;
+    // The deleted tags are gone from storage: whatever tag is there now is a push's.
+    let roots = mark::Roots {
+        decision: &decision,
+        exclude_tags: false,
+    };
+    let marked2 = mark::mark(
+        driver,
+        &fresh,
+        &mut manifests,
+        opts,
+        &roots,
+        progress,
+        "verify",
+    )
+    .await?;
     let now = SystemTime::now();
     let plan2 = mark::candidates(&fresh, &marked2, opts, now);
     let (confirmed, claimed) = plan.confirm(&plan2, &fresh);
-    report.reclaimed_by_pushes = claimed;
+    report.reclaimed_by_pushes += claimed;
 
-    let mut deletions = Vec::new();
+    confirm(driver, held).await?;
     let outcome = sweep::sweep(
         driver,
         &fresh,
@@ -266,6 +382,7 @@ pub async fn collect(
     report.blobs_deleted = count("blob");
     report.layer_links_deleted = count("layer_link");
     report.repositories_deleted = count("repository");
+    report.tags_deleted = count("tag");
     report.deletions = deletions;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -200,6 +200,7 @@ pub async fn sweep(
             } else {
                 tracing::debug!(repository = %name, digest = %d, "deleted manifest");
                 deletions.push(Deletion {
+                    tag: None,
                     kind: "manifest",
                     repository: Some(name.to_string()),
                     digest: Some(d.to_string()),
@@ -239,12 +240,14 @@ pub async fn sweep(
                 sums.bytes += size;
                 prefixes.insert(layout::blob_prefix_dir(&d));
                 deletions.push(Deletion {
+                    tag: None,
                     kind: "blob",
                     repository: None,
                     digest: Some(d.to_string()),
                 });
                 for name in repos {
                     deletions.push(Deletion {
+                        tag: None,
                         kind: "layer_link",
                         repository: Some(name.to_string()),
                         digest: Some(d.to_string()),
@@ -268,6 +271,7 @@ pub async fn sweep(
         }
         if gone {
             deletions.push(Deletion {
+                tag: None,
                 kind: "repository",
                 repository: Some(name.to_string()),
                 digest: None,

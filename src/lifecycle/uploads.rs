@@ -72,22 +72,29 @@ pub async fn purge_uploads(
     Ok(report)
 }
 
-/// Purges every `interval` (the first time after one `interval`), forever.
+/// Purges every `interval` (the first time after one `interval`), forever; `observer` counts
+/// the folders deleted.
 pub async fn purge_loop(
     driver: std::sync::Arc<dyn StorageDriver>,
     age: Duration,
     interval: Duration,
     dry_run: bool,
+    observer: std::sync::Arc<dyn super::Observer>,
 ) {
     loop {
         tokio::time::sleep(interval).await;
         match purge_uploads(driver.as_ref(), age, dry_run).await {
-            Ok(r) => tracing::debug!(
-                purged = r.purged,
-                kept = r.kept,
-                aborted = r.aborted,
-                "upload purging done"
-            ),
+            Ok(r) => {
+                if !dry_run {
+                    observer.uploads_purged(r.purged);
+                }
+                tracing::debug!(
+                    purged = r.purged,
+                    kept = r.kept,
+                    aborted = r.aborted,
+                    "upload purging done"
+                )
+            }
             Err(e) => tracing::warn!(error = %e, "upload purging failed; will retry"),
         }
     }

@@ -467,3 +467,64 @@ impl NotificationMetrics {
         }
     }
 }
+
+/// Lifecycle families, registered by every server (at 0 until something happens, so dashboards
+/// have series): `imageregistry_gc_runs_total{result}` (scheduled runs: `success`, `failure`,
+/// `skipped` when another process held the lease), `imageregistry_gc_deleted_total{kind}`
+/// (`manifest`, `blob`, `layer_link`, `repository`, `tag`; dry runs add nothing),
+/// `imageregistry_gc_reclaimed_bytes_total`, `imageregistry_gc_last_success_timestamp_seconds`
+/// (0: none yet in this process) and `imageregistry_uploads_purged_total`.
+pub struct LifecycleMetrics {
+    pub gc_runs: IntCounterVec,
+    pub gc_deleted: IntCounterVec,
+    pub gc_reclaimed_bytes: IntCounter,
+    pub gc_last_success: IntGauge,
+    pub uploads_purged: IntCounter,
+}
+
+/// Values of `imageregistry_gc_runs_total`'s `result` label.
+pub const GC_RESULTS: [&str; 3] = ["success", "failure", "skipped"];
+/// Values of `imageregistry_gc_deleted_total`'s `kind` label.
+pub const GC_KINDS: [&str; 5] = ["manifest", "blob", "layer_link", "repository", "tag"];
+
+impl LifecycleMetrics {
+    pub fn register(m: &Metrics) -> LifecycleMetrics {
+        let f = Families::new(m.registry());
+        let l = LifecycleMetrics {
+            gc_runs: f.counter_vec(
+                "gc",
+                "runs_total",
+                "Scheduled garbage collection runs, by result (success, failure, skipped: another process held the lease).",
+                &["result"],
+            ),
+            gc_deleted: f.counter_vec(
+                "gc",
+                "deleted_total",
+                "Objects garbage collection deleted, by kind (manifest, blob, layer_link, repository, tag).",
+                &["kind"],
+            ),
+            gc_reclaimed_bytes: f.counter(
+                "gc",
+                "reclaimed_bytes_total",
+                "Blob bytes garbage collection deleted.",
+            ),
+            gc_last_success: f.gauge(
+                "gc",
+                "last_success_timestamp_seconds",
+                "Unix time of the end of this process's last successful scheduled run (0: none yet).",
+            ),
+            uploads_purged: f.counter(
+                "",
+                "uploads_purged_total",
+                "Stale upload folders deleted by upload purging.",
+            ),
+        };
+        for r in GC_RESULTS {
+            l.gc_runs.with_label_values(&[r]).inc_by(0);
+        }
+        for k in GC_KINDS {
+            l.gc_deleted.with_label_values(&[k]).inc_by(0);
+        }
+        l
+    }
+}

@@ -10,6 +10,8 @@
 //!   blobs/<alg>/<first two hex>/<hex>/lastused                     (ours) a push found it: its age
 //!   blobs/<alg>/<first two hex>/<hex>/gctrash                      (ours) the bytes, hidden while
 //!                                                                  collection makes sure
+//!   _lifecycle/gclease                                             (ours) who collects garbage now
+//!   _lifecycle/gclastrun                                           (ours) when the last run ended
 //!   repositories/<name>/
 //!     _layers/<alg>/<hex>/link                                     repo may serve this blob
 //!     _manifests/revisions/<alg>/<hex>/link                        manifest revision in this repo
@@ -65,6 +67,18 @@ pub fn blob_last_used(d: &Digest) -> String {
 /// Where garbage collection moves a blob's bytes before its last check.
 pub fn blob_trash(d: &Digest) -> String {
     format!("{}/gctrash", blob_dir(d))
+}
+
+/// (ours) The garbage collection lease: who runs collection now, until when (see
+/// `lifecycle::lease`). Outside `blobs/` and `repositories/`, so distribution never sees it.
+pub fn gc_lease() -> String {
+    format!("{ROOT}/_lifecycle/gclease")
+}
+
+/// (ours) When the last successful collection run ended (scheduled runs start one `interval`
+/// after it, whichever replica ran it).
+pub fn gc_last_run() -> String {
+    format!("{ROOT}/_lifecycle/gclastrun")
 }
 
 /// A file in the blob store, as a walk of [`blobs_root`] finds it.

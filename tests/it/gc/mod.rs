@@ -5,6 +5,8 @@ mod cli;
 mod collect;
 mod online;
 mod purge;
+mod retention;
+mod schedule;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

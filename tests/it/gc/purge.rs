@@ -6,6 +6,7 @@ use super::*;
 
 async fn purging_server(dryrun: bool) -> TestServer {
     TestServer::builder()
+        .metrics(None)
         .storage_config(&format!(
             "  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 1h\n      interval: 200ms\n      dryrun: {dryrun}\n"
         ))
@@ -34,6 +35,12 @@ async fn stale_uploads_are_purged_and_young_ones_continue() {
         (s.get(&old).await.status() == StatusCode::NOT_FOUND).then_some(())
     });
     gone.await;
+    let m = s.scrape().await;
+    assert_eq!(
+        sample(&m, "imageregistry_uploads_purged_total"),
+        Some(1.0),
+        "{m}"
+    );
     let r = s.patch_chunk(&old, 3, b"def").await;
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
     // The young one was left alone through several purges.
@@ -53,6 +60,12 @@ async fn a_dry_run_purges_nothing() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(t.elapsed().unwrap() >= Duration::from_millis(800));
     assert_eq!(s.get(&old).await.status(), StatusCode::NO_CONTENT);
+    let m = s.scrape().await;
+    assert_eq!(
+        sample(&m, "imageregistry_uploads_purged_total"),
+        Some(0.0),
+        "{m}"
+    );
 }
 
 #[test]
