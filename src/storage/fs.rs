@@ -214,13 +214,15 @@ fn create_parent(p: &Path) -> io::Result<()> {
 fn in_parent<T>(p: &Path, durable: bool, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut tries = 0;
     loop {
-        if durable {
-            create_parent_durable(p)?;
+        // Making the parents can itself find a folder gone (removed between `create_dir_all`'s
+        // steps, or before its `fsync`): that is the same race, retried the same way.
+        let made = if durable {
+            create_parent_durable(p)
         } else {
-            create_parent(p)?;
-        }
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            create_parent(p)
+        };
+        match made.and_then(|()| op()) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 5 => tries += 1,
             r => return r,
         }
     }
