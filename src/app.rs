@@ -66,6 +66,8 @@ pub struct Built {
     pub driver: Arc<dyn StorageDriver>,
     /// The auth mode in force (`None`: mode `none`).
     pub auth_mode: Option<&'static str>,
+    /// The notifications sink, when an endpoint is on (drained into its journal on shutdown).
+    pub notifier: Option<Arc<crate::events::Notifier>>,
 }
 
 /// Builds everything from config: storage (instrumented), registry, metrics, health checks and the
@@ -96,8 +98,10 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         ));
     }
     let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
-    if let Some(n) = crate::events::Notifier::start(config, &outbound, &metrics)? {
-        registry = registry.with_events(n);
+    let notifier = crate::events::Notifier::start(config, &outbound, &metrics)?;
+    if let Some(n) = &notifier {
+        n.set_write_check(registry.write_check());
+        registry = registry.with_events(n.clone());
     }
     if let Some(o) = auth.as_ref().and_then(|a| a.openshift()) {
         if config.imagestreams_enabled() {
@@ -149,6 +153,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         secret,
         driver,
         auth_mode,
+        notifier,
     })
 }
 
