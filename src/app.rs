@@ -68,6 +68,8 @@ pub struct Built {
     pub auth_mode: Option<&'static str>,
     /// Scheduled garbage collection (`storage.maintenance.gc.enabled`); stop it on shutdown.
     pub gc_scheduler: Option<crate::lifecycle::schedule::Scheduler>,
+    /// The notifications sink, when an endpoint is on (drained into its journal on shutdown).
+    pub notifier: Option<Arc<crate::events::Notifier>>,
 }
 
 /// Builds everything from config: storage (instrumented), registry, metrics, health checks and the
@@ -120,8 +122,10 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         None
     };
     let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
-    if let Some(n) = crate::events::Notifier::start(config, &outbound, &metrics)? {
-        registry = registry.with_events(n);
+    let notifier = crate::events::Notifier::start(config, &outbound, &metrics)?;
+    if let Some(n) = &notifier {
+        n.set_write_check(registry.write_check());
+        registry = registry.with_events(n.clone());
     }
     if let Some(o) = auth.as_ref().and_then(|a| a.openshift()) {
         if config.imagestreams_enabled() {
@@ -174,6 +178,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         driver,
         auth_mode,
         gc_scheduler,
+        notifier,
     })
 }
 

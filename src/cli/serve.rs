@@ -88,18 +88,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let health = built.health.clone();
     let gc_scheduler = built.gc_scheduler;
+    let signalled = std::sync::Arc::new(std::sync::OnceLock::new());
+    let shutdown = {
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = signalled.set(std::time::Instant::now());
+        }
+    };
     server::serve(
         listener,
         built.router,
         tls,
         config.connection_limits(),
-        shutdown_signal(),
+        shutdown,
         config.http.draintimeout,
         move || health.set_shutting_down(),
     )
     .await;
     if let Some(s) = gc_scheduler {
         s.stop().await;
+    }
+    if let Some(n) = &built.notifier {
+        // The drain timeout bounds the whole shutdown: the journal gets what is left of it.
+        let spent = signalled
+            .get()
+            .map(std::time::Instant::elapsed)
+            .unwrap_or_default();
+        let left = config
+            .http
+            .draintimeout
+            .saturating_sub(spent)
+            .max(std::time::Duration::from_secs(1));
+        match tokio::time::timeout(left, n.flush()).await {
+            Ok(Ok(())) => tracing::info!("notifications: queued events written to the journal"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "notifications: writing the queued events failed")
+            }
+            Err(_) => tracing::warn!(
+                timeout = ?left,
+                "notifications: the journal did not take the queued events in time; pull events still queued are lost"
+            ),
+        }
     }
     tracing::info!("stopped");
     Ok(())

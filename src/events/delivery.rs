@@ -91,7 +91,7 @@ impl Delivery {
     }
 
     fn set_pending(&self, cursor: u64) {
-        let pending = self.shared.written().saturating_sub(cursor);
+        let pending = self.shared.pending_after(cursor);
         self.metrics
             .pending
             .with_label_values(&[&self.name])
@@ -146,7 +146,7 @@ impl Delivery {
                 // Everything up to the oldest kept record is gone: count it once.
                 self.save(cursor + batch.dropped);
             }
-            let Some(last) = batch.records.last().map(|r| r.seq) else {
+            let Some(last) = batch.last else {
                 continue;
             };
             let send: Vec<&Record> = batch.records.iter().filter(|r| !self.ignored(r)).collect();
@@ -208,7 +208,7 @@ fn envelope(records: &[&Record]) -> String {
     let mut s = String::with_capacity(
         records
             .iter()
-            .map(|r| r.event.get().len() + 1)
+            .map(|r| r.event.as_ref().map_or(0, |e| e.get().len()) + 1)
             .sum::<usize>()
             + 16,
     );
@@ -217,7 +217,9 @@ fn envelope(records: &[&Record]) -> String {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(r.event.get());
+        if let Some(e) = &r.event {
+            s.push_str(e.get());
+        }
     }
     s.push_str("]}");
     s

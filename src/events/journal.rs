@@ -14,6 +14,15 @@
 //!
 //! On open the segments are scanned: a torn last line (a crash mid-write) is cut off, numbering
 //! continues after the last whole record.
+//!
+//! Intents: a write's event can be appended *before* its storage commit, as an intent (the
+//! record carries a [`Check`]: what storage shows once the write happened), so its `fsync` runs
+//! beside the commit instead of after it. Once the commit succeeded, a marker
+//! (`{"resolves":N,"ok":true}`, no seq of its own) is appended without waiting for its sync; a
+//! failed write gets `"ok":false` and its event is never delivered. Readers never read past an unresolved
+//! intent (order is kept), skip markers and skip failed intents. After a crash, an intent
+//! without a marker is handed back by [`Journal::open`] ([`Journal::replayed`]): its owner checks
+//! storage and resolves it — delivered if the write happened, dropped if not.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -35,24 +44,63 @@ const MAX_BATCH: usize = 4096;
 pub const QUEUE: usize = 8192;
 
 /// One entry for the writer.
-pub struct Entry {
-    /// The record's JSON without its seq: `"action":...,"event":{...}` (the writer adds the seq).
-    pub body: String,
-    /// Answered once the entry is durable; `None` for pulls.
-    pub done: Option<oneshot::Sender<Result<(), String>>>,
+pub enum Entry {
+    /// A record to append.
+    Append {
+        /// The record's JSON without its seq: `"action":...,"event":{...}` (the writer adds the
+        /// seq); an intent's also holds its `"check"`.
+        body: String,
+        /// Whether it is an intent (readers wait for its marker).
+        intent: bool,
+        /// Answered with the record's seq once it is durable; `None` for pulls.
+        done: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+    /// The outcome of intent `seq`: a marker is appended (nobody waits for its sync).
+    Resolve { seq: u64, ok: bool },
+    /// Answered once everything queued before it is written and synced (the shutdown drain).
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+impl Entry {
+    fn waits(&self) -> bool {
+        matches!(self, Entry::Append { done: Some(_), .. } | Entry::Flush(_))
+    }
+}
+
+/// What storage shows once an intent's write happened: the blob (push, mount) or manifest
+/// (push) `digest` linked in `repository`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Check {
+    /// `blob` or `manifest`.
+    pub kind: String,
+    pub repository: String,
+    pub digest: String,
 }
 
 /// A record read back.
 #[derive(Debug, Deserialize)]
 pub struct Record {
+    /// 0 in a marker (markers take no seq: seqs count events).
+    #[serde(default)]
     pub seq: u64,
+    #[serde(default)]
     pub action: String,
     #[serde(rename = "mediaType", default)]
     pub media_type: Option<String>,
     /// When it was recorded (Unix milliseconds).
     #[serde(default)]
     pub at: i64,
-    pub event: Box<RawValue>,
+    /// The event (none in a marker).
+    #[serde(default)]
+    pub event: Option<Box<RawValue>>,
+    /// An intent's check.
+    #[serde(default)]
+    pub check: Option<Check>,
+    /// A marker: the intent it resolves, and whether its write happened.
+    #[serde(default)]
+    pub resolves: Option<u64>,
+    #[serde(default)]
+    pub ok: bool,
 }
 
 struct Segment {
@@ -61,11 +109,31 @@ struct Segment {
     size: u64,
 }
 
+/// Intents of writes in progress, and the failed ones readers skip.
+#[derive(Default)]
+struct Intents {
+    unresolved: std::collections::BTreeSet<u64>,
+    failed: std::collections::BTreeSet<u64>,
+    /// The last seq appended.
+    appended: u64,
+}
+
+impl Intents {
+    /// What readers may read up to: everything appended before the first unresolved intent.
+    fn readable(&self) -> u64 {
+        match self.unresolved.first() {
+            Some(first) => (first - 1).min(self.appended),
+            None => self.appended,
+        }
+    }
+}
+
 /// What readers and the writer share.
 pub struct Shared {
     dir: PathBuf,
     segments: Mutex<VecDeque<Segment>>,
-    /// The last seq written (readable).
+    intents: Mutex<Intents>,
+    /// The last seq readers may read: appended, and not behind an unresolved intent.
     written: watch::Sender<u64>,
     cursors: Mutex<Vec<Arc<AtomicU64>>>,
     maxsize: u64,
@@ -76,6 +144,9 @@ pub struct Shared {
 pub struct Journal {
     pub tx: mpsc::Sender<Entry>,
     pub shared: Arc<Shared>,
+    /// Intents found without a marker on open (a crash between intent and marker): the owner
+    /// checks storage and sends their [`Entry::Resolve`].
+    pub replayed: Vec<(u64, Check)>,
     /// Held for the process's life: a second process on the same spool fails at start.
     _lock: File,
 }
@@ -146,6 +217,7 @@ impl Journal {
                 }
             }
         }
+        let (intents, replayed) = replay_intents(&segments, last)?;
         if segments.is_empty() {
             let first = last + 1;
             let path = dir.join(segment_name(first));
@@ -157,10 +229,11 @@ impl Journal {
             });
         }
         let segment_size = (maxsize / 8).clamp(4 << 10, 8 << 20);
-        let (written, _) = watch::channel(last);
+        let (written, _) = watch::channel(intents.readable());
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             segments: Mutex::new(segments),
+            intents: Mutex::new(intents),
             written,
             cursors: Mutex::new(Vec::new()),
             maxsize,
@@ -174,6 +247,7 @@ impl Journal {
         Ok(Journal {
             tx,
             shared,
+            replayed,
             _lock: lock,
         })
     }
@@ -200,13 +274,52 @@ fn scan(path: &Path) -> io::Result<(Option<u64>, u64)> {
         }
         match serde_json::from_slice::<Record>(&line) {
             Ok(rec) => {
-                last = Some(rec.seq);
+                if rec.resolves.is_none() {
+                    last = Some(rec.seq);
+                }
                 good += n as u64;
             }
             Err(_) => break,
         }
     }
     Ok((last, good))
+}
+
+/// The intents of the kept segments: those without a marker (with their checks) and the failed
+/// ones.
+fn replay_intents(
+    segments: &VecDeque<Segment>,
+    last: u64,
+) -> io::Result<(Intents, Vec<(u64, Check)>)> {
+    let mut open: std::collections::BTreeMap<u64, Check> = Default::default();
+    let mut intents = Intents {
+        appended: last,
+        ..Intents::default()
+    };
+    for seg in segments {
+        let mut r = BufReader::new(File::open(&seg.path)?);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = r.read_until(b'\n', &mut line)?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            let Ok(rec) = serde_json::from_slice::<Record>(&line) else {
+                break;
+            };
+            if let Some(check) = rec.check {
+                open.insert(rec.seq, check);
+            } else if let Some(of) = rec.resolves {
+                open.remove(&of);
+                if !rec.ok {
+                    intents.failed.insert(of);
+                }
+            }
+        }
+    }
+    intents.unresolved = open.keys().copied().collect();
+    Ok((intents, open.into_iter().collect()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -230,7 +343,8 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Entry>, mut seq: u64) {
     let mut batch: Vec<Entry> = Vec::new();
     loop {
         batch.clear();
-        // Wait for work; wake up to sync pulls written a while ago.
+        // Wait for work (no fixed window: whatever queued while the last commit ran is taken at
+        // once); wake up to sync pulls and markers written a while ago.
         match unsynced_since {
             Some(t) => {
                 let wait = PULL_SYNC_INTERVAL.saturating_sub(t.elapsed());
@@ -259,9 +373,28 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Entry>, mut seq: u64) {
         if let Err(e) = &answer {
             tracing::error!(error = %e, "cannot write the notifications journal");
         }
+        // The seq of each appended entry, in batch order.
+        let mut seqs = answer.as_ref().ok().map(|s| s.iter());
         for e in batch.drain(..) {
-            if let Some(done) = e.done {
-                let _ = done.send(answer.clone());
+            let seq = match &e {
+                Entry::Append { .. } => seqs.as_mut().and_then(|s| s.next()).copied(),
+                _ => None,
+            };
+            match e {
+                Entry::Append {
+                    done: Some(done), ..
+                } => {
+                    let r = match (&answer, seq) {
+                        (Ok(_), Some(s)) => Ok(s),
+                        (Err(e), _) => Err(e.clone()),
+                        (Ok(_), None) => Err("journal lost an entry".to_owned()),
+                    };
+                    let _ = done.send(r);
+                }
+                Entry::Flush(done) => {
+                    let _ = done.send(answer.as_ref().map(|_| ()).map_err(Clone::clone));
+                }
+                _ => {}
             }
         }
         shared.retain();
@@ -275,15 +408,68 @@ fn sync(file: &Option<(u64, File)>) {
 }
 
 /// Writes a batch (rolling segments as they fill); syncs when a waiter needs it or unsynced
-/// pulls are due.
+/// records are due. Returns the seqs given to the batch's appends, in order. On an error, the
+/// intents of this batch count as failed here (their writers get the error; after a restart
+/// storage decides).
 fn commit(
     shared: &Shared,
     file: &mut Option<(u64, File)>,
     seq: &mut u64,
     batch: &[Entry],
     unsynced_since: &mut Option<Instant>,
-) -> io::Result<()> {
-    let mut rest = batch;
+) -> io::Result<Vec<u64>> {
+    let mut new_intents = Vec::new();
+    let r = commit_inner(shared, file, seq, batch, unsynced_since, &mut new_intents);
+    let mut st = lock(&shared.intents);
+    st.appended = *seq;
+    match &r {
+        Ok(_) => {
+            for e in batch {
+                if let Entry::Resolve { seq, ok } = e {
+                    st.unresolved.remove(seq);
+                    if !ok {
+                        st.failed.insert(*seq);
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            for s in &new_intents {
+                st.unresolved.remove(s);
+                st.failed.insert(*s);
+            }
+            // A marker not written still resolves here; a restart would check storage.
+            for e in batch {
+                if let Entry::Resolve { seq, ok } = e {
+                    st.unresolved.remove(seq);
+                    if !ok {
+                        st.failed.insert(*seq);
+                    }
+                }
+            }
+        }
+    }
+    // Readers see writes at once (pulls and markers before their sync: a crash of the process
+    // keeps them in the page cache; a crash of the machine may lose up to PULL_SYNC_INTERVAL of
+    // pulls, and markers, whose intents storage then decides).
+    shared.written.send_replace(st.readable());
+    r
+}
+
+fn commit_inner(
+    shared: &Shared,
+    file: &mut Option<(u64, File)>,
+    seq: &mut u64,
+    batch: &[Entry],
+    unsynced_since: &mut Option<Instant>,
+    new_intents: &mut Vec<u64>,
+) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::with_capacity(batch.len());
+    let mut rest: Vec<&Entry> = batch
+        .iter()
+        .filter(|e| !matches!(e, Entry::Flush(_)))
+        .collect();
+    let mut rest = &mut rest[..];
     while !rest.is_empty() {
         let (first, room) = {
             let (first, _) = current_file(shared, file, *seq + 1)?;
@@ -297,12 +483,28 @@ fn commit(
         let mut buf = Vec::new();
         let mut next = *seq;
         let mut taken = 0;
-        for e in rest {
-            next += 1;
+        let mut intents = Vec::new();
+        let mut appended = Vec::new();
+        for e in rest.iter() {
             taken += 1;
-            buf.extend_from_slice(format!("{{\"seq\":{next},").as_bytes());
-            buf.extend_from_slice(e.body.as_bytes());
-            buf.extend_from_slice(b"}\n");
+            match e {
+                Entry::Append { body, intent, .. } => {
+                    next += 1;
+                    buf.extend_from_slice(format!("{{\"seq\":{next},").as_bytes());
+                    buf.extend_from_slice(body.as_bytes());
+                    buf.extend_from_slice(b"}\n");
+                    if *intent {
+                        intents.push(next);
+                    }
+                    appended.push(next);
+                }
+                Entry::Resolve { seq: of, ok } => {
+                    buf.extend_from_slice(
+                        format!("{{\"resolves\":{of},\"ok\":{ok}}}\n").as_bytes(),
+                    );
+                }
+                Entry::Flush(_) => {}
+            }
             if buf.len() as u64 >= room {
                 break;
             }
@@ -320,19 +522,24 @@ fn commit(
                 let _ = f.set_len(len);
                 let _ = f.seek(SeekFrom::Start(len));
             }
-            shared.written.send_replace(*seq);
             return Err(e);
         }
         if let Some(s) = lock(&shared.segments).iter_mut().find(|s| s.first == first) {
             s.size += buf.len() as u64;
         }
         *seq = next;
-        rest = &rest[taken..];
+        {
+            let mut st = lock(&shared.intents);
+            st.unresolved.extend(intents.iter().copied());
+        }
+        new_intents.extend(intents);
+        seqs.extend(appended);
+        rest = &mut rest[taken..];
         if unsynced_since.is_none() {
             *unsynced_since = Some(Instant::now());
         }
     }
-    let must_sync = batch.iter().any(|e| e.done.is_some())
+    let must_sync = batch.iter().any(Entry::waits)
         || unsynced_since.is_some_and(|t| t.elapsed() >= PULL_SYNC_INTERVAL);
     if must_sync {
         if let Some((_, f)) = file {
@@ -340,10 +547,7 @@ fn commit(
         }
         *unsynced_since = None;
     }
-    // Readers see writes at once (pulls before their sync: a crash of the process keeps them in
-    // the page cache; a crash of the machine may lose up to PULL_SYNC_INTERVAL of pulls).
-    shared.written.send_replace(*seq);
-    Ok(())
+    Ok(seqs)
 }
 
 /// The file appended to: the newest segment, rolled over (the new one starting at `next_seq`)
@@ -397,7 +601,10 @@ pub struct ReadPos {
 
 /// What a reader got.
 pub struct Batch {
+    /// Events to deliver (markers and failed intents are left out).
     pub records: Vec<Record>,
+    /// The last seq read (the cursor may move here once `records` are delivered).
+    pub last: Option<u64>,
     /// Records dropped (past `maxsize`) between the cursor and the first record here.
     pub dropped: u64,
 }
@@ -444,7 +651,23 @@ impl Shared {
         write_cursor(&self.cursor_path(name), value, false)
     }
 
-    /// The last seq written.
+    /// Whether intent `seq` failed (its event is not delivered).
+    fn failed(&self, seq: u64) -> bool {
+        lock(&self.intents).failed.contains(&seq)
+    }
+
+    /// Events after `cursor` readers may read and will deliver (failed intents left out).
+    pub fn pending_after(&self, cursor: u64) -> u64 {
+        let st = lock(&self.intents);
+        let readable = st.readable();
+        if cursor >= readable {
+            return 0;
+        }
+        let failed = st.failed.range(cursor + 1..=readable).count() as u64;
+        readable.saturating_sub(cursor).saturating_sub(failed)
+    }
+
+    /// The last seq readers may read.
     pub fn written(&self) -> u64 {
         *self.written.borrow()
     }
@@ -463,6 +686,7 @@ impl Shared {
             let Some(oldest) = segs.front() else {
                 return Ok(Batch {
                     records: Vec::new(),
+                    last: None,
                     dropped: 0,
                 });
             };
@@ -478,6 +702,7 @@ impl Shared {
         let Some((first, path)) = seg else {
             return Ok(Batch {
                 records: Vec::new(),
+                last: None,
                 dropped,
             });
         };
@@ -487,6 +712,7 @@ impl Shared {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Batch {
                     records: Vec::new(),
+                    last: None,
                     dropped,
                 })
             }
@@ -506,6 +732,7 @@ impl Shared {
         let mut r = BufReader::new(f);
         let mut offset = start;
         let mut records = Vec::new();
+        let mut last = None;
         let mut line = Vec::new();
         while records.len() < max {
             line.clear();
@@ -522,6 +749,13 @@ impl Shared {
                     )))
                 }
             };
+            if rec.resolves.is_some() {
+                // A marker: nothing to deliver, read on.
+                offset += n as u64;
+                pos.offset = offset;
+                pos.segment = first;
+                continue;
+            }
             if rec.seq > written {
                 break;
             }
@@ -532,10 +766,18 @@ impl Shared {
                 after: rec.seq,
             };
             if rec.seq > after {
-                records.push(rec);
+                last = Some(rec.seq);
+                let skip = rec.event.is_none() || (rec.check.is_some() && self.failed(rec.seq));
+                if !skip {
+                    records.push(rec);
+                }
             }
         }
-        Ok(Batch { records, dropped })
+        Ok(Batch {
+            records,
+            last,
+            dropped,
+        })
     }
 
     /// Deletes segments every cursor has passed, and the oldest ones past `maxsize`.
@@ -564,8 +806,19 @@ impl Shared {
                 }
                 total -= s.size;
                 let _ = std::fs::remove_file(&s.path);
+                // Intents dropped with their segment wait for nobody.
+                let mut st = lock(&self.intents);
+                st.unresolved.retain(|&i| i >= next_first);
+                let readable = st.readable();
+                drop(st);
+                self.written.send_replace(readable);
             }
         }
+        let oldest = segs.front().map(|s| s.first).unwrap_or(0);
+        drop(segs);
+        let mut st = lock(&self.intents);
+        let keep_from = oldest.max(min_cursor.saturating_add(1));
+        st.failed.retain(|&i| i >= keep_from);
     }
 
     /// Bytes the journal holds.
@@ -593,8 +846,9 @@ mod tests {
     async fn put(j: &Journal, n: usize, durable: bool) {
         for i in 0..n {
             let (tx, rx) = oneshot::channel();
-            j.tx.send(Entry {
+            j.tx.send(Entry::Append {
                 body: format!("\"action\":\"push\",\"at\":0,\"event\":{{\"i\":{i}}}"),
+                intent: false,
                 done: durable.then_some(tx),
             })
             .await
@@ -627,6 +881,68 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
         // A second process on the same spool is refused.
         assert!(Journal::open(dir.path(), 1 << 20).is_err());
+    }
+
+    async fn intent(j: &Journal, i: usize) -> u64 {
+        let (tx, rx) = oneshot::channel();
+        j.tx.send(Entry::Append {
+            body: format!(
+                "\"action\":\"push\",\"at\":0,\"event\":{{\"i\":{i}}},\"check\":{{\"kind\":\"blob\",\"repository\":\"a/b\",\"digest\":\"d{i}\"}}"
+            ),
+            intent: true,
+            done: Some(tx),
+        })
+        .await
+        .unwrap();
+        rx.await.unwrap().unwrap()
+    }
+
+    fn seqs(j: &Journal) -> Vec<u64> {
+        let mut pos = ReadPos::default();
+        let b = j.shared.read_after(0, 100, &mut pos).unwrap();
+        b.records.iter().map(|r| r.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn intents_hold_readers_back_until_resolved_and_replay_returns_the_unresolved() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path(), 1 << 20).unwrap();
+            put(&j, 1, true).await; // 1
+            let a = intent(&j, 2).await; // 2: its write will succeed
+            let b = intent(&j, 3).await; // 3: fails
+            put(&j, 1, true).await; // 4
+            let c = intent(&j, 5).await; // 5: never resolved (the crash)
+            assert_eq!((a, b, c), (2, 3, 5));
+            // Nothing past the first unresolved intent is readable.
+            assert_eq!(j.shared.written(), 1);
+            assert_eq!(seqs(&j), [1]);
+            j.tx.send(Entry::Resolve { seq: b, ok: false })
+                .await
+                .unwrap();
+            j.tx.send(Entry::Resolve { seq: a, ok: true })
+                .await
+                .unwrap();
+            put(&j, 1, true).await; // 6, and the markers are written
+            assert_eq!(j.shared.written(), 4);
+            assert_eq!(seqs(&j), [1, 2, 4], "the failed intent is skipped");
+            assert_eq!(j.shared.pending_after(0), 3);
+            assert!(j.replayed.is_empty());
+        }
+        // Reopened: the failed one stays skipped, the unresolved one is handed back.
+        let j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(j.shared.written(), 4);
+        assert_eq!(j.replayed.len(), 1);
+        assert_eq!(j.replayed[0].0, 5);
+        assert_eq!(j.replayed[0].1.digest, "d5");
+        j.tx.send(Entry::Resolve { seq: 5, ok: false })
+            .await
+            .unwrap();
+        put(&j, 1, true).await; // 7
+        assert_eq!(seqs(&j), [1, 2, 4, 6, 7]);
+        let (tx, rx) = oneshot::channel();
+        j.tx.send(Entry::Flush(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -20,9 +20,12 @@ use serde::Serialize;
 
 use crate::config::{Config, StorageKind};
 use crate::net::outbound::Outbound;
+use crate::oci::{Digest, RepositoryName};
 use crate::ops::metrics::{Metrics, NotificationMetrics};
-use crate::registry::events::{Action, Event, EventError, EventSink, Kind};
-use journal::{Entry, Journal};
+use crate::registry::events::{
+    Action, Event, EventError, EventSink, Kind, PendingEvent, WriteCheck,
+};
+use journal::{Check, Entry, Journal};
 
 /// Content types of the envelope.
 pub const MEDIA_TYPE_V1: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -53,6 +56,8 @@ pub struct Notifier {
     journal: Journal,
     source: Source,
     include_references: bool,
+    /// Asked about intents nobody resolved (see [`Notifier::set_write_check`]).
+    check: Arc<std::sync::OnceLock<Arc<dyn WriteCheck>>>,
 }
 
 /// The spool folder config names, or the default: `<root>/notifications` of a filesystem
@@ -135,11 +140,46 @@ impl Notifier {
                 instance_id: uuid::Uuid::new_v4().to_string(),
             },
             include_references: n.events.includereferences,
+            check: Arc::default(),
         })))
     }
 
+    /// Gives the notifier storage's answer to "did this write happen?" and resolves the intents
+    /// a crash left without a marker: delivered if storage shows the write, dropped if not.
+    /// Until then delivery waits before the first of them.
+    pub fn set_write_check(&self, check: Arc<dyn WriteCheck>) {
+        let _ = self.check.set(check.clone());
+        let replayed = self.journal.replayed.clone();
+        if replayed.is_empty() {
+            return;
+        }
+        let tx = self.journal.tx.clone();
+        tokio::spawn(async move {
+            for (seq, c) in replayed {
+                let ok = resolve_by_storage(check.as_ref(), &c).await;
+                tracing::info!(seq, ok, kind = %c.kind, repository = %c.repository, digest = %c.digest,
+                    "notifications: resolved an unfinished write's event from storage");
+                if tx.send(Entry::Resolve { seq, ok }).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Writes and syncs everything queued so far (pull events included); the shutdown drain.
+    pub async fn flush(&self) -> Result<(), EventError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let closed = || EventError("the notifications journal stopped".into());
+        self.journal
+            .tx
+            .send(Entry::Flush(tx))
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?.map_err(EventError)
+    }
+
     /// The journal record (without its seq) for an event.
-    fn record(&self, e: &Event) -> Result<String, EventError> {
+    fn record(&self, e: &Event, check: Option<&Check>) -> Result<String, EventError> {
         let event = self.to_json(e);
         #[derive(Serialize)]
         struct Body<'a> {
@@ -148,12 +188,15 @@ impl Notifier {
             media_type: Option<&'a str>,
             at: i64,
             event: &'a EventJson<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            check: Option<&'a Check>,
         }
         let body = Body {
             action: e.action.as_str(),
             media_type: e.media_type.as_deref(),
             at: chrono::Utc::now().timestamp_millis(),
             event: &event,
+            check,
         };
         let s = serde_json::to_string(&body).map_err(|e| EventError(e.to_string()))?;
         // The writer wraps it as `{"seq":N,<body>}`.
@@ -280,25 +323,166 @@ struct ActorJson<'a> {
 #[async_trait::async_trait]
 impl EventSink for Notifier {
     async fn emit(&self, event: Event) -> Result<(), EventError> {
-        let body = self.record(&event)?;
+        let body = self.record(&event, None)?;
         let closed = || EventError("the notifications journal stopped".into());
         if event.action.is_write() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.journal
                 .tx
-                .send(Entry {
+                .send(Entry::Append {
                     body,
+                    intent: false,
                     done: Some(tx),
                 })
                 .await
                 .map_err(|_| closed())?;
-            rx.await.map_err(|_| closed())?.map_err(EventError)
+            rx.await.map_err(|_| closed())?.map_err(EventError)?;
+            Ok(())
         } else {
             self.journal
                 .tx
-                .send(Entry { body, done: None })
+                .send(Entry::Append {
+                    body,
+                    intent: false,
+                    done: None,
+                })
                 .await
                 .map_err(|_| closed())
         }
+    }
+
+    async fn begin(&self, event: Event) -> Result<Box<dyn PendingEvent>, EventError> {
+        let check = Check {
+            kind: match event.kind {
+                Kind::Manifest => "manifest",
+                _ => "blob",
+            }
+            .to_owned(),
+            repository: event.repository.to_string(),
+            digest: event
+                .digest
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        };
+        let body = self.record(&event, Some(&check))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.journal
+            .tx
+            .send(Entry::Append {
+                body,
+                intent: true,
+                done: Some(tx),
+            })
+            .await
+            .map_err(|_| EventError("the notifications journal stopped".into()))?;
+        Ok(Box::new(Pending {
+            tx: self.journal.tx.clone(),
+            durable: Some(rx),
+            check,
+            checker: self.check.clone(),
+        }))
+    }
+}
+
+/// Storage's word on an intent; a check that keeps failing counts as "happened" after a while
+/// (at least once: a duplicate rather than a loss).
+async fn resolve_by_storage(check: &dyn WriteCheck, c: &Check) -> bool {
+    let kind = match c.kind.as_str() {
+        "manifest" => Kind::Manifest,
+        _ => Kind::Blob,
+    };
+    let (Ok(repo), Ok(digest)) = (
+        c.repository.parse::<RepositoryName>(),
+        c.digest.parse::<Digest>(),
+    ) else {
+        return false;
+    };
+    for attempt in 0..30 {
+        match check.happened(kind, &repo, &digest).await {
+            Ok(ok) => return ok,
+            Err(e) => {
+                if attempt == 0 {
+                    tracing::warn!(error = %e, "notifications: cannot check storage for an unfinished write; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    true
+}
+
+/// An intent in the journal, waiting for its write's outcome.
+struct Pending {
+    tx: tokio::sync::mpsc::Sender<Entry>,
+    durable: Option<tokio::sync::oneshot::Receiver<Result<u64, String>>>,
+    check: Check,
+    checker: Arc<std::sync::OnceLock<Arc<dyn WriteCheck>>>,
+}
+
+impl Pending {
+    /// The intent's seq once durable. The receiver stays in place while waited on: cancelled
+    /// meanwhile, `Drop` still resolves the intent.
+    async fn seq(&mut self) -> Result<u64, EventError> {
+        let closed = || EventError("the notifications journal stopped".into());
+        let r = match self.durable.as_mut() {
+            Some(rx) => rx.await,
+            None => return Err(closed()),
+        };
+        self.durable = None;
+        r.map_err(|_| closed())?.map_err(EventError)
+    }
+
+    /// Sends the marker without waiting (on a task when the queue is full).
+    fn resolve(&self, seq: u64, ok: bool) {
+        use tokio::sync::mpsc::error::TrySendError;
+        if let Err(TrySendError::Full(e)) = self.tx.try_send(Entry::Resolve { seq, ok }) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(e).await;
+            });
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PendingEvent for Pending {
+    async fn committed(mut self: Box<Self>) -> Result<(), EventError> {
+        let seq = self.seq().await?;
+        // The marker is not waited for: after a crash, storage shows the write.
+        self.resolve(seq, true);
+        Ok(())
+    }
+
+    async fn failed(mut self: Box<Self>) {
+        // A failed journal write already counts as failed there.
+        if let Ok(seq) = self.seq().await {
+            self.resolve(seq, false);
+        }
+    }
+}
+
+impl Drop for Pending {
+    /// Cancelled between intent and outcome: storage decides, on a task of its own.
+    fn drop(&mut self) {
+        let Some(rx) = self.durable.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let tx = self.tx.clone();
+        let check = self.check.clone();
+        let checker = self.checker.clone();
+        rt.spawn(async move {
+            let Ok(Ok(seq)) = rx.await else {
+                return;
+            };
+            let ok = match checker.get() {
+                Some(c) => resolve_by_storage(c.as_ref(), &check).await,
+                None => true,
+            };
+            let _ = tx.send(Entry::Resolve { seq, ok }).await;
+        });
     }
 }

@@ -91,10 +91,11 @@ pub async fn get(
         RangeRequest::Unsatisfiable => return Err(RegistryError::RangeInvalid { size }.into()),
     };
     h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+    // distribution 2.8 announces a HEAD as a pull too (its request.method says which).
+    reg.blob_pulled(name, digest, size).await?;
     if req.method == Method::HEAD {
         return Ok((status, h).into_response());
     }
-    reg.blob_pulled(name, digest, size).await?;
     // Object storage: send the client to a presigned URL (a Range header goes along and is
     // honoured by the store). HEAD stays here.
     if let Some(url) = reg.blob_redirect(digest).await? {

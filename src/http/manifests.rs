@@ -43,10 +43,11 @@ pub async fn get(
     h.insert("docker-content-digest", hv(&m.digest.to_string()));
     h.insert(header::ETAG, hv(&format!("\"{}\"", m.digest)));
     h.insert(header::CONTENT_LENGTH, hv(&m.body.len().to_string()));
+    // distribution 2.8 announces a HEAD as a pull too (its request.method says which).
+    reg.manifest_pulled(name, reference, &m).await?;
     if req.method == Method::HEAD {
         return Ok((StatusCode::OK, h).into_response());
     }
-    reg.manifest_pulled(name, reference, &m).await?;
     Ok((StatusCode::OK, h, m.body).into_response())
 }
 

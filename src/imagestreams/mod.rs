@@ -59,6 +59,9 @@ pub fn mapping(server_addr: &str, ns: &str, name: &str, image: &PushedImage) -> 
     if let Some(meta) = docker_image_metadata(image) {
         img["dockerImageMetadata"] = meta;
     }
+    if !image.manifests.is_empty() {
+        img["dockerImageManifests"] = Value::Array(image_manifests(image));
+    }
     let mut m = json!({
         "kind": "ImageStreamMapping",
         "apiVersion": "image.openshift.io/v1",
@@ -69,6 +72,38 @@ pub fn mapping(server_addr: &str, ns: &str, name: &str, image: &PushedImage) -> 
         m["tag"] = json!(tag);
     }
     m
+}
+
+/// OpenShift's `ImageManifest`s of an index / manifest list: one per child, its platform's
+/// architecture, os and (when set) variant; a child without a platform gets empty strings, as the
+/// Go registry's zero values.
+fn image_manifests(image: &PushedImage) -> Vec<Value> {
+    image
+        .manifests
+        .iter()
+        .map(|m| {
+            let platform = m.platform.as_ref();
+            let field = |k: &str| {
+                platform
+                    .and_then(|p| p.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let mut v = json!({
+                "digest": m.digest.to_string(),
+                "mediaType": m.media_type,
+                "manifestSize": m.size,
+                "architecture": field("architecture"),
+                "os": field("os"),
+            });
+            let variant = field("variant");
+            if !variant.is_empty() {
+                v["variant"] = json!(variant);
+            }
+            v
+        })
+        .collect()
 }
 
 /// OpenShift's `DockerImage` (metadata version 1.0) from the image config: `Id` is the config

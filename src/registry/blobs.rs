@@ -160,7 +160,7 @@ impl Registry {
         .await
     }
 
-    /// Tells listeners that a blob was served (a `GET`; `HEAD`s are not announced).
+    /// Tells listeners that a blob was served (a `GET` or a `HEAD`, as distribution announces both).
     pub async fn blob_pulled(
         &self,
         name: &RepositoryName,
@@ -200,13 +200,15 @@ impl Registry {
         let Some(size) = size else {
             return Ok(false);
         };
-        self.link_blob(name, digest).await?;
-        self.emit(|| {
-            let mut e = blob_event(Action::Mount, name, digest, size);
-            e.from_repository = from.map(|f| f.to_string());
-            e
-        })
-        .await?;
+        let pending = self
+            .begin_event(|| {
+                let mut e = blob_event(Action::Mount, name, digest, size);
+                e.from_repository = from.map(|f| f.to_string());
+                e
+            })
+            .await?;
+        let linked = self.link_blob(name, digest).await;
+        self.finish_event(pending, linked).await?;
         Ok(true)
     }
 }

@@ -112,6 +112,65 @@ pub struct EventError(pub String);
 pub trait EventSink: Send + Sync {
     /// See the module docs for when this resolves.
     async fn emit(&self, event: Event) -> Result<(), EventError>;
+
+    /// For a push or mount whose storage commit comes next: records `event` as an intent and
+    /// returns at once (once it is queued); the domain commits, then calls
+    /// [`PendingEvent::committed`] (which resolves once the intent is durable, so the
+    /// acknowledgement still follows it) or [`PendingEvent::failed`]. Dropped unresolved (the
+    /// request was cancelled), the sink asks storage whether the write happened.
+    async fn begin(&self, event: Event) -> Result<Box<dyn PendingEvent>, EventError>;
+}
+
+/// A write's event recorded before its storage commit (see [`EventSink::begin`]).
+#[async_trait::async_trait]
+pub trait PendingEvent: Send {
+    /// The write happened: resolves once the event is durable.
+    async fn committed(self: Box<Self>) -> Result<(), EventError>;
+    /// The write failed: its event is never delivered.
+    async fn failed(self: Box<Self>);
+}
+
+/// Whether a write an event announces happened, as storage shows it: the blob (push, mount) or
+/// manifest (push) linked in the repository. Sinks ask it about intents left unresolved by a
+/// crash or a cancelled request.
+#[async_trait::async_trait]
+pub trait WriteCheck: Send + Sync {
+    async fn happened(
+        &self,
+        kind: Kind,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, EventError>;
+}
+
+/// [`WriteCheck`] over the registry's storage.
+pub(crate) struct StorageCheck {
+    pub(crate) driver: std::sync::Arc<dyn crate::storage::StorageDriver>,
+}
+
+#[async_trait::async_trait]
+impl WriteCheck for StorageCheck {
+    async fn happened(
+        &self,
+        kind: Kind,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, EventError> {
+        use crate::storage::layout;
+        let link = match kind {
+            Kind::Blob => layout::layer_link(repository, digest),
+            Kind::Manifest => layout::manifest_revision_link(repository, digest),
+            Kind::Tag => return Ok(true),
+        };
+        for path in [link, layout::blob_data(digest)] {
+            match self.driver.stat(&path).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Ok(false),
+                Err(e) => return Err(EventError(e.to_string())),
+            }
+        }
+        Ok(true)
+    }
 }
 
 tokio::task_local! {

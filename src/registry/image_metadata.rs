@@ -20,6 +20,8 @@ pub struct PushedImage {
     pub media_type: String,
     /// The layers (empty for an index / manifest list).
     pub layers: Vec<Descriptor>,
+    /// An index's / manifest list's children, with their `platform` (empty for an image).
+    pub manifests: Vec<Descriptor>,
     /// The config blob's descriptor and bytes (image manifests whose config is at most
     /// [`MAX_CONFIG_SIZE`] bytes).
     pub config: Option<(Descriptor, Bytes)>,

@@ -182,60 +182,66 @@ impl Registry {
                 return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
             }
         }
-        let body_len = body.len();
-        let data = layout::blob_data(&digest);
-        self.claim_blob(&digest).await?;
-        if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
-            self.driver.put_content(&data, body).await?;
-        }
-        self.write_link(&layout::manifest_revision_link(name, &digest), &digest)
+        let size = body.len() as u64;
+        // The event's journal write runs beside the commit (an intent, resolved after it).
+        let pending = self
+            .begin_event(|| {
+                let mut e = Event::new(Action::Push, Kind::Manifest, name);
+                e.media_type = Some(parsed.media_type.clone());
+                e.digest = Some(digest.clone());
+                e.size = Some(size);
+                e.tag = tag_of(reference);
+                e.references = references(&parsed);
+                e
+            })
             .await?;
-        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
-        if let Some(subject) = &subject {
-            self.write_link(&layout::referrer_link(name, subject, &digest), &digest)
+        let committed: Result<Option<Digest>> = async {
+            let data = layout::blob_data(&digest);
+            self.claim_blob(&digest).await?;
+            if self.stat_global_blob(&digest).await? != Some(body.len() as u64) {
+                self.driver.put_content(&data, body).await?;
+            }
+            self.write_link(&layout::manifest_revision_link(name, &digest), &digest)
                 .await?;
-        }
-        if let Reference::Tag(tag) = reference {
-            self.write_link(&layout::tag_index_link(name, tag, &digest), &digest)
-                .await?;
-            let moved = self
-                .write_link(&layout::tag_current_link(name, tag), &digest)
-                .await;
-            // The tag may have moved (or be half-written, on an error): forget what was read.
-            self.links.invalidate(name.as_str());
-            moved?;
-            // Garbage collection deletes an untagged revision first and reads the tags after; a
-            // push writes the tag first and checks the revisions after: one of the two sees the
-            // other, and a revision removed meanwhile is written again. Children only when they
-            // were checked to be here: a pull-through index is stored before its children are
-            // fetched, and a link to a child without content would claim it is cached.
-            for d in parsed
-                .manifests
-                .iter()
-                .filter(|_| check_refs)
-                .map(|c| &c.digest)
-                .chain(std::iter::once(&digest))
-            {
-                let rev = layout::manifest_revision_link(name, d);
-                if !self.exists(&rev).await? {
-                    self.driver
-                        .put_content(&rev, Bytes::from(d.to_string()))
-                        .await?;
+            let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+            if let Some(subject) = &subject {
+                self.write_link(&layout::referrer_link(name, subject, &digest), &digest)
+                    .await?;
+            }
+            if let Reference::Tag(tag) = reference {
+                self.write_link(&layout::tag_index_link(name, tag, &digest), &digest)
+                    .await?;
+                let moved = self
+                    .write_link(&layout::tag_current_link(name, tag), &digest)
+                    .await;
+                // The tag may have moved (or be half-written, on an error): forget what was read.
+                self.links.invalidate(name.as_str());
+                moved?;
+                // Garbage collection deletes an untagged revision first and reads the tags after; a
+                // push writes the tag first and checks the revisions after: one of the two sees the
+                // other, and a revision removed meanwhile is written again. Children only when they
+                // were checked to be here: a pull-through index is stored before its children are
+                // fetched, and a link to a child without content would claim it is cached.
+                for d in parsed
+                    .manifests
+                    .iter()
+                    .filter(|_| check_refs)
+                    .map(|c| &c.digest)
+                    .chain(std::iter::once(&digest))
+                {
+                    let rev = layout::manifest_revision_link(name, d);
+                    if !self.exists(&rev).await? {
+                        self.driver
+                            .put_content(&rev, Bytes::from(d.to_string()))
+                            .await?;
+                    }
                 }
             }
+            self.record_image(name, reference, &digest, &parsed).await?;
+            Ok(subject)
         }
-        self.record_image(name, reference, &digest, &parsed).await?;
-        let size = body_len as u64;
-        self.emit(|| {
-            let mut e = Event::new(Action::Push, Kind::Manifest, name);
-            e.media_type = Some(parsed.media_type.clone());
-            e.digest = Some(digest.clone());
-            e.size = Some(size);
-            e.tag = tag_of(reference);
-            e.references = references(&parsed);
-            e
-        })
-        .await?;
+        .await;
+        let subject = self.finish_event(pending, committed).await?;
         Ok(PutManifest { digest, subject })
     }
 
@@ -272,6 +278,7 @@ impl Registry {
             digest: digest.clone(),
             media_type: parsed.media_type.clone(),
             layers,
+            manifests: parsed.manifests.clone(),
             config,
         };
         hook.image_pushed(image).await.map_err(|e| match e {
@@ -311,7 +318,7 @@ impl Registry {
         Ok(())
     }
 
-    /// Tells listeners that a manifest was served (a `GET`; `HEAD`s are not announced).
+    /// Tells listeners that a manifest was served (a `GET` or a `HEAD`, as distribution announces both).
     pub async fn manifest_pulled(
         &self,
         name: &RepositoryName,

@@ -142,6 +142,52 @@ impl Registry {
             .map_err(|e| RegistryError::Internal(format!("recording the event failed: {e}")))
     }
 
+    /// Starts a write's event before its storage commit (see [`EventSink::begin`]); `None` when
+    /// nobody listens. Hand the commit's result to [`Registry::finish_event`].
+    async fn begin_event(
+        &self,
+        make: impl FnOnce() -> Event,
+    ) -> Result<Option<Box<dyn events::PendingEvent>>> {
+        let Some(sink) = &self.events else {
+            return Ok(None);
+        };
+        sink.begin(make())
+            .await
+            .map(Some)
+            .map_err(|e| RegistryError::Internal(format!("recording the event failed: {e}")))
+    }
+
+    /// Resolves an event [`Registry::begin_event`] started with the commit's result: a success
+    /// returns once the event is durable; a failure drops the event and returns the error.
+    async fn finish_event<T>(
+        &self,
+        pending: Option<Box<dyn events::PendingEvent>>,
+        result: Result<T>,
+    ) -> Result<T> {
+        let Some(p) = pending else {
+            return result;
+        };
+        match result {
+            Ok(v) => {
+                p.committed().await.map_err(|e| {
+                    RegistryError::Internal(format!("recording the event failed: {e}"))
+                })?;
+                Ok(v)
+            }
+            Err(e) => {
+                p.failed().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// What sinks ask about writes whose outcome they did not see (see [`events::WriteCheck`]).
+    pub fn write_check(&self) -> Arc<dyn events::WriteCheck> {
+        Arc::new(events::StorageCheck {
+            driver: self.driver.clone(),
+        })
+    }
+
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
         &self.driver
     }

@@ -254,17 +254,25 @@ impl Registry {
             )));
         }
         let target = layout::blob_data(digest);
-        // Claimed from garbage collection first, then checked (see `claim_blob`).
-        self.claim_blob(digest).await?;
-        if self.stat_global_blob(digest).await? != Some(size) {
-            self.driver.rename(&data, &target).await?;
+        // The event's journal write runs beside the commit (an intent, resolved after it).
+        let pending = self
+            .begin_event(|| {
+                super::blobs::blob_event(super::events::Action::Push, &s.name, digest, size)
+            })
+            .await?;
+        let committed = async {
+            // Claimed from garbage collection first, then checked (see `claim_blob`).
+            self.claim_blob(digest).await?;
+            if self.stat_global_blob(digest).await? != Some(size) {
+                self.driver.rename(&data, &target).await?;
+            }
+            self.link_blob(&s.name, digest).await?;
+            self.delete_if_exists(&layout::upload_dir(&s.name, &s.uuid))
+                .await?;
+            Ok(size)
         }
-        self.link_blob(&s.name, digest).await?;
-        self.delete_if_exists(&layout::upload_dir(&s.name, &s.uuid))
-            .await?;
-        self.emit(|| super::blobs::blob_event(super::events::Action::Push, &s.name, digest, size))
-            .await?;
-        Ok(size)
+        .await;
+        self.finish_event(pending, committed).await
     }
 
     /// The sha512 digest of a stored file, read back whole. Uploads are hashed with sha256 as they

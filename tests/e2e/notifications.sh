@@ -2,7 +2,8 @@
 # tests/e2e/notifications.sh — webhook notifications side by side with CNCF distribution 2.8
 # (Debian's docker-registry): both send their notifications to real receivers (a small Python
 # HTTP server each, recording every POST); the same operations go to both (blob pushes, a manifest
-# push by tag, a manifest and a blob pull, a cross-repository mount, a manifest delete by digest);
+# push by tag, GET and HEAD of a manifest and of a blob, a cross-repository mount, a manifest
+# delete by digest);
 # then the envelopes are compared field by field: Content-Type, the sequence of actions, every
 # event's set of keys (top level, target, request, source, actor) and the target's values (URLs
 # with the host normalised), the request's method and user agent.
@@ -107,7 +108,10 @@ ops() {
       --data-binary "@$E2E_TMP/man" "$b/v2/ns/app/manifests/v1" &&
     curl -sf -o /dev/null -A e2e-notify/1 \
       -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "$b/v2/ns/app/manifests/v1" &&
+    curl -sf -o /dev/null -I -A e2e-notify/1 \
+      -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "$b/v2/ns/app/manifests/v1" &&
     curl -sf -o /dev/null -A e2e-notify/1 "$b/v2/ns/app/blobs/$L" &&
+    curl -sf -o /dev/null -I -A e2e-notify/1 "$b/v2/ns/app/blobs/$L" &&
     curl -sf -o /dev/null -X POST -A e2e-notify/1 "$b/v2/ns/other/blobs/uploads/?mount=$L&from=ns/app" &&
     curl -sf -o /dev/null -X DELETE -A e2e-notify/1 "$b/v2/ns/app/manifests/$M"
 }
@@ -124,9 +128,10 @@ wait_events() { # FILE N
   done
   return 1
 }
-# 2 blob pushes, manifest push, 2 pulls, mount, manifest delete, tag delete.
-step "distribution delivered 8 events" wait_events "$E2E_TMP/dist.jsonl" 8
-step "ours delivered 8 events" wait_events "$E2E_TMP/ours.jsonl" 8
+# 2 blob pushes, manifest push, 4 pulls (GET and HEAD of the manifest and of a blob: distribution
+# announces a HEAD as a pull with request.method HEAD), mount, manifest delete, tag delete.
+step "distribution delivered 10 events" wait_events "$E2E_TMP/dist.jsonl" 10
+step "ours delivered 10 events" wait_events "$E2E_TMP/ours.jsonl" 10
 
 section "envelopes, field by field"
 compare() {

@@ -21,7 +21,9 @@
 //!   Success, the body recorded; 404 `Status` NotFound with `details {name, group, kind:
 //!   "imagestreams"}` while the stream does not exist (streams exist only once created or added);
 //!   403 Forbidden "... exceeded quota: ..." while [`FakeKube::set_quota_exceeded`] is on; any
-//!   status set by [`FakeKube::fail_mappings`]; 400/422 for a wrong kind or a missing field.
+//!   status set by [`FakeKube::fail_mappings`]; 400/422 for a wrong kind or a missing field,
+//!   422 for an `image.dockerImageManifests` entry (a manifest list's child) without `digest`,
+//!   `mediaType`, `manifestSize`, `architecture` or `os`, or a list sent with layers.
 //! - `POST /apis/image.openshift.io/v1/namespaces/<ns>/imagestreams` -> 201 with the stream
 //!   (uid, creationTimestamp added); 409 AlreadyExists.
 //!
@@ -571,6 +573,9 @@ async fn image_stream_mapping(
             "ImageStreamMapping is invalid: metadata.name, image.metadata.name and image.dockerImageReference are required",
         );
     }
+    if let Some(r) = check_image_manifests(image) {
+        return r;
+    }
     let code = s.fail_mappings.load(Ordering::SeqCst);
     if code != 0 {
         return status(
@@ -602,6 +607,43 @@ async fn image_stream_mapping(
             .to_string(),
     )
         .into_response()
+}
+
+/// The API's rules for `image.dockerImageManifests` (a manifest list's children): each entry
+/// needs `digest`, `mediaType`, `manifestSize`, `architecture` and `os` (`variant` optional), and
+/// a list comes without `dockerImageLayers`.
+fn check_image_manifests(image: &Value) -> Option<Response> {
+    let list = image.get("dockerImageManifests")?;
+    let invalid = |why: &str| {
+        Some(status(
+            422,
+            "Invalid",
+            &format!("ImageStreamMapping is invalid: image.dockerImageManifests: {why}"),
+        ))
+    };
+    let Some(list) = list.as_array() else {
+        return invalid("must be a list");
+    };
+    if image["dockerImageLayers"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return invalid("dockerImageLayers must be empty for a manifest list");
+    }
+    for (i, m) in list.iter().enumerate() {
+        for key in ["digest", "mediaType", "architecture", "os"] {
+            if !m[key].is_string() || (key != "architecture" && key != "os" && m[key] == "") {
+                return invalid(&format!("[{i}].{key}: Required value"));
+            }
+        }
+        if !m["manifestSize"].is_u64() {
+            return invalid(&format!("[{i}].manifestSize: Required value"));
+        }
+        if m.get("variant").is_some_and(|v| !v.is_string()) {
+            return invalid(&format!("[{i}].variant: must be a string"));
+        }
+    }
+    None
 }
 
 async fn image_stream(

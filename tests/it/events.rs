@@ -1,6 +1,8 @@
 //! Webhook notifications against a real receiver: every event kind with distribution's fields,
-//! endpoint options (headers, ignores, references, media type), the spool's bound, and delivery
-//! of everything acknowledged across kill -9 and SIGTERM while the receiver is down.
+//! endpoint options (headers, ignores, references, media type), the spool's bound, delivery of
+//! everything acknowledged across kill -9 and SIGTERM while the receiver is down, the replay of
+//! writes a crash left unfinished (announced only if storage has them), and SIGTERM draining the
+//! queued pull events.
 
 use std::collections::BTreeSet;
 
@@ -78,7 +80,7 @@ async fn every_event_kind_is_delivered_with_distributions_fields() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let md = sha256(&m);
-    // Pulls: manifest by tag, blob; a HEAD is not announced.
+    // Pulls: manifest by tag, blob; a HEAD of a blob (announced as a pull, as distribution does).
     let resp = s
         .request(Method::GET, "/v2/ns/app/manifests/v1")
         .header("accept", OCI_MANIFEST)
@@ -113,8 +115,8 @@ async fn every_event_kind_is_delivered_with_distributions_fields() {
         202
     );
 
-    // 2 layer pushes + mount + 2 image blobs + manifest + 2 pulls + manifest again + 4 deletes.
-    let events = wait_events(&r, 13).await;
+    // 2 layer pushes + mount + 2 image blobs + manifest + 3 pulls + manifest again + 4 deletes.
+    let events = wait_events(&r, 14).await;
     for env in r.envelopes() {
         assert_eq!(
             env.content_type,
@@ -201,18 +203,15 @@ async fn every_event_kind_is_delivered_with_distributions_fields() {
     assert_eq!(p["request"]["id"], "push-request-1");
     assert_eq!(p["request"]["method"], "PUT");
     assert_eq!(p["request"]["useragent"], "events-test/1.0");
-    // Pulls: the manifest by tag (request id = the response's X-Request-Id), the blob; no HEAD.
+    // Pulls: the manifest by tag (request id = the response's X-Request-Id), the blob, the HEAD.
     let pm = find(&events, "pull", |t| t["digest"] == md.as_str());
     assert_eq!(pm["target"]["tag"], "v1");
     assert_eq!(pm["request"]["id"], pull_id.as_str());
     assert_eq!(pm["request"]["method"], "GET");
     find(&events, "pull", |t| t["digest"] == layer_d.as_str());
-    assert!(
-        !events
-            .iter()
-            .any(|e| e["action"] == "pull" && e["target"]["digest"] == chunked_d.as_str()),
-        "a HEAD is no pull"
-    );
+    let ph = find(&events, "pull", |t| t["digest"] == chunked_d.as_str());
+    assert_eq!(ph["request"]["method"], "HEAD");
+    assert_eq!(ph["target"]["size"], 5000);
     // Deletes: tag delete {repository, tag}; manifest delete {digest, repository} and its tag.
     let td = find(&events, "delete", |t| t["tag"] == "v1");
     assert_eq!(keys(&td["target"]), set(&["repository", "tag"]));
@@ -463,11 +462,15 @@ async fn nothing_acknowledged_is_lost_across_kill_9_and_sigterm_during_an_outage
     let env = process_env(&root_s, &url);
     let mut acked = Vec::new();
 
-    // 1: push while the receiver is down, then kill -9.
+    // 1: push while the receiver is down, then kill -9 with more pushes in flight.
     let mut p = Process::spawn(&env, &dir.path().join("p1.log")).await;
     acked.extend(push_into(&p.base, "one", 20, 1).await);
+    let in_flight = push_in_flight(&p.base, 40, 9);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     p.child.kill().unwrap(); // SIGKILL
     p.wait_exit(10).await;
+    let in_flight = in_flight.await.unwrap();
+    acked.extend(in_flight.iter().cloned());
     // 2: again, then SIGTERM.
     let mut p = Process::spawn(&env, &dir.path().join("p2.log")).await;
     acked.extend(push_into(&p.base, "two", 20, 2).await);
@@ -475,7 +478,7 @@ async fn nothing_acknowledged_is_lost_across_kill_9_and_sigterm_during_an_outage
     assert!(p.wait_exit(40).await.success(), "{}", p.log());
     // 3: the receiver comes back, so does the registry: everything acknowledged arrives.
     r.resume().await;
-    let _p = Process::spawn(&env, &dir.path().join("p3.log")).await;
+    let p3 = Process::spawn(&env, &dir.path().join("p3.log")).await;
     let want: BTreeSet<String> = acked.iter().cloned().collect();
     let events = eventually(30, "every acknowledged push delivered", || async {
         let got: BTreeSet<String> = r
@@ -501,11 +504,237 @@ async fn nothing_acknowledged_is_lost_across_kill_9_and_sigterm_during_an_outage
     let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids.len(),
-        acked.len(),
+        events.len(),
         "each event once here (at least once in general)"
     );
+    // Pushes the kill cut off may be announced too (their storage commit finished, the 201 did
+    // not go out), never more than were started.
+    assert!(events.len() >= acked.len() && events.len() <= 20 + 1 + 40 + 20 + 1);
     // The spool lives beside the data, as the README says.
     assert!(root.join("notifications").is_dir());
+    // No event for a write that did not happen: every announced blob is in storage (pushes cut
+    // off by the kill left intents that replay resolved from storage).
+    let c = client();
+    for e in events.iter().filter(|e| e["action"] == "push") {
+        let d = e["target"]["digest"].as_str().unwrap();
+        let what = if e["target"]["mediaType"] == OCI_MANIFEST {
+            "manifests"
+        } else {
+            "blobs"
+        };
+        let resp = c
+            .head(format!("{}/v2/ns/app/{what}/{d}", p3.base))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "announced {d} is stored");
+    }
+}
+
+/// Starts `n` blob pushes at once; resolves to the digests acknowledged with 201 (the others
+/// were cut off).
+fn push_in_flight(base: &str, n: usize, seed: u64) -> tokio::task::JoinHandle<Vec<String>> {
+    let base = base.to_owned();
+    tokio::spawn(async move {
+        let c = client();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let c = c.clone();
+            let base = base.clone();
+            tasks.spawn(async move {
+                let data = bytes(64 << 10, seed * 1000 + i as u64);
+                let d = sha256(&data);
+                let resp = c
+                    .post(format!("{base}/v2/ns/app/blobs/uploads/?digest={d}"))
+                    .body(data)
+                    .send()
+                    .await
+                    .ok()?;
+                (resp.status() == StatusCode::CREATED).then_some(d)
+            });
+        }
+        let mut acked = Vec::new();
+        while let Some(d) = tasks.join_next().await {
+            if let Ok(Some(d)) = d {
+                acked.push(d);
+            }
+        }
+        acked
+    })
+}
+
+/// The journal record of a write's event whose storage commit was under way when the process
+/// died: an intent (the event plus what storage shows once the write happened) with no marker.
+fn unfinished_intent(seq: u64, id: &str, digest: &str) -> String {
+    let event = serde_json::json!({
+        "id": id,
+        "timestamp": "2026-12-02T04:00:00Z",
+        "action": "push",
+        "target": {"mediaType": "application/octet-stream", "digest": digest, "size": 200,
+                   "length": 200, "repository": "ns/app",
+                   "url": format!("http://127.0.0.1/v2/ns/app/blobs/{digest}")},
+        "request": {"id": "r", "method": "PUT", "useragent": "test"},
+        "actor": {},
+        "source": {"instanceID": "crashed"},
+    });
+    serde_json::json!({
+        "seq": seq, "action": "push", "mediaType": "application/octet-stream", "at": 0,
+        "event": event,
+        "check": {"kind": "blob", "repository": "ns/app", "digest": digest},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn after_a_crash_an_unfinished_write_is_announced_only_if_storage_has_it() {
+    let mut r = Receiver::down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let root_s = root.display().to_string();
+    let url = r.url();
+    let env = process_env(&root_s, &url);
+    let c = client();
+    let push = |base: String, data: Vec<u8>| {
+        let c = c.clone();
+        async move {
+            let d = sha256(&data);
+            let resp = c
+                .post(format!("{base}/v2/ns/app/blobs/uploads/?digest={d}"))
+                .body(data)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+            d
+        }
+    };
+    // A process with the endpoint makes the spool and one durable event, then is killed.
+    let mut p = Process::spawn(&env, &dir.path().join("p1.log")).await;
+    let a = push(p.base.clone(), bytes(200, 1)).await;
+    p.child.kill().unwrap();
+    p.wait_exit(10).await;
+    // Blob B is stored (by a process without notifications), blob C never is; the journal ends
+    // with an intent for each and no marker, as a kill -9 between an intent's sync and its
+    // marker leaves it.
+    let plain = [
+        ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root_s.as_str()),
+        ("REGISTRY_HTTP_SECRET", "s"),
+    ];
+    let mut p = Process::spawn(&plain, &dir.path().join("p2.log")).await;
+    let b = push(p.base.clone(), bytes(200, 2)).await;
+    p.sigterm();
+    assert!(p.wait_exit(40).await.success());
+    let cdig = sha256(&bytes(200, 3));
+    let spool = root.join("notifications");
+    let seg = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(&seg).unwrap();
+    let last: u64 = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["seq"].as_u64())
+        .max()
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    use std::io::Write as _;
+    writeln!(f, "{}", unfinished_intent(last + 1, "intent-b", &b)).unwrap();
+    writeln!(f, "{}", unfinished_intent(last + 2, "intent-c", &cdig)).unwrap();
+    drop(f);
+    // Back up: A is delivered, B's intent is delivered (storage has B), C's is dropped; a push
+    // made afterwards arrives after them, so C had its turn.
+    r.resume().await;
+    let p = Process::spawn(&env, &dir.path().join("p3.log")).await;
+    let d = push(p.base.clone(), bytes(200, 4)).await;
+    let events = eventually(30, "the push after the restart delivered", || async {
+        let ev = r.events();
+        ev.iter()
+            .any(|e| e["target"]["digest"] == d.as_str())
+            .then_some(ev)
+    })
+    .await;
+    let got: Vec<&str> = events
+        .iter()
+        .map(|e| e["target"]["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [a.as_str(), b.as_str(), d.as_str()], "{events:#?}");
+    assert_eq!(
+        events[1]["id"], "intent-b",
+        "the intent's own event, ids stable"
+    );
+    let log = p.log();
+    assert!(
+        log.contains("resolved an unfinished write's event from storage"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_queued_pull_events_into_the_journal() {
+    let mut r = Receiver::down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let root_s = root.display().to_string();
+    let url = r.url();
+    let env = process_env(&root_s, &url);
+    let mut p = Process::spawn(&env, &dir.path().join("p1.log")).await;
+    let pushed = push_into(&p.base, "pulled", 4, 5).await;
+    // Pulls in flight when SIGTERM arrives: every GET answered 200 is a pull event to deliver.
+    let c = client();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let c = c.clone();
+        let done = done.clone();
+        let base = p.base.clone();
+        let pushed = pushed.clone();
+        tasks.spawn(async move {
+            // Each worker pulls in a loop until the server stops answering.
+            let mut ok = 0;
+            for j in 0..1000 {
+                let url = format!("{base}/v2/ns/app/blobs/{}", pushed[(i + j) % 4]);
+                match c.get(url).send().await {
+                    Ok(resp) if resp.status() == StatusCode::OK => {
+                        if resp.bytes().await.is_err() {
+                            break;
+                        }
+                        ok += 1;
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => break,
+                }
+            }
+            ok
+        });
+    }
+    eventually(20, "pulls served", || async {
+        (done.load(std::sync::atomic::Ordering::SeqCst) >= 100).then_some(())
+    })
+    .await;
+    p.sigterm();
+    let mut answered = 0;
+    while let Some(ok) = tasks.join_next().await {
+        answered += ok.unwrap();
+    }
+    assert!(p.wait_exit(40).await.success(), "{}", p.log());
+    assert!(answered > 0, "some pulls were served before the shutdown");
+    let log = p.log();
+    assert!(
+        log.contains("queued events written to the journal"),
+        "{log}"
+    );
+    // Receiver and registry back: every answered pull arrives.
+    r.resume().await;
+    let _p = Process::spawn(&env, &dir.path().join("p2.log")).await;
+    eventually(30, "every answered pull delivered", || async {
+        let pulls = r.events().iter().filter(|e| e["action"] == "pull").count();
+        (pulls >= answered).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -338,10 +338,14 @@ async fn a_client_that_disconnects_does_not_abort_the_fetch() {
         let root = root.clone();
         let hex = hex.clone();
         async move {
-            files_under(&root)
-                .iter()
-                .any(|f| f.ends_with(&format!("{hex}/data")))
-                .then_some(())
+            // Stored = the bytes and the repository's link (the link is written, synced, after
+            // the data is renamed in place: waiting for the data only races with it).
+            let files = files_under(&root);
+            (files.iter().any(|f| f.ends_with(&format!("{hex}/data")))
+                && files
+                    .iter()
+                    .any(|f| f.ends_with(&format!("_layers/sha256/{hex}/link"))))
+            .then_some(())
         }
     })
     .await;

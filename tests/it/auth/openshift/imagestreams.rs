@@ -201,6 +201,85 @@ async fn default_server_addr_and_switched_off() {
     assert_eq!((env.kube.calls(ISM), env.kube.calls(IS)), (0, 0));
 }
 
+/// An image index over two images (linux/amd64, linux/arm64/v8) maps with
+/// `dockerImageManifests` ({digest, mediaType, manifestSize, architecture, os, variant}), as the
+/// OpenShift registry sends for a manifest list, and no layers or image metadata; the fake API
+/// refuses a list entry without its required fields.
+#[tokio::test]
+async fn an_index_maps_with_its_manifests() {
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let env = env("").await;
+    let (a, b) = (image("amd"), image("arm"));
+    for img in [&a, &b] {
+        env.push_blobs("proj/multi", img).await;
+        let r = env.put("proj/multi", &sha256(&img.manifest), img).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": sha256(&a.manifest), "size": a.manifest.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": OCI_MANIFEST, "digest": sha256(&b.manifest), "size": b.manifest.len(),
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        ],
+    }))
+    .unwrap();
+    let r = env
+        .req(Method::PUT, "/v2/proj/multi/manifests/latest", Some(SEEDER))
+        .header("content-type", OCI_INDEX)
+        .body(index.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let m = env.kube.mappings();
+    assert_eq!(m.len(), 3, "two images by digest, then the index");
+    let i = &m[2]["image"];
+    assert_eq!(m[2]["tag"], "latest");
+    assert_eq!(i["metadata"]["name"], sha256(&index).as_str());
+    assert_eq!(i["dockerImageManifestMediaType"], OCI_INDEX);
+    assert_eq!(
+        i["dockerImageManifests"],
+        json!([
+            {"digest": sha256(&a.manifest), "mediaType": OCI_MANIFEST,
+             "manifestSize": a.manifest.len(), "architecture": "amd64", "os": "linux"},
+            {"digest": sha256(&b.manifest), "mediaType": OCI_MANIFEST,
+             "manifestSize": b.manifest.len(), "architecture": "arm64", "os": "linux",
+             "variant": "v8"},
+        ])
+    );
+    assert!(i.get("dockerImageMetadata").is_none(), "{i}");
+    assert!(
+        i.get("dockerImageLayers")
+            .is_none_or(|l| l.as_array().is_some_and(|l| l.is_empty())),
+        "{i}"
+    );
+    // An image manifest carries no list.
+    assert!(m[0]["image"].get("dockerImageManifests").is_none());
+
+    // The fake API validates the list as the API does: an entry without `os` is 422.
+    let bad = json!({
+        "kind": "ImageStreamMapping", "apiVersion": "image.openshift.io/v1",
+        "metadata": {"namespace": "proj", "name": "multi"}, "tag": "x",
+        "image": {"metadata": {"name": sha256(b"x")}, "dockerImageReference": "r/proj/multi@x",
+                  "dockerImageManifests": [{"digest": sha256(b"y"), "mediaType": OCI_MANIFEST,
+                                            "manifestSize": 1, "architecture": "amd64"}]},
+    });
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/apis/image.openshift.io/v1/namespaces/proj/imagestreammappings",
+            env.kube.base
+        ))
+        .bearer_auth(SA_TOKEN)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
 async fn env_off() -> Env {
     env("openshift:\n  imagestreams:\n    enabled: false\n").await
 }
