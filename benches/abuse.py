@@ -105,6 +105,8 @@ class Sampler(threading.Thread):
         self.srv, self.probe_path = srv, probe_path
         self.stop_ev = threading.Event()
         self.lat, self.failures, self.rss_max = [], [], 0
+        self.slow = []  # (seconds into the scenario, ms) of samples over the goal
+        self.t0 = time.monotonic()
 
     def run(self):
         next_probe = 0.0
@@ -123,9 +125,12 @@ class Sampler(threading.Thread):
                         if r.status != 200:
                             self.failures.append(f"{path}: {r.status}")
                     c.close()
-                    self.lat.append((time.monotonic() - t0) * 1000)
+                    ms = (time.monotonic() - t0) * 1000
+                    self.lat.append(ms)
+                    if ms > LATENCY_GOAL_MS:
+                        self.slow.append((round(t0 - self.t0, 1), round(ms)))
                 except Exception as e:  # a refused or timed-out normal request is a finding
-                    self.failures.append(f"{type(e).__name__}: {e}")
+                    self.failures.append(f"{type(e).__name__} at +{t0 - self.t0:.1f}s: {e}")
             time.sleep(0.05)
 
     def stop(self):
@@ -156,13 +161,14 @@ def scenario(srv, probe, name, fn):
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     ok = peak <= RSS_GOAL_MIB and lat[-1] <= LATENCY_GOAL_MS and not s.failures and not str(note).startswith("ERROR")
-    row = dict(name=name, before=before / 1024, peak=peak, after=after, p50=p50, p99=p99, max=lat[-1],
+    row = dict(slow=len(s.slow), name=name, before=before / 1024, peak=peak, after=after, p50=p50, p99=p99, max=lat[-1],
                samples=len(s.lat), failures=s.failures[:3], nfail=len(s.failures), note=note, secs=took, ok=ok)
     RESULTS.append(row)
     log(f"   RSS {row['before']:.0f} -> peak {peak:.0f} MiB (after {after:.0f}); normal request p50 {p50:.1f} "
         f"p99 {p99:.1f} max {lat[-1]:.1f} ms over {len(s.lat)} samples; {took:.1f}s; "
         f"{'OK' if ok else 'MISSED'}; {note}"
-        + (f"; {len(s.failures)} failed normal requests, e.g. {s.failures[:3]}" if s.failures else ""))
+        + (f"; {len(s.failures)} failed normal requests, e.g. {s.failures[:3]}" if s.failures else "")
+        + (f"; over {LATENCY_GOAL_MS} ms: {len(s.slow)} samples (s into the run, ms) {s.slow[:8]}" if s.slow else ""))
 
 
 # ---------------------------------------------------------------------------------------- scenarios
