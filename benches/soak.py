@@ -285,6 +285,12 @@ class Worker(threading.Thread):
                 time.sleep(0.05)
 
 
+def last_line(path):
+    with open(path, "rb") as f:
+        lines = f.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def verify_all(workers, port):
     """Every tracked manifest by tag and digest, every blob it names; counts losses and corruption."""
     lost, corrupt, checked_m, checked_b = [], [], 0, 0
@@ -362,7 +368,7 @@ def main():
     next_restart, next_gc, next_progress = t_start + a.restart_every, t_start + a.gc_every, t_start + 30
     rss_samples, rss_before_kill, restarts, gcs = [], [], 0, []
     rss_5min, age_5min = None, None
-    gc_proc = None
+    gc_proc, gc_out = None, None
     while time.monotonic() < end:
         now = time.monotonic()
         rss = srv.rss_mib()
@@ -372,15 +378,18 @@ def main():
                 rss_5min = rss
                 age_5min = now - srv.started
         if gc_proc is not None and gc_proc.poll() is not None:
-            out = gc_proc.stdout.read().decode(errors="replace").strip().splitlines()
-            gcs.append((gc_proc.returncode, out[-1] if out else ""))
-            log(f"gc exit {gc_proc.returncode}: {out[-1] if out else ''}")
+            last = last_line(gc_out)
+            gcs.append((gc_proc.returncode, last))
+            log(f"gc exit {gc_proc.returncode}: {last}")
             gc_proc = None
         if now >= next_gc and gc_proc is None:
             next_gc = now + a.gc_every
             env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-            gc_proc = subprocess.Popen([a.bin, "gc", "--config", a.config, "--delay", a.gc_delay],
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+            # Into a file: gc prints a line per deletion, more than a pipe holds.
+            gc_out = f"{a.log}.gc{len(gcs) + 1}"
+            with open(gc_out, "wb") as f:
+                gc_proc = subprocess.Popen([a.bin, "gc", "--config", a.config, "--delay", a.gc_delay],
+                                           stdout=f, stderr=subprocess.STDOUT, env=env)
         if now >= next_restart:
             next_restart = now + a.restart_every
             rss_before_kill.append((round(now - t_start), rss))
@@ -401,14 +410,16 @@ def main():
         w.join()
     if gc_proc is not None:
         gc_proc.wait()
-        out = gc_proc.stdout.read().decode(errors="replace").strip().splitlines()
-        gcs.append((gc_proc.returncode, out[-1] if out else ""))
+        gcs.append((gc_proc.returncode, last_line(gc_out)))
     rss_end = srv.rss_mib()
     age_end = time.monotonic() - srv.started
     # A last gc, then a last crash: what was acknowledged must survive both.
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    g = subprocess.run([a.bin, "gc", "--config", a.config, "--delay", a.gc_delay], capture_output=True, env=env)
-    gcs.append((g.returncode, (g.stdout + g.stderr).decode(errors="replace").strip().splitlines()[-1:]))
+    gc_out = f"{a.log}.gc-last"
+    with open(gc_out, "wb") as f:
+        g = subprocess.run([a.bin, "gc", "--config", a.config, "--delay", a.gc_delay], stdout=f, stderr=subprocess.STDOUT, env=env)
+    gcs.append((g.returncode, last_line(gc_out)))
+    log(f"last gc exit {g.returncode}: {last_line(gc_out)}")
     srv.kill9_and_restart()
     restarts += 1
     lost, corrupt, nm, nb = verify_all(workers, a.port)
