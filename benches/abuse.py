@@ -139,6 +139,8 @@ class Sampler(threading.Thread):
 
 
 RESULTS = []
+TABLE_HEAD = ("| scenario | RSS before | peak RSS | normal request p50 / p99 / max | samples | goal | what the abuse saw |\n"
+              "|---|---|---|---|---|---|---|")
 
 
 def scenario(srv, probe, name, fn):
@@ -378,6 +380,7 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--only", default="", help="comma-separated scenario prefixes")
     ap.add_argument("--scale", type=float, default=1.0, help="shrink every count (quick runs)")
+    ap.add_argument("--table", help="append the table rows to this file too")
     a = ap.parse_args()
     srv = Server(a.addr, a.pid, a.root)
     k = lambda n: max(1, int(n * a.scale))
@@ -407,12 +410,17 @@ def main():
     if want("long"):
         scenario(srv, probe, "long-names-queries", lambda: long_names(srv, 50, 8))
 
-    log("")
-    log("| scenario | RSS before | peak RSS | normal request p50 / p99 / max | samples | goal | what the abuse saw |")
-    log("|---|---|---|---|---|---|---|")
+    rows = []
     for r in RESULTS:
-        log(f"| {r['name']} | {r['before']:.0f} MiB | {r['peak']:.0f} MiB | {r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} ms "
+        rows.append(f"| {r['name']} | {r['before']:.0f} MiB | {r['peak']:.0f} MiB | {r['p50']:.1f} / {r['p99']:.1f} / {r['max']:.1f} ms "
             f"| {r['samples']}{' (' + str(r['nfail']) + ' failed)' if r['nfail'] else ''} | {'met' if r['ok'] else 'MISSED'} | {r['note']} |")
+    log("")
+    log(TABLE_HEAD)
+    for row in rows:
+        log(row)
+    if a.table:
+        with open(a.table, "a") as f:
+            f.write("".join(row + "\n" for row in rows))
     sys.exit(0 if all(r["ok"] for r in RESULTS) else 1)
 
 
