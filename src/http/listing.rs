@@ -36,6 +36,10 @@ fn page(all: Vec<String>, page: &Page) -> (Vec<String>, NextPage) {
 }
 
 fn respond(body: serde_json::Value, link: Option<String>) -> Response {
+    respond_text(body.to_string(), link)
+}
+
+fn respond_text(body: String, link: Option<String>) -> Response {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
@@ -44,22 +48,33 @@ fn respond(body: serde_json::Value, link: Option<String>) -> Response {
     if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
         h.insert(header::LINK, l);
     }
-    (StatusCode::OK, h, body.to_string()).into_response()
+    (StatusCode::OK, h, body).into_response()
 }
 
 pub async fn tags(state: &AppState, name: &RepositoryName, p: &Page) -> Result<Response> {
     let all = state.registry.list_tags(name).await?;
-    let (tags, next) = page(all, p);
-    let link = next.map(|(n, last)| {
-        format!(
-            "</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"",
-            encode(&last)
+    // Paging and writing a large listing is CPU work: on a blocking thread (see list_tags).
+    let (p, name) = (p.clone(), name.clone());
+    let (body, link) = tokio::task::spawn_blocking(move || {
+        let (tags, next) = page(all, &p);
+        let link = next.map(|(n, last)| {
+            format!(
+                "</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"",
+                encode(&last)
+            )
+        });
+        (
+            json!({ "name": name.as_str(), "tags": tags }).to_string(),
+            link,
         )
-    });
-    Ok(respond(
-        json!({ "name": name.as_str(), "tags": tags }),
-        link,
-    ))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::from(crate::registry::RegistryError::Internal(format!(
+            "tag listing task failed: {e}"
+        )))
+    })?;
+    Ok(respond_text(body, link))
 }
 
 /// `GET /extensions/v2/<name>/tags/<tag>/history`: `[{"digest","time"}]`, newest first (`time`

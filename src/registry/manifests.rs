@@ -144,20 +144,22 @@ impl Registry {
                 limit: MAX_MANIFEST_SIZE,
             });
         }
-        let digest = match reference {
-            Reference::Digest(d) => {
-                let actual = Digest::of(d.algorithm(), &body);
-                if &actual != d {
-                    return Err(RegistryError::DigestInvalid(format!(
-                        "manifest has digest {actual}, not {d}"
-                    )));
-                }
-                actual
-            }
-            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        // Hashing and parsing a large manifest (up to 4 MiB, 10,000 layers) is CPU work: on a
+        // blocking thread, so the async workers go on serving the other requests meanwhile.
+        let (digest, parsed) = if body.len() > INLINE_PARSE_LIMIT {
+            let (reference, content_type, body) = (
+                reference.clone(),
+                content_type.map(str::to_owned),
+                body.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                digest_and_parse(&reference, content_type.as_deref(), &body)
+            })
+            .await
+            .map_err(|e| RegistryError::Internal(format!("manifest parse task failed: {e}")))??
+        } else {
+            digest_and_parse(reference, content_type, &body)?
         };
-        let parsed = ParsedManifest::parse(&body, content_type)
-            .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
         // Everything referenced is claimed from garbage collection first, then checked (see
         // `claim_blob`): a blob collected meanwhile is reported unknown, never tagged.
         for blob in parsed
@@ -436,9 +438,15 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
-        tags.retain(|t| t.parse::<Tag>().is_ok());
-        tags.sort();
-        Ok(tags)
+        // 100,000 tags take a while to check and sort: off the async workers, so the other
+        // requests go on meanwhile.
+        tokio::task::spawn_blocking(move || {
+            tags.retain(|t| t.parse::<Tag>().is_ok());
+            tags.sort_unstable();
+            tags
+        })
+        .await
+        .map_err(|e| RegistryError::Internal(format!("tag listing task failed: {e}")))
     }
 
     /// Manifests in `name` whose subject is `subject`, optionally of one artifact type.
@@ -502,4 +510,32 @@ pub fn default_platform_child(m: &ParsedManifest) -> Option<&Descriptor> {
                 && p.get("architecture").and_then(|v| v.as_str()) == Some("amd64")
         })
     })
+}
+
+/// Manifests up to this size are hashed and parsed on the async worker; larger ones on a
+/// blocking thread.
+const INLINE_PARSE_LIMIT: usize = 64 << 10;
+
+/// The digest a manifest PUT stores under (checked against a digest reference) and the parsed
+/// manifest.
+fn digest_and_parse(
+    reference: &Reference,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<(Digest, ParsedManifest)> {
+    let digest = match reference {
+        Reference::Digest(d) => {
+            let actual = Digest::of(d.algorithm(), body);
+            if &actual != d {
+                return Err(RegistryError::DigestInvalid(format!(
+                    "manifest has digest {actual}, not {d}"
+                )));
+            }
+            actual
+        }
+        Reference::Tag(_) => Digest::of(Algorithm::Sha256, body),
+    };
+    let parsed = ParsedManifest::parse(body, content_type)
+        .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
+    Ok((digest, parsed))
 }

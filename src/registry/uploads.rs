@@ -320,43 +320,139 @@ impl Registry {
     }
 }
 
-/// Chunks queued for the hashing thread (a request body chunk is at most the 128 KiB HTTP read
-/// buffer, see `server.rs`).
-const HASH_QUEUE: usize = 2;
+/// Bytes hashed per blocking task: the batch a fast body fills before it is hashed.
+const HASH_BATCH: usize = 256 << 10;
 
 /// Copies a body into a writer while hashing it. Stops at the first error.
 ///
-/// The hash runs on a blocking thread, in parallel with reading the socket and writing the file
-/// (SHA-256 is the most expensive step of a push). Every chunk goes to the hasher before the
-/// writer, as before: on any error the hasher has seen at least what the writer was given, and
-/// the caller saves the hash state only when the lengths agree.
+/// SHA-256 is the most expensive step of a push, so it runs on blocking threads, in batches of
+/// up to `HASH_BATCH` (or what arrived before the socket paused), one batch hashing while the
+/// next is read from the socket. A batch goes to
+/// the writer only after the hasher has seen it: on any error the hasher has seen at least what
+/// the writer was given, and the caller saves the hash state only when the lengths agree.
+///
+/// Bounded under abuse: no thread is held for the life of a body (1,000 slow uploads used to
+/// hold 1,000 blocking threads — the whole pool — and every other file operation waited), and
+/// when the client pauses, what arrived is hashed and written at once, so an idle upload holds
+/// no buffered bytes either. After a body error what arrived is still hashed and written: the
+/// upload keeps it and stays resumable.
 async fn copy_hashing(
     body: &mut ByteStream,
     writer: &mut dyn FileWriter,
     hasher: &mut ResumableSha256,
 ) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
-    let mut h = std::mem::take(hasher);
-    let hashing = tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            h.update(&chunk);
-        }
-        h
-    });
+    use futures::FutureExt;
+    let mut pipe = HashPipe {
+        hasher: Some(std::mem::take(hasher)),
+        inflight: None,
+        pending: Vec::new(),
+        pending_len: 0,
+    };
     let copied = async {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(RegistryError::BodyRead)?;
-            if tx.send(chunk.clone()).await.is_err() {
-                return Err(RegistryError::Internal("the hashing thread stopped".into()));
+        loop {
+            let next = match body.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    // Nothing more yet: hash what arrived, and if that is done before the client
+                    // sends more, write it meanwhile (an idle upload holds no buffer).
+                    pipe.start(writer).await?;
+                    match pipe.inflight.take() {
+                        Some((mut task, batch)) => {
+                            tokio::select! {
+                                next = body.next() => {
+                                    pipe.inflight = Some((task, batch));
+                                    next
+                                }
+                                hashed = &mut task => {
+                                    pipe.written(hashed, batch, writer).await?;
+                                    body.next().await
+                                }
+                            }
+                        }
+                        None => body.next().await,
+                    }
+                }
+            };
+            match next {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(RegistryError::BodyRead(e)),
+                Some(Ok(chunk)) => {
+                    pipe.pending_len += chunk.len();
+                    pipe.pending.push(chunk);
+                    if pipe.pending_len >= HASH_BATCH {
+                        pipe.start(writer).await?;
+                    }
+                }
             }
+        }
+    }
+    .await;
+    let drained = pipe.drain(writer).await;
+    if let Some(h) = pipe.hasher {
+        *hasher = h;
+    }
+    copied.and(drained)
+}
+
+/// The state of `copy_hashing`: the hasher (absent while a batch is hashing), the batch being
+/// hashed, and the chunks read since.
+struct HashPipe {
+    hasher: Option<ResumableSha256>,
+    inflight: Option<(tokio::task::JoinHandle<ResumableSha256>, Vec<Bytes>)>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+}
+
+impl HashPipe {
+    /// Waits for the batch being hashed, then gives it to the writer.
+    async fn finish_inflight(&mut self, writer: &mut dyn FileWriter) -> Result<()> {
+        if let Some((task, batch)) = self.inflight.take() {
+            self.written(task.await, batch, writer).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the hasher back from a finished batch and gives the batch to the writer.
+    async fn written(
+        &mut self,
+        hashed: std::result::Result<ResumableSha256, tokio::task::JoinError>,
+        batch: Vec<Bytes>,
+        writer: &mut dyn FileWriter,
+    ) -> Result<()> {
+        let h = hashed.map_err(|e| RegistryError::Internal(format!("hashing failed: {e}")))?;
+        self.hasher = Some(h);
+        for chunk in batch {
             writer.write(chunk).await?;
         }
         Ok(())
     }
-    .await;
-    drop(tx);
-    *hasher = hashing
-        .await
-        .map_err(|e| RegistryError::Internal(format!("hashing failed: {e}")))?;
-    copied
+
+    /// Starts hashing the pending chunks (after the batch before them is written).
+    async fn start(&mut self, writer: &mut dyn FileWriter) -> Result<()> {
+        self.finish_inflight(writer).await?;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut h = self
+            .hasher
+            .take()
+            .ok_or_else(|| RegistryError::Internal("the hasher was lost".into()))?;
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let chunks = batch.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            for c in &chunks {
+                h.update(c);
+            }
+            h
+        });
+        self.inflight = Some((task, batch));
+        Ok(())
+    }
+
+    /// Hashes and writes everything read so far.
+    async fn drain(&mut self, writer: &mut dyn FileWriter) -> Result<()> {
+        self.start(writer).await?;
+        self.finish_inflight(writer).await
+    }
 }

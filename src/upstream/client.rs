@@ -61,7 +61,11 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
             break;
         }
         let mut value = String::new();
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
         if chars.peek() == Some(&'"') {
+            // A quoted-string keeps its bytes as sent (RFC 9110 §5.6.4), spaces included.
             chars.next();
             while let Some(c) = chars.next() {
                 match c {
@@ -82,11 +86,13 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
                 value.push(*c);
                 chars.next();
             }
+            value = value.trim().to_owned();
         }
-        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
+        params.insert(key.trim().to_ascii_lowercase(), value);
     }
     Some(Challenge::Bearer {
-        realm: params.remove("realm")?,
+        // Without a realm there is nowhere to ask for a token.
+        realm: params.remove("realm").filter(|r| !r.is_empty())?,
         service: params.remove("service"),
         scope: params.remove("scope"),
     })
@@ -445,5 +451,17 @@ mod tests {
         );
         assert_eq!(parse_challenge("Bearer service=x"), None);
         assert_eq!(parse_challenge("Negotiate"), None);
+        // A bare key or an empty realm is no challenge to follow.
+        assert_eq!(parse_challenge("Bearer realm"), None);
+        assert_eq!(parse_challenge(r#"Bearer realm="""#), None);
+        // Quoted values keep their spaces; unquoted ones are trimmed.
+        assert_eq!(
+            parse_challenge(r#"Bearer realm = " http://x/t ", service= s ,scope="a b""#),
+            Some(Challenge::Bearer {
+                realm: " http://x/t ".into(),
+                service: Some("s".into()),
+                scope: Some("a b".into()),
+            })
+        );
     }
 }

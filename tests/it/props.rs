@@ -4,8 +4,8 @@
 //!
 //! Parsers: `Content-Range` and `Range`, media types, the URL grammar (`Route::parse`), repository
 //! names, tags and digests, the signed `_state` token, manifests and indexes (any bytes, deep
-//! nesting), `Authorization` (Basic/Bearer), htpasswd files, and the config loader with its
-//! environment overlay.
+//! nesting), `Authorization` (Basic/Bearer), htpasswd files, the config loader with its
+//! environment overlay, and the upstream `WWW-Authenticate` challenge (pull-through's token flow).
 
 use axum::http::Method;
 use image_registry::auth::htpasswd;
@@ -17,6 +17,7 @@ use image_registry::http::headers::{
 use image_registry::http::Route;
 use image_registry::oci::{Digest, ParsedManifest, RepositoryName, Tag};
 use image_registry::registry::{UploadSecret, UploadState};
+use image_registry::upstream::client::{parse_challenge, Challenge};
 use proptest::prelude::*;
 
 proptest! {
@@ -175,6 +176,66 @@ proptest! {
     ) {
         let env: Vec<(String, String)> = env;
         let _ = Config::from_yaml(&yaml, &env);
+    }
+}
+
+/// Writes a challenge parameter value as a quoted-string (RFC 9110 §5.6.4).
+fn quoted(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn www_authenticate_challenges_never_panic(h in "\\PC{0,120}|(?i:bearer) [a-z=\",\\\\ ]{0,40}") {
+        if let Some(Challenge::Bearer { realm, .. }) = parse_challenge(&h) {
+            prop_assert!(!realm.is_empty(), "{:?}", h);
+        }
+    }
+
+    #[test]
+    fn www_authenticate_bearer_round_trips(
+        scheme in "(?i:bearer)",
+        realm in "\\PC{1,40}",
+        service in proptest::option::of("\\PC{0,30}"),
+        scope in proptest::option::of("[a-z/:,*]{0,30}|\\PC{0,30}"),
+        sep in "(, ?|,\t)",
+        order in any::<bool>(),
+    ) {
+        let mut params = vec![format!("realm={}", quoted(&realm))];
+        if let Some(s) = &service {
+            params.push(format!("Service={}", quoted(s)));
+        }
+        if let Some(s) = &scope {
+            params.push(format!("scope={}", quoted(s)));
+        }
+        if order {
+            params.reverse();
+        }
+        let h = format!("{scheme} {}", params.join(&sep));
+        prop_assert_eq!(
+            parse_challenge(&h),
+            Some(Challenge::Bearer { realm, service, scope }),
+            "{}", h
+        );
+    }
+
+    #[test]
+    fn www_authenticate_token_values_round_trip(realm in "[A-Za-z0-9:/._~-]{1,40}", service in "[A-Za-z0-9._-]{1,20}") {
+        let h = format!("Bearer realm={realm},service={service}");
+        prop_assert_eq!(
+            parse_challenge(&h),
+            Some(Challenge::Bearer { realm, service: Some(service), scope: None })
+        );
     }
 }
 

@@ -1,7 +1,8 @@
 //! Connection limits over raw sockets: slowloris heads and silent sockets are closed by the header
 //! read timeout, idle keep-alive connections by the idle timeout, a stalled upload body by the
 //! body timeout (the upload keeps what arrived and is resumed), the connection cap queues the
-//! excess in the backlog, 1,000 idle sockets do not lock a normal client out, and HTTP/2 announces
+//! excess in the backlog, 1,000 idle sockets and 600 stalled uploads do not lock a normal client
+//! out, and HTTP/2 announces
 //! its stream and header-list limits.
 
 use std::time::Duration;
@@ -159,6 +160,46 @@ async fn a_normal_client_is_served_while_1000_idle_sockets_are_held() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap().as_ref(), b"while held");
     drop(idle);
+}
+
+/// More stalled uploads than the blocking thread pool has threads (512): each used to hold one
+/// thread for the life of its body (its hasher), and every file operation of every other request
+/// waited behind them until the body timeout. Now a normal push and pull is served meanwhile.
+#[tokio::test]
+async fn a_normal_push_is_served_while_600_uploads_stall() {
+    let s = TestServer::builder()
+        .http("bodytimeout: 120s")
+        .start()
+        .await;
+    let mut locations = Vec::new();
+    for _ in 0..600 {
+        locations.push(s.start_upload("slow").await);
+    }
+    let mut stalled = Vec::new();
+    for loc in &locations {
+        let path = &loc[loc.find("/v2/").unwrap()..];
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(
+            format!(
+                "PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        c.write_all(&[7u8; 1024]).await.unwrap();
+        stalled.push(c);
+    }
+    let served = tokio::time::timeout(Duration::from_secs(30), async {
+        let digest = s.push_blob("app", b"while 600 uploads stall").await;
+        let resp = s.get(&format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap()
+    })
+    .await
+    .expect("a push and pull waited behind 600 stalled uploads");
+    assert_eq!(served.as_ref(), b"while 600 uploads stall");
+    drop(stalled);
 }
 
 /// The server's first SETTINGS frame on a cleartext HTTP/2 connection, as (id, value) pairs.
