@@ -338,10 +338,13 @@ async fn a_client_that_disconnects_does_not_abort_the_fetch() {
         let root = root.clone();
         let hex = hex.clone();
         async move {
-            files_under(&root)
-                .iter()
-                .any(|f| f.ends_with(&format!("{hex}/data")))
-                .then_some(())
+            // Stored and linked (the link comes last).
+            let files = files_under(&root);
+            (files.iter().any(|f| f.ends_with(&format!("{hex}/data")))
+                && files
+                    .iter()
+                    .any(|f| f.ends_with(&format!("_layers/sha256/{hex}/link"))))
+            .then_some(())
         }
     })
     .await;
@@ -701,4 +704,159 @@ async fn sync_mirrors_matching_tags_ahead_of_time_and_resumes() {
     let (ok, out) = run_sync(&cfg).await;
     assert!(!ok, "{out}");
     assert!(out.contains("cannot list tags"), "{out}");
+}
+
+/// Reads `r` until it has at least `n` bytes (or it ends).
+async fn read_at_least(r: &mut reqwest::Response, got: &mut Vec<u8>, n: usize) {
+    while got.len() < n {
+        match r.chunk().await.unwrap() {
+            Some(c) => got.extend_from_slice(&c),
+            None => break,
+        }
+    }
+}
+
+async fn read_rest(mut r: reqwest::Response, mut got: Vec<u8>) -> Vec<u8> {
+    while let Some(c) = r.chunk().await.unwrap() {
+        got.extend_from_slice(&c);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_late_joiner_streams_the_spooled_part_then_tails_the_fetch() {
+    let up = TestServer::start().await;
+    let size = 8 << 20;
+    let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", size, 21).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1h").await;
+    let path = format!("/v2/{PREFIX}/team/big/blobs/{ld}");
+    // The upstream sends 3 MiB and then holds the rest.
+    let held = 3u64 << 20;
+    px.hold_blobs_after(Some(held));
+    let mut a = c.get(&path).await;
+    assert_eq!(a.status(), StatusCode::OK);
+    let mut got_a = Vec::new();
+    read_at_least(&mut a, &mut got_a, 1 << 20).await;
+    // B arrives after the fetch's first byte: it gets what is spooled at once, from byte 0,
+    // while the upstream still holds the rest of the blob.
+    let mut b = c.get(&path).await;
+    assert_eq!(b.status(), StatusCode::OK);
+    assert_eq!(
+        b.headers().get("content-length").unwrap(),
+        &size.to_string()
+    );
+    let mut got_b = Vec::new();
+    // Bounded: a cache that made B wait for the whole blob would wait here for good.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        read_at_least(&mut b, &mut got_b, 2 << 20),
+    )
+    .await
+    .expect("B's first bytes arrive while the upstream holds the rest");
+    assert!(
+        px.blob_bytes() <= held,
+        "B's first bytes came before the upstream sent more than {held}: {}",
+        px.blob_bytes()
+    );
+    assert_eq!(&got_b[..], &layer[..got_b.len()]);
+    px.hold_blobs_after(None);
+    let (got_a, got_b) = tokio::join!(read_rest(a, got_a), read_rest(b, got_b));
+    assert_eq!(sha256(&got_a), ld);
+    assert_eq!(got_a, layer);
+    assert_eq!(got_b, layer);
+    assert_eq!(px.count(&format!("GET /v2/team/big/blobs/{ld}")), 1);
+    assert_eq!(px.blob_bytes(), size as u64, "the blob was fetched once");
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_holds_up_no_one() {
+    let up = TestServer::start().await;
+    let size = 32 << 20;
+    let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", size, 22).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1h").await;
+    let path = format!("/v2/{PREFIX}/team/big/blobs/{ld}");
+    px.hold_blobs_after(Some(1 << 20));
+    // The slow client reads a little and then nothing while the fetch goes on.
+    let mut slow = c.get(&path).await;
+    assert_eq!(slow.status(), StatusCode::OK);
+    let mut got_slow = Vec::new();
+    read_at_least(&mut slow, &mut got_slow, 1).await;
+    px.hold_blobs_after(None);
+    let fast = c.get(&path).await;
+    assert_eq!(fast.status(), StatusCode::OK);
+    assert_eq!(read_rest(fast, Vec::new()).await, layer);
+    // The fetch finished and stored the blob without the slow client reading on.
+    let root = c.root().to_owned();
+    let hex = hex_of(&ld).to_owned();
+    eventually(20, "the blob to be stored", || {
+        let root = root.clone();
+        let hex = hex.clone();
+        async move {
+            files_under(&root)
+                .iter()
+                .any(|f| f.ends_with(&format!("_layers/sha256/{hex}/link")))
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(px.blob_bytes(), size as u64);
+    // The slow client then reads all of it, not cut off.
+    assert_eq!(read_rest(slow, got_slow).await, layer);
+    assert_eq!(px.count(&format!("GET /v2/team/big/blobs/{ld}")), 1);
+}
+
+#[tokio::test]
+async fn read_only_mode_serves_through_and_writes_nothing() {
+    let up = TestServer::start().await;
+    let (md, m, ld, layer, _) = push_big(&up, "team/app", "v1", 300_000, 23).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = TestServer::builder()
+        .metrics(None)
+        .read_only()
+        .config(&format!(
+            "proxy:\n  upstreams:\n    - prefix: {PREFIX}\n      url: {}\n      ttl: 1h\n",
+            px.url
+        ))
+        .start()
+        .await;
+    let before = files_under(c.root());
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("docker-content-digest").unwrap(), &md);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), m);
+    let blob = format!("/v2/{PREFIX}/team/app/blobs/{ld}");
+    assert_eq!(get_ok(&c, &blob).await.1, layer);
+    // A range on a blob it does not have: the whole blob (200), streamed through.
+    let r = c
+        .request(Method::GET, &blob)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), layer);
+    let r = c.request(Method::HEAD, &blob).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers().get("content-length").unwrap(),
+        &layer.len().to_string()
+    );
+    // Nothing was stored: each pull goes to the upstream again.
+    assert_eq!(files_under(c.root()), before);
+    assert_eq!(px.count(&format!("GET /v2/team/app/blobs/{ld}")), 2);
+    assert_eq!(get_ok(&c, &blob).await.1, layer);
+    assert_eq!(px.count(&format!("GET /v2/team/app/blobs/{ld}")), 3);
+    assert_eq!(files_under(c.root()), before);
+    // A blob the upstream does not have: 404, as without read-only mode.
+    let unknown = format!("/v2/{PREFIX}/team/app/blobs/{}", sha256(b"nope"));
+    assert_eq!(c.get(&unknown).await.status(), StatusCode::NOT_FOUND);
+    // Writes are refused as in any read-only registry.
+    let r = c
+        .request(Method::POST, "/v2/mine/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
