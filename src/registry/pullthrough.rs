@@ -383,6 +383,25 @@ impl Registry {
                     tracing::info!(repository = %name, %tag, old = %d, new = %remote, "upstream tag moved");
                     self.fetch_manifest(name, reference, Some(&remote)).await
                 }
+                Err(UpstreamError::NotFound(why)) => {
+                    // The tag is gone upstream (or the credentials no longer reach it): the
+                    // cached copy stays served, as a mirror that outlives its upstream should;
+                    // the answer counts as a revalidation (one HEAD per ttl). Deleting the tag
+                    // here drops it (the next pull is a miss).
+                    tracing::warn!(repository = %name, %tag, upstream = %why,
+                        "a cached tag is not found upstream; serving the cached one");
+                    let link = layout::tag_current_link(name, tag);
+                    if self.pull_through_stores() {
+                        if let Err(e) = self
+                            .driver
+                            .put_content(&link, Bytes::from(d.to_string()))
+                            .await
+                        {
+                            return (Err(e.into()), None);
+                        }
+                    }
+                    self.read_manifest(&d).await
+                }
                 Err(e) => {
                     tracing::warn!(repository = %name, %tag, error = %e,
                         "cannot revalidate a cached tag upstream; serving the cached one");

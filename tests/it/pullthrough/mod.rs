@@ -433,6 +433,46 @@ async fn tags_are_revalidated_with_head_after_ttl() {
     // The old one is still there by digest.
     let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/{d1}")).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Deleted upstream: the revalidating HEAD gets 404, the cached tag stays served, and that
+    // answer restarts the clock (one HEAD per ttl, not one per pull).
+    let r = up
+        .request(Method::DELETE, "/v2/team/app/manifests/latest")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        up.request(Method::HEAD, mpath).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    px.clear();
+    let r = manifest(&c, &path).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), d2);
+    assert_eq!(px.log(), vec![format!("HEAD {mpath}")]);
+    let r = manifest(&c, &path).await;
+    assert_eq!(header(&r, "docker-content-digest"), d2);
+    assert_eq!(px.log().len(), 1, "{:?}", px.log());
+    assert!(tags_of(&c, &format!("{PREFIX}/team/app")).await.contains(&"latest".to_owned()));
+    // Deleted here too: a miss, and the upstream's 404.
+    let r = c
+        .request(Method::DELETE, &format!("/v2/{PREFIX}/team/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(manifest(&c, &path).await.status(), StatusCode::NOT_FOUND);
+}
+
+async fn tags_of(reg: &TestServer, repo: &str) -> Vec<String> {
+    let r = reg.get(&format!("/v2/{repo}/tags/list")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["tags"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
