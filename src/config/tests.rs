@@ -301,7 +301,10 @@ fn upstreams_and_their_sync_lists_take_the_environment() {
         "",
         &[
             ("REGISTRY_PROXY_UPSTREAMS_0_PREFIX", "docker.io"),
-            ("REGISTRY_PROXY_UPSTREAMS_0_URL", "https://registry-1.docker.io"),
+            (
+                "REGISTRY_PROXY_UPSTREAMS_0_URL",
+                "https://registry-1.docker.io",
+            ),
             ("REGISTRY_PROXY_UPSTREAMS_0_TTL", "30m"),
             ("REGISTRY_PROXY_UPSTREAMS_0_TLSVERIFY", "false"),
             ("REGISTRY_PROXY_UPSTREAMS_0_SYNC_INTERVAL", "6h"),
@@ -336,7 +339,10 @@ fn upstreams_and_their_sync_lists_take_the_environment() {
     )
     .unwrap();
     let u = &c.proxy.upstreams;
-    assert_eq!((u[0].prefix.as_str(), u[0].url.as_str()), ("docker.io", "https://b"));
+    assert_eq!(
+        (u[0].prefix.as_str(), u[0].url.as_str()),
+        ("docker.io", "https://b")
+    );
     assert_eq!(u[0].sync.as_ref().unwrap().repositories, ["p/q", "r/s"]);
     assert_eq!(u[1].prefix, "ghcr.io");
     // The whole list in one variable, YAML or JSON, with the file's key spelling.

@@ -58,7 +58,7 @@ pub struct SyncConfig {
     pub interval: Duration,
     /// Upstream repository names (without the prefix: `library/alpine`); a YAML list or a
     /// comma-separated string.
-    #[serde(deserialize_with = "super::ops::string_list")]
+    #[serde(deserialize_with = "repository_list")]
     pub repositories: Vec<String>,
     /// A regular expression the tags must match (anywhere; anchor it with `^...$`); all tags when
     /// unset.
@@ -117,6 +117,26 @@ pub fn upstream_list<'de, D: serde::Deserializer<'de>>(
             Ok(out.into_iter().map(|(_, u)| u).collect())
         }
         _ => Err(D::Error::custom("expected a list of upstreams")),
+    }
+}
+
+/// `sync.repositories`: a list, or one comma-separated string (the environment's form).
+fn repository_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error as _;
+    match serde_yaml::Value::deserialize(d)? {
+        serde_yaml::Value::Null => Ok(Vec::new()),
+        serde_yaml::Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        v @ serde_yaml::Value::Sequence(_) => {
+            Vec::<String>::deserialize(v).map_err(D::Error::custom)
+        }
+        _ => Err(D::Error::custom(
+            "expected a list of repositories or a comma-separated string",
+        )),
     }
 }
 

@@ -10,11 +10,16 @@
 //!   upstream in trouble leaves the cached tag served (stale-if-error).
 //! - Concurrent clients needing the same manifest from upstream make one request (a gate per
 //!   repository and reference); an upstream failure answers those that waited for it.
-//! - Blobs: one upstream fetch per digest in this process however many clients ask (they share
-//!   the stream: [`Flight`]), written through the upload path so the digest is verified before the
-//!   blob becomes visible; the fetch runs in its own task, so a client that disconnects aborts
-//!   nothing. A blob already in the blob store (fetched by another repository or replica) is only
-//!   confirmed with a `HEAD` upstream and linked, never fetched again.
+//! - Blobs: one upstream fetch per digest in this process however many clients ask ([`Flight`]).
+//!   The fetch writes into an unlinked spool file that every client reads from byte 0 at its own
+//!   pace, following the fetch (a late joiner tails it; a slow one holds up no one; none buffers
+//!   more than [`READ_CHUNK`]). It is written through the upload path, so the digest is verified
+//!   before the blob becomes visible; the fetch runs in its own task, so a client that disconnects
+//!   aborts nothing. A blob already in the blob store (fetched by another repository or replica)
+//!   is only confirmed with a `HEAD` upstream and linked, never fetched again.
+//! - Read-only mode ([`Registry::with_read_only_pull_through`]): the same, but nothing is written;
+//!   what is not stored is verified and served through.
+//! - A cached tag the upstream answers 404 for stays served (the answer counts as a revalidation).
 //! - Pushes into a proxied repository are refused (`Unsupported`, 405), as distribution does.
 
 use std::collections::HashMap;
@@ -229,6 +234,27 @@ impl Registry {
     /// Whether the pull-through cache stores what it fetches (not in read-only mode).
     pub fn pull_through_stores(&self) -> bool {
         self.pull.as_ref().is_some_and(|p| p.store)
+    }
+
+    /// The saved progress of the sync of upstream `prefix`, if a run left one.
+    pub async fn sync_state(&self, prefix: &str) -> Result<Option<Bytes>> {
+        match self.driver.get_content(&layout::sync_state(prefix)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Saves the progress of the sync of upstream `prefix` (`None`: the run finished).
+    pub async fn put_sync_state(&self, prefix: &str, state: Option<Bytes>) -> Result<()> {
+        let path = layout::sync_state(prefix);
+        match state {
+            Some(b) => Ok(self.driver.put_content(&path, b).await?),
+            None => match self.driver.delete(&path).await {
+                Err(e) if !e.is_not_found() => Err(e.into()),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// The revalidation interval if `name` mirrors an upstream.
@@ -593,7 +619,9 @@ impl Registry {
         loop {
             let st = rx.borrow_and_update().clone();
             match (&st.done, &st.spool) {
-                (Some(Err(FlightError::Upstream(e))), _) => return Err(blob_err(e.clone(), digest)),
+                (Some(Err(FlightError::Upstream(e))), _) => {
+                    return Err(blob_err(e.clone(), digest))
+                }
                 (Some(Err(e)), _) => return Err(failure(e.clone())),
                 (Some(Ok(size)), _) if state.store => return Ok(PulledBlob::Stored(*size)),
                 // Streams from byte 0 whenever it joins: what is spooled, then the live fetch.

@@ -442,7 +442,11 @@ async fn tags_are_revalidated_with_head_after_ttl() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(
-        up.request(Method::HEAD, mpath).send().await.unwrap().status(),
+        up.request(Method::HEAD, mpath)
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::NOT_FOUND
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -454,10 +458,15 @@ async fn tags_are_revalidated_with_head_after_ttl() {
     let r = manifest(&c, &path).await;
     assert_eq!(header(&r, "docker-content-digest"), d2);
     assert_eq!(px.log().len(), 1, "{:?}", px.log());
-    assert!(tags_of(&c, &format!("{PREFIX}/team/app")).await.contains(&"latest".to_owned()));
+    assert!(tags_of(&c, &format!("{PREFIX}/team/app"))
+        .await
+        .contains(&"latest".to_owned()));
     // Deleted here too: a miss, and the upstream's 404.
     let r = c
-        .request(Method::DELETE, &format!("/v2/{PREFIX}/team/app/manifests/latest"))
+        .request(
+            Method::DELETE,
+            &format!("/v2/{PREFIX}/team/app/manifests/latest"),
+        )
         .send()
         .await
         .unwrap();
@@ -471,7 +480,11 @@ async fn tags_of(reg: &TestServer, repo: &str) -> Vec<String> {
     let v: serde_json::Value = r.json().await.unwrap();
     v["tags"]
         .as_array()
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -899,4 +912,96 @@ async fn read_only_mode_serves_through_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn an_interrupted_sync_resumes_where_it_stopped() {
+    let up = TestServer::start().await;
+    push_big(&up, "team/app", "v1", 50_000, 31).await;
+    let (_, _, big, big_layer, _) = push_big(&up, "team/app", "v2", 3 << 20, 32).await;
+    push_big(&up, "team/app", "v3", 50_000, 33).await;
+    let px = FaultProxy::start(&up.base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let cfg = dir.path().join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {:?}\nhttp:\n  secret: {}\nproxy:\n  upstreams:\n    - prefix: {PREFIX}\n      url: {}\n      ttl: 1h\n      sync:\n        repositories: [team/app]\n",
+        root.display().to_string(),
+        crate::harness::server::SECRET,
+        px.url
+    );
+    std::fs::write(&cfg, &yaml).unwrap();
+    // v1 goes through; v2's big layer stalls after 1 MiB, and the run is killed there.
+    px.hold_blobs_after(Some(1 << 20));
+    let log = dir.path().join("first.log");
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-registry"))
+        .args(["sync", "--once", "--config"])
+        .arg(&cfg)
+        .env_remove("REGISTRY_CONFIGURATION_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let big_get = format!("GET /v2/team/app/blobs/{big}");
+    eventually(30, "the first run to stall on v2's layer", || {
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        let stalled = px.count(&big_get) == 1;
+        async move { (out.contains(&format!("{PREFIX}/team/app:v1: done")) && stalled).then_some(()) }
+    })
+    .await;
+    first.kill().await.unwrap();
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !out.contains("v2: done") && !out.contains("sync: "),
+        "{out}"
+    );
+    assert!(
+        files_under(&root)
+            .iter()
+            .any(|f| f.contains("/_sync/state-")),
+        "a state file is left"
+    );
+    // The next run says it resumes, skips v1 without asking the upstream about it, syncs the rest.
+    px.hold_blobs_after(None);
+    px.clear();
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("resuming the run interrupted"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{PREFIX}/team/app:v1: skipped (done by the interrupted run at"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("sync: 3 images (0 failed, 1 skipped: done by the interrupted run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{PREFIX}/team/app:v3: done")),
+        "{out}"
+    );
+    assert!(
+        px.log().iter().all(|l| !l.contains("/manifests/v1")),
+        "{:?}",
+        px.log()
+    );
+    // The big layer is fetched again in full (a partial fetch is not kept).
+    assert_eq!(px.count(&big_get), 1);
+    // The run got to its end: no state is left, and the next run starts afresh.
+    assert!(!files_under(&root).iter().any(|f| f.contains("/_sync/")));
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("sync: 3 images (0 failed), 0 blobs fetched (0 bytes), 6 already present"),
+        "{out}"
+    );
+    let c = TestServer::from_yaml(&yaml).await;
+    assert_eq!(
+        get_ok(&c, &format!("/v2/{PREFIX}/team/app/blobs/{big}"))
+            .await
+            .1,
+        big_layer
+    );
 }

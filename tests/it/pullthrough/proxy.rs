@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt as _, TryStreamExt};
+use futures::TryStreamExt;
 use tokio::task::JoinHandle;
 
 #[derive(Default)]
@@ -117,7 +117,11 @@ async fn forward(State(ctx): State<Ctx>, req: Request) -> Response {
             let n = b.len().div_ceil(64 << 10).max(1);
             futures::stream::iter(
                 (0..n)
-                    .map(|i| Ok::<_, reqwest::Error>(b.slice(i * (64 << 10)..((i + 1) * (64 << 10)).min(b.len()))))
+                    .map(|i| {
+                        Ok::<_, reqwest::Error>(
+                            b.slice(i * (64 << 10)..((i + 1) * (64 << 10)).min(b.len())),
+                        )
+                    })
                     .collect::<Vec<_>>(),
             )
         })
