@@ -145,9 +145,20 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             let u = Arc::new(u.with_metrics(Arc::new(
                 crate::ops::metrics::PullThroughMetrics::new(&metrics),
             )));
-            let registry = registry.with_pull_through(u.clone());
-            // `proxy.upstreams[].sync.interval`: mirror ahead of time while serving.
-            u.start_periodic_sync(&registry);
+            let registry = if config.read_only() {
+                registry.with_read_only_pull_through(u.clone())
+            } else {
+                registry.with_pull_through(u.clone())
+            };
+            // `proxy.upstreams[].sync.interval`: mirror ahead of time while serving (it writes:
+            // not in read-only mode).
+            if config.read_only() {
+                if u.sync_interval().is_some() {
+                    tracing::warn!("read-only mode: the periodic sync (proxy.upstreams[].sync.interval) does not run");
+                }
+            } else {
+                u.start_periodic_sync(&registry);
+            }
             registry
         }
         None => registry,
@@ -420,6 +431,9 @@ pub fn build_sync(config: &Config) -> anyhow::Result<(Registry, Arc<crate::upstr
     let outbound = crate::net::outbound::Outbound::from_config(config, &env)?;
     let u = crate::upstream::Upstreams::from_config(config, &outbound)?
         .ok_or_else(|| anyhow::anyhow!("no upstreams configured (proxy.upstreams)"))?;
+    if config.read_only() {
+        anyhow::bail!("the registry is in read-only mode (readOnly): sync stores what it fetches and cannot run");
+    }
     let u = Arc::new(u);
     Ok((registry.with_pull_through(u.clone()), u))
 }

@@ -1,7 +1,8 @@
 //! `image-registry sync [--config FILE] [--once]`: mirror the `proxy.upstreams[].sync` tags ahead
 //! of time. A progress bar per image on a terminal (plain lines otherwise), a summary at the end;
 //! the exit status is non-zero when an image failed. Without `--once` it runs again every smallest
-//! `sync.interval`. Interrupted, the next run continues with what is still missing.
+//! `sync.interval`. Interrupted, the next run skips the images the interrupted one completed (its
+//! state file in storage) and says so, and continues with the rest.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -59,6 +60,35 @@ impl SyncProgress for Bars {
             }
         }
     }
+    fn resuming(&self, prefix: &str, started: &str, done: usize) {
+        self.note(resuming_line(prefix, started, done));
+    }
+    fn image_skipped(&self, image: &str, at: &str) {
+        let b = self.multi.add(ProgressBar::new(1));
+        b.set_style(
+            ProgressStyle::with_template("{prefix:40!} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_prefix(image.to_owned());
+        b.finish_with_message(format!("skipped: done by the interrupted run at {at}"));
+    }
+}
+
+fn resuming_line(prefix: &str, started: &str, done: usize) -> String {
+    let what = if prefix.is_empty() {
+        "the upstream".to_owned()
+    } else {
+        format!("upstream {prefix}")
+    };
+    format!(
+        "{what}: resuming the run interrupted after starting at {started}: {done} images it completed are skipped"
+    )
+}
+
+impl Bars {
+    fn note(&self, line: String) {
+        let _ = self.multi.println(line);
+    }
 }
 
 /// Plain lines when not on a terminal.
@@ -78,6 +108,12 @@ impl SyncProgress for Lines {
             Ok(()) => eprintln!("{image}: done"),
             Err(e) => eprintln!("{image}: failed: {e}"),
         }
+    }
+    fn resuming(&self, prefix: &str, started: &str, done: usize) {
+        eprintln!("{}", resuming_line(prefix, started, done));
+    }
+    fn image_skipped(&self, image: &str, at: &str) {
+        eprintln!("{image}: skipped (done by the interrupted run at {at})");
     }
 }
 

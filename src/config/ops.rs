@@ -171,6 +171,7 @@ pub struct ProxyConfig {
     #[serde(deserialize_with = "super::upstream::opt_duration")]
     pub ttl: Option<std::time::Duration>,
     /// Ours: several upstreams, each serving a name prefix (see `config/upstream.rs`).
+    #[serde(deserialize_with = "super::upstream::upstream_list")]
     pub upstreams: Vec<super::upstream::UpstreamConfig>,
 }
 

@@ -293,3 +293,88 @@ fn connection_limits_from_file_and_env() {
         assert!(err.to_string().contains(key), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn upstreams_and_their_sync_lists_take_the_environment() {
+    // Indexed fields on a file without upstreams, the list form of sync.repositories.
+    let c = load(
+        "",
+        &[
+            ("REGISTRY_PROXY_UPSTREAMS_0_PREFIX", "docker.io"),
+            (
+                "REGISTRY_PROXY_UPSTREAMS_0_URL",
+                "https://registry-1.docker.io",
+            ),
+            ("REGISTRY_PROXY_UPSTREAMS_0_TTL", "30m"),
+            ("REGISTRY_PROXY_UPSTREAMS_0_TLSVERIFY", "false"),
+            ("REGISTRY_PROXY_UPSTREAMS_0_SYNC_INTERVAL", "6h"),
+            (
+                "REGISTRY_PROXY_UPSTREAMS_0_SYNC_REPOSITORIES",
+                "library/alpine, library/nginx",
+            ),
+            ("REGISTRY_PROXY_UPSTREAMS_1_PREFIX", "quay.io"),
+            ("REGISTRY_PROXY_UPSTREAMS_1_URL", "https://quay.io"),
+        ],
+    )
+    .unwrap();
+    let u = &c.proxy.upstreams;
+    assert_eq!(u.len(), 2);
+    assert_eq!(u[0].prefix, "docker.io");
+    assert_eq!(u[0].ttl, std::time::Duration::from_secs(1800));
+    assert!(!u[0].tlsverify);
+    let s = u[0].sync.as_ref().unwrap();
+    assert_eq!(s.interval, std::time::Duration::from_secs(6 * 3600));
+    assert_eq!(s.repositories, ["library/alpine", "library/nginx"]);
+    assert_eq!(u[1].url, "https://quay.io");
+    assert!(u[1].tlsverify);
+    // On a file's list: a field of element 0 overridden, element 1 added.
+    let c = load(
+        "proxy:\n  upstreams:\n    - prefix: docker.io\n      url: https://a\n      sync:\n        repositories: [x/y]\n",
+        &[
+            ("REGISTRY_PROXY_UPSTREAMS_0_URL", "https://b"),
+            ("REGISTRY_PROXY_UPSTREAMS_0_SYNC_REPOSITORIES", "p/q,r/s"),
+            ("REGISTRY_PROXY_UPSTREAMS_1_PREFIX", "ghcr.io"),
+            ("REGISTRY_PROXY_UPSTREAMS_1_URL", "https://ghcr.io"),
+        ],
+    )
+    .unwrap();
+    let u = &c.proxy.upstreams;
+    assert_eq!(
+        (u[0].prefix.as_str(), u[0].url.as_str()),
+        ("docker.io", "https://b")
+    );
+    assert_eq!(u[0].sync.as_ref().unwrap().repositories, ["p/q", "r/s"]);
+    assert_eq!(u[1].prefix, "ghcr.io");
+    // The whole list in one variable, YAML or JSON, with the file's key spelling.
+    let c = load(
+        "",
+        &[(
+            "REGISTRY_PROXY_UPSTREAMS",
+            r#"[{"prefix": "docker.io", "url": "https://registry-1.docker.io", "tlsVerify": false, "sync": {"repositories": ["library/alpine"]}}]"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.proxy.upstreams[0].prefix, "docker.io");
+    assert!(!c.proxy.upstreams[0].tlsverify);
+    // Validation names the key for env-made upstreams too; a gap in the indexes is refused.
+    let e = load(
+        "",
+        &[
+            ("REGISTRY_PROXY_UPSTREAMS_0_PREFIX", "a"),
+            ("REGISTRY_PROXY_UPSTREAMS_0_URL", "ftp://x"),
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("`proxy.upstreams[0].url`"), "{e}");
+    let e = load(
+        "",
+        &[
+            ("REGISTRY_PROXY_UPSTREAMS_0_PREFIX", "a"),
+            ("REGISTRY_PROXY_UPSTREAMS_0_URL", "https://a"),
+            ("REGISTRY_PROXY_UPSTREAMS_2_PREFIX", "b"),
+            ("REGISTRY_PROXY_UPSTREAMS_2_URL", "https://b"),
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("proxy.upstreams"), "{e}");
+}

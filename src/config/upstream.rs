@@ -2,6 +2,12 @@
 //! `username`, `password`, `ttl`: the whole registry mirrors it) and ours, `upstreams[]`, each a
 //! repository-name prefix served from its own upstream registry. They sit beside the outbound proxy
 //! keys (`http`, `https`, `noproxy`) of [`super::ProxyConfig`].
+//!
+//! Environment forms, as `notifications.endpoints` takes them: `REGISTRY_PROXY_UPSTREAMS_<i>_<FIELD>`
+//! sets a field of upstream `i` (counting from 0; the next free index adds one:
+//! `REGISTRY_PROXY_UPSTREAMS_0_URL`, `..._0_AUTHFILE`, `..._0_SYNC_INTERVAL`), and
+//! `REGISTRY_PROXY_UPSTREAMS` may hold the whole list as YAML or JSON. `sync.repositories` also
+//! takes a comma-separated string (`REGISTRY_PROXY_UPSTREAMS_0_SYNC_REPOSITORIES=library/a,library/b`).
 
 use std::time::Duration;
 
@@ -50,7 +56,9 @@ pub struct SyncConfig {
     /// How often `serve` runs the sync (`0`: only `image-registry sync` runs it).
     #[serde(deserialize_with = "flex::duration")]
     pub interval: Duration,
-    /// Upstream repository names (without the prefix: `library/alpine`).
+    /// Upstream repository names (without the prefix: `library/alpine`); a YAML list or a
+    /// comma-separated string.
+    #[serde(deserialize_with = "repository_list")]
     pub repositories: Vec<String>,
     /// A regular expression the tags must match (anywhere; anchor it with `^...$`); all tags when
     /// unset.
@@ -70,6 +78,65 @@ impl Default for UpstreamConfig {
             tlsverify: true,
             sync: None,
         }
+    }
+}
+
+/// `proxy.upstreams`: a list; from the environment also a YAML/JSON string holding the list, or
+/// the indexed form `UPSTREAMS_<i>_<FIELD>` on a file without upstreams (a mapping of indexes).
+pub fn upstream_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<UpstreamConfig>, D::Error> {
+    use serde::de::Error as _;
+    // Through a Value, so the inner error keeps its message.
+    let v = serde_yaml::Value::deserialize(d)?;
+    match v {
+        serde_yaml::Value::Null => Ok(Vec::new()),
+        serde_yaml::Value::Sequence(_) => {
+            Vec::<UpstreamConfig>::deserialize(v).map_err(D::Error::custom)
+        }
+        serde_yaml::Value::String(s) => {
+            let mut v: serde_yaml::Value = serde_yaml::from_str(&s).map_err(D::Error::custom)?;
+            super::env::lowercase_keys(&mut v);
+            Vec::<UpstreamConfig>::deserialize(v).map_err(D::Error::custom)
+        }
+        serde_yaml::Value::Mapping(m) => {
+            let mut out: Vec<(usize, UpstreamConfig)> = Vec::new();
+            for (k, u) in m {
+                let i = k
+                    .as_str()
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .ok_or_else(|| D::Error::custom("expected a list of upstreams"))?;
+                out.push((i, UpstreamConfig::deserialize(u).map_err(D::Error::custom)?));
+            }
+            out.sort_by_key(|(i, _)| *i);
+            if out.iter().enumerate().any(|(n, (i, _))| n != *i) {
+                return Err(D::Error::custom(
+                    "the indexes of REGISTRY_PROXY_UPSTREAMS_<i>_* must count from 0 without gaps",
+                ));
+            }
+            Ok(out.into_iter().map(|(_, u)| u).collect())
+        }
+        _ => Err(D::Error::custom("expected a list of upstreams")),
+    }
+}
+
+/// `sync.repositories`: a list, or one comma-separated string (the environment's form).
+fn repository_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error as _;
+    match serde_yaml::Value::deserialize(d)? {
+        serde_yaml::Value::Null => Ok(Vec::new()),
+        serde_yaml::Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        v @ serde_yaml::Value::Sequence(_) => {
+            Vec::<String>::deserialize(v).map_err(D::Error::custom)
+        }
+        _ => Err(D::Error::custom(
+            "expected a list of repositories or a comma-separated string",
+        )),
     }
 }
 

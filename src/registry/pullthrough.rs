@@ -10,11 +10,16 @@
 //!   upstream in trouble leaves the cached tag served (stale-if-error).
 //! - Concurrent clients needing the same manifest from upstream make one request (a gate per
 //!   repository and reference); an upstream failure answers those that waited for it.
-//! - Blobs: one upstream fetch per digest in this process however many clients ask (they share
-//!   the stream: [`Flight`]), written through the upload path so the digest is verified before the
-//!   blob becomes visible; the fetch runs in its own task, so a client that disconnects aborts
-//!   nothing. A blob already in the blob store (fetched by another repository or replica) is only
-//!   confirmed with a `HEAD` upstream and linked, never fetched again.
+//! - Blobs: one upstream fetch per digest in this process however many clients ask ([`Flight`]).
+//!   The fetch writes into an unlinked spool file that every client reads from byte 0 at its own
+//!   pace, following the fetch (a late joiner tails it; a slow one holds up no one; none buffers
+//!   more than [`READ_CHUNK`]). It is written through the upload path, so the digest is verified
+//!   before the blob becomes visible; the fetch runs in its own task, so a client that disconnects
+//!   aborts nothing. A blob already in the blob store (fetched by another repository or replica)
+//!   is only confirmed with a `HEAD` upstream and linked, never fetched again.
+//! - Read-only mode ([`Registry::with_read_only_pull_through`]): the same, but nothing is written;
+//!   what is not stored is verified and served through.
+//! - A cached tag the upstream answers 404 for stays served (the answer counts as a revalidation).
 //! - Pushes into a proxied repository are refused (`Unsupported`, 405), as distribution does.
 
 use std::collections::HashMap;
@@ -24,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::{ByteStream, Manifest, Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName};
@@ -99,6 +104,10 @@ pub trait PullThrough: Send + Sync + 'static {
 /// The pull-through state of a registry: the upstream and the fetches in flight.
 pub(crate) struct PullState {
     upstream: Arc<dyn PullThrough>,
+    /// Whether what is fetched is stored (false in read-only mode: served through, not kept).
+    store: bool,
+    /// Where fetches spool their bytes for the clients sharing them.
+    spool_dir: std::path::PathBuf,
     flights: Mutex<HashMap<Digest, Arc<Flight>>>,
     /// Per `name\nreference`: one upstream manifest request at a time, and its last failure.
     manifest_gates: Mutex<HashMap<String, Arc<ManifestGate>>>,
@@ -115,28 +124,35 @@ struct ManifestGate {
 const MAX_GATES: usize = 4096;
 
 impl PullState {
-    pub(crate) fn new(upstream: Arc<dyn PullThrough>) -> PullState {
+    pub(crate) fn new(upstream: Arc<dyn PullThrough>, store: bool) -> PullState {
         PullState {
             upstream,
+            store,
+            spool_dir: std::env::temp_dir(),
             flights: Mutex::new(HashMap::new()),
             manifest_gates: Mutex::new(HashMap::new()),
         }
     }
 }
 
-/// Chunks a slow client may fall behind the fetch before its stream is cut (it retries and finds
-/// the blob stored, or joins the fetch again).
-const FLIGHT_BUFFER: usize = 1024;
+/// Bytes a subscriber reads from the spool at a time (its only buffer).
+const READ_CHUNK: u64 = 256 << 10;
+/// Upstream chunks written to the spool in one go (those that have already arrived).
+const SPOOL_BATCH: usize = 64;
+/// Chunks queued between the spool and the upload (hashing, storage).
+const UPLOAD_QUEUE: usize = 16;
 
-/// Where one upstream blob fetch stands.
-#[derive(Debug, Clone)]
-enum Phase {
-    /// Waiting for the upstream's answer.
-    Starting,
-    /// Bytes are flowing; the size if the upstream sent one.
-    Streaming(Option<u64>),
-    /// Stored and verified (its size), or failed.
-    Done(std::result::Result<u64, FlightError>),
+/// Where one upstream blob fetch stands, as every subscriber sees it.
+#[derive(Debug, Clone, Default)]
+struct FlightState {
+    /// The upstream's `Content-Length`, once it answered.
+    size: Option<u64>,
+    /// Every byte received so far, from the upstream's answer on.
+    spool: Option<Arc<Spool>>,
+    /// Bytes in the spool that subscribers may read.
+    written: u64,
+    /// Verified (and stored, unless read-only): its size; or why it failed.
+    done: Option<std::result::Result<u64, FlightError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,10 +163,35 @@ enum FlightError {
 
 /// One upstream fetch of a blob, shared by every client that asks for it meanwhile.
 struct Flight {
-    /// Bytes handed to subscribers so far, and the channel; a client that subscribes after the
-    /// first byte waits for the end instead and reads the stored blob.
-    chunks: Mutex<(u64, Option<broadcast::Sender<Bytes>>)>,
-    phase: watch::Sender<Phase>,
+    state: watch::Sender<FlightState>,
+}
+
+/// The bytes of one fetch in an unlinked temporary file: the fetch writes it, every subscriber
+/// reads it at its own pace (a client joining late starts at byte 0, a slow one holds up nobody,
+/// and none holds more than [`READ_CHUNK`] in memory). The file has no name once created, so
+/// the space is freed when the fetch and the last subscriber drop it, also after a crash.
+#[derive(Debug)]
+struct Spool {
+    file: std::fs::File,
+}
+
+impl Spool {
+    async fn create(dir: std::path::PathBuf) -> std::io::Result<Arc<Spool>> {
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = dir.join(format!(".image-registry-spool-{}", uuid::Uuid::new_v4()));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(Arc::new(Spool { file }))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// What a pull of a blob gives the HTTP layer.
@@ -179,8 +220,41 @@ fn not_found_manifest(reference: &Reference) -> RegistryError {
 impl Registry {
     /// Turns on the pull-through cache for the repositories `upstream` claims.
     pub fn with_pull_through(mut self, upstream: Arc<dyn PullThrough>) -> Registry {
-        self.pull = Some(Arc::new(PullState::new(upstream)));
+        self.pull = Some(Arc::new(PullState::new(upstream, true)));
         self
+    }
+
+    /// The pull-through cache of a read-only registry (`readOnly: true`): what is not stored is
+    /// served through from the upstream (verified the same way) and nothing is written.
+    pub fn with_read_only_pull_through(mut self, upstream: Arc<dyn PullThrough>) -> Registry {
+        self.pull = Some(Arc::new(PullState::new(upstream, false)));
+        self
+    }
+
+    /// Whether the pull-through cache stores what it fetches (not in read-only mode).
+    pub fn pull_through_stores(&self) -> bool {
+        self.pull.as_ref().is_some_and(|p| p.store)
+    }
+
+    /// The saved progress of the sync of upstream `prefix`, if a run left one.
+    pub async fn sync_state(&self, prefix: &str) -> Result<Option<Bytes>> {
+        match self.driver.get_content(&layout::sync_state(prefix)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Saves the progress of the sync of upstream `prefix` (`None`: the run finished).
+    pub async fn put_sync_state(&self, prefix: &str, state: Option<Bytes>) -> Result<()> {
+        let path = layout::sync_state(prefix);
+        match state {
+            Some(b) => Ok(self.driver.put_content(&path, b).await?),
+            None => match self.driver.delete(&path).await {
+                Err(e) if !e.is_not_found() => Err(e.into()),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// The revalidation interval if `name` mirrors an upstream.
@@ -316,8 +390,12 @@ impl Registry {
         let r = match (local, reference) {
             (Ok(d), Reference::Tag(tag)) => match up.manifest_digest(name, reference).await {
                 Ok(remote) if remote == d => {
-                    // Still current: restart the clock (every replica reads it).
+                    // Still current: restart the clock (every replica reads it). Read-only mode
+                    // writes nothing, so it asks again on the next pull.
                     let link = layout::tag_current_link(name, tag);
+                    if !self.pull_through_stores() {
+                        return (self.read_manifest(&d).await, None);
+                    }
                     if let Err(e) = self
                         .driver
                         .put_content(&link, Bytes::from(d.to_string()))
@@ -330,6 +408,25 @@ impl Registry {
                 Ok(remote) => {
                     tracing::info!(repository = %name, %tag, old = %d, new = %remote, "upstream tag moved");
                     self.fetch_manifest(name, reference, Some(&remote)).await
+                }
+                Err(UpstreamError::NotFound(why)) => {
+                    // The tag is gone upstream (or the credentials no longer reach it): the
+                    // cached copy stays served, as a mirror that outlives its upstream should;
+                    // the answer counts as a revalidation (one HEAD per ttl). Deleting the tag
+                    // here drops it (the next pull is a miss).
+                    tracing::warn!(repository = %name, %tag, upstream = %why,
+                        "a cached tag is not found upstream; serving the cached one");
+                    let link = layout::tag_current_link(name, tag);
+                    if self.pull_through_stores() {
+                        if let Err(e) = self
+                            .driver
+                            .put_content(&link, Bytes::from(d.to_string()))
+                            .await
+                        {
+                            return (Err(e.into()), None);
+                        }
+                    }
+                    self.read_manifest(&d).await
                 }
                 Err(e) => {
                     tracing::warn!(repository = %name, %tag, error = %e,
@@ -403,6 +500,27 @@ impl Registry {
                     "upstream tag moved again while revalidating");
             }
         }
+        if !self.pull_through_stores() {
+            // Read-only mode: served as fetched (checked and parsed as a stored one), not kept.
+            if m.body.len() > super::MAX_MANIFEST_SIZE {
+                return Err(RegistryError::Upstream(UpstreamError::BadGateway(
+                    "upstream sent a manifest that is too large".into(),
+                )));
+            }
+            let digest = wanted.unwrap_or_else(|| Digest::of(Algorithm::Sha256, &m.body));
+            let parsed = crate::oci::ParsedManifest::parse(&m.body, m.content_type.as_deref())
+                .map_err(|e| {
+                    RegistryError::Upstream(UpstreamError::BadGateway(format!(
+                        "upstream sent an invalid manifest: {e}"
+                    )))
+                })?;
+            return Ok(Manifest {
+                digest,
+                media_type: parsed.media_type.clone(),
+                body: m.body,
+                parsed,
+            });
+        }
         let put = self
             .store_manifest(name, reference, m.content_type.as_deref(), m.body, false)
             .await
@@ -424,7 +542,7 @@ impl Registry {
             .blob_size(name, digest)
             .await
             .map_err(|e| blob_err(e, digest))?;
-        if self.stat_global_blob(digest).await? == Some(size) {
+        if self.pull_through_stores() && self.stat_global_blob(digest).await? == Some(size) {
             self.link_blob(name, digest).await?;
         }
         Ok(size)
@@ -432,7 +550,8 @@ impl Registry {
 
     /// A blob of a mirrored repository that is not linked locally: linked if the blob store has
     /// it (after the upstream confirms the repository has it), else fetched once upstream, shared
-    /// with every client asking meanwhile. With `wait`, returns only once the blob is stored.
+    /// with every client asking meanwhile. With `wait`, returns only once the blob is stored
+    /// (read-only mode stores nothing: it always streams).
     pub async fn pull_blob(
         &self,
         name: &RepositoryName,
@@ -448,7 +567,10 @@ impl Registry {
             let confirmed = state.upstream.blob_size(name, digest).await;
             match confirmed {
                 Ok(_) => {
-                    self.link_blob(name, digest).await?;
+                    // Read-only: served from the blob store as it is, not linked.
+                    if state.store {
+                        self.link_blob(name, digest).await?;
+                    }
                     state
                         .upstream
                         .observe("blob", true, false, started.elapsed());
@@ -465,30 +587,14 @@ impl Registry {
             match flights.get(digest) {
                 Some(f) => (f.clone(), false),
                 None => {
-                    let (tx, _) = broadcast::channel(FLIGHT_BUFFER);
-                    let (phase, _) = watch::channel(Phase::Starting);
-                    let f = Arc::new(Flight {
-                        chunks: Mutex::new((0, Some(tx))),
-                        phase,
-                    });
+                    let (tx, _) = watch::channel(FlightState::default());
+                    let f = Arc::new(Flight { state: tx });
                     flights.insert(digest.clone(), f.clone());
                     (f, true)
                 }
             }
         };
-        // Subscribe before the fetch can send its first chunk.
-        let rx = {
-            let chunks = flight
-                .chunks
-                .lock()
-                .map_err(|_| RegistryError::Internal("pull-through state poisoned".into()))?;
-            chunks
-                .1
-                .as_ref()
-                .filter(|_| chunks.0 == 0 && !wait)
-                .map(broadcast::Sender::subscribe)
-        };
-        let mut phase = flight.phase.subscribe();
+        let mut rx = flight.state.subscribe();
         if leader {
             let reg = self.clone();
             let name = name.clone();
@@ -504,33 +610,30 @@ impl Registry {
                 state
                     .upstream
                     .observe("blob", false, failed, started.elapsed());
-                flight.phase.send_replace(Phase::Done(r));
-                // Dropping the sender closes every subscriber, which then reads the outcome.
-                if let Ok(mut c) = flight.chunks.lock() {
-                    c.1 = None;
-                }
+                flight.state.send_modify(|s| s.done = Some(r));
                 if let Ok(mut f) = state.flights.lock() {
                     f.remove(&digest);
                 }
             });
         }
         loop {
-            let p = phase.borrow_and_update().clone();
-            match p {
-                Phase::Starting => {}
-                Phase::Streaming(size) => {
-                    if let Some(rx) = rx {
-                        return Ok(PulledBlob::Streaming {
-                            size,
-                            stream: subscriber_stream(rx, flight.clone()),
-                        });
-                    }
+            let st = rx.borrow_and_update().clone();
+            match (&st.done, &st.spool) {
+                (Some(Err(FlightError::Upstream(e))), _) => {
+                    return Err(blob_err(e.clone(), digest))
                 }
-                Phase::Done(Ok(size)) => return Ok(PulledBlob::Stored(size)),
-                Phase::Done(Err(FlightError::Upstream(e))) => return Err(blob_err(e, digest)),
-                Phase::Done(Err(e)) => return Err(failure(e)),
+                (Some(Err(e)), _) => return Err(failure(e.clone())),
+                (Some(Ok(size)), _) if state.store => return Ok(PulledBlob::Stored(*size)),
+                // Streams from byte 0 whenever it joins: what is spooled, then the live fetch.
+                (_, Some(spool)) if !wait || !state.store => {
+                    return Ok(PulledBlob::Streaming {
+                        size: st.size,
+                        stream: spool_reader(spool.clone(), rx),
+                    });
+                }
+                _ => {}
             }
-            if phase.changed().await.is_err() {
+            if rx.changed().await.is_err() {
                 return Err(RegistryError::Internal(
                     "the pull-through fetch vanished".into(),
                 ));
@@ -538,8 +641,9 @@ impl Registry {
         }
     }
 
-    /// The fetch itself: upstream `GET`, then the bytes through a one-shot upload (hashed,
-    /// verified, moved into the blob store, linked), handing every chunk to the subscribers.
+    /// The fetch itself: upstream `GET`; the bytes go into the spool (for the subscribers) and
+    /// through a one-shot upload (hashed, verified, moved into the blob store, linked) or, in
+    /// read-only mode, only through a hash that verifies them.
     async fn run_flight(
         &self,
         name: &RepositoryName,
@@ -552,50 +656,175 @@ impl Registry {
             .blob(name, digest)
             .await
             .map_err(FlightError::Upstream)?;
-        flight.phase.send_replace(Phase::Streaming(blob.size));
+        let spool = Spool::create(state.spool_dir.clone()).await.map_err(|e| {
+            FlightError::Other(format!(
+                "cannot create a spool file in {}: {e}",
+                state.spool_dir.display()
+            ))
+        })?;
         let expected = blob.size;
-        let f = flight.clone();
-        let up = state.upstream.clone();
-        let body: ByteStream = Box::pin(blob.stream.map(move |chunk| {
-            if let Ok(c) = &chunk {
-                up.observe_bytes(c.len() as u64);
-                if let Ok(mut g) = f.chunks.lock() {
-                    g.0 += c.len() as u64;
-                    // No subscriber (all gone) is fine: the fetch goes on.
-                    if let Some(tx) = &g.1 {
-                        let _ = tx.send(c.clone());
-                    }
+        flight.state.send_modify(|s| {
+            s.size = blob.size;
+            s.spool = Some(spool.clone());
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_QUEUE);
+        let pump = pump(blob.stream, spool, flight, state.upstream.clone(), tx);
+        let r = if state.store {
+            let body: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+            let mut s = self
+                .begin_upload(name)
+                .await
+                .map_err(|e| FlightError::Other(e.to_string()))?;
+            let (pumped, stored) =
+                tokio::join!(pump, self.complete_upload(&mut s, digest, None, Some(body)));
+            match (pumped, stored) {
+                (Ok(_), Ok(size)) => Ok(size),
+                (p, Err(e)) => {
+                    let _ = self.cancel_upload(&s).await;
+                    Err(p.err().unwrap_or(match e {
+                        RegistryError::BodyRead(io) => {
+                            FlightError::Upstream(UpstreamError::BadGateway(format!(
+                                "reading the blob from upstream failed: {io}"
+                            )))
+                        }
+                        RegistryError::DigestInvalid(m) => FlightError::Upstream(
+                            UpstreamError::BadGateway(format!("upstream sent a wrong blob: {m}")),
+                        ),
+                        other => FlightError::Other(other.to_string()),
+                    }))
                 }
+                (Err(e), Ok(_)) => Err(e),
             }
-            chunk
-        }));
-        let mut s = self
-            .begin_upload(name)
-            .await
-            .map_err(|e| FlightError::Other(e.to_string()))?;
-        let r = self.complete_upload(&mut s, digest, None, Some(body)).await;
-        match r {
-            Ok(size) => {
-                if expected.is_some_and(|e| e != size) {
-                    // Verified by digest, so the bytes are right; the header was not.
-                    tracing::warn!(%digest, size, ?expected, "upstream sent a wrong Content-Length");
+        } else {
+            let verify = async move {
+                let mut h = StreamHash::new(digest.algorithm());
+                let mut n = 0u64;
+                while let Some(c) = rx.recv().await {
+                    let c = c.map_err(|e| {
+                        FlightError::Upstream(UpstreamError::BadGateway(format!(
+                            "reading the blob from upstream failed: {e}"
+                        )))
+                    })?;
+                    n += c.len() as u64;
+                    h.update(&c);
                 }
+                Ok::<_, FlightError>((h.finish(), n))
+            };
+            let (pumped, verified) = tokio::join!(pump, verify);
+            pumped?;
+            let (actual, size) = verified?;
+            if &actual != digest {
+                Err(FlightError::Upstream(UpstreamError::BadGateway(format!(
+                    "upstream sent a wrong blob: content has digest {actual}, not {digest}"
+                ))))
+            } else {
                 Ok(size)
             }
-            Err(e) => {
-                let _ = self.cancel_upload(&s).await;
-                Err(match e {
-                    RegistryError::BodyRead(io) => {
-                        FlightError::Upstream(UpstreamError::BadGateway(format!(
-                            "reading the blob from upstream failed: {io}"
-                        )))
-                    }
-                    RegistryError::DigestInvalid(m) => FlightError::Upstream(
-                        UpstreamError::BadGateway(format!("upstream sent a wrong blob: {m}")),
-                    ),
-                    other => FlightError::Other(other.to_string()),
-                })
+        };
+        if let (Ok(size), Some(e)) = (&r, expected) {
+            if e != *size {
+                // Verified by digest, so the bytes are right; the header was not.
+                tracing::warn!(%digest, size, expected = e, "upstream sent a wrong Content-Length");
             }
+        }
+        r
+    }
+}
+
+/// Copies the upstream's bytes into the spool (publishing how far it got) and on to `tx`. An
+/// upstream error goes on to `tx` too (the upload fails with it); the consumer going away (the
+/// upload failed) ends the copy. Never waits for a subscriber.
+async fn pump(
+    upstream: ByteStream,
+    spool: Arc<Spool>,
+    flight: &Arc<Flight>,
+    up: Arc<dyn PullThrough>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::result::Result<u64, FlightError> {
+    let mut batches = upstream.ready_chunks(SPOOL_BATCH);
+    let mut offset = 0u64;
+    while let Some(batch) = batches.next().await {
+        let mut ok = Vec::with_capacity(batch.len());
+        let mut failed = None;
+        for c in batch {
+            match c {
+                Ok(c) => ok.push(c),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let len: u64 = ok.iter().map(|c| c.len() as u64).sum();
+        up.observe_bytes(len);
+        let sp = spool.clone();
+        let at = offset;
+        let ok = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut o = at;
+            for c in &ok {
+                sp.file.write_all_at(c, o)?;
+                o += c.len() as u64;
+            }
+            Ok::<_, std::io::Error>(ok)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| FlightError::Other(format!("writing the spool file failed: {e}")));
+        let ok = match ok {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = tx
+                    .send(Err(std::io::Error::other("the spool file failed")))
+                    .await;
+                return Err(e);
+            }
+        };
+        offset += len;
+        flight.state.send_modify(|s| s.written = offset);
+        for c in ok {
+            if tx.send(Ok(c)).await.is_err() {
+                return Ok(offset);
+            }
+        }
+        if let Some(e) = failed {
+            let msg = e.to_string();
+            let _ = tx.send(Err(e)).await;
+            return Err(FlightError::Upstream(UpstreamError::BadGateway(format!(
+                "reading the blob from upstream failed: {msg}"
+            ))));
+        }
+    }
+    Ok(offset)
+}
+
+/// A streaming hash of either algorithm (the read-only path verifies without storing).
+enum StreamHash {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl StreamHash {
+    fn new(a: Algorithm) -> StreamHash {
+        use sha2::Digest as _;
+        match a {
+            Algorithm::Sha256 => StreamHash::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => StreamHash::Sha512(sha2::Sha512::new()),
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            StreamHash::Sha256(h) => h.update(data),
+            StreamHash::Sha512(h) => h.update(data),
+        }
+    }
+    fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        match self {
+            StreamHash::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.finalize()),
+            StreamHash::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.finalize()),
         }
     }
 }
@@ -607,52 +836,67 @@ fn blob_err(e: UpstreamError, digest: &Digest) -> RegistryError {
     }
 }
 
-/// A subscriber's view of a fetch: the chunks as they come, the last one held back until the
-/// fetch says the digest matched (a client never receives a complete wrong blob).
-fn subscriber_stream(rx: broadcast::Receiver<Bytes>, flight: Arc<Flight>) -> ByteStream {
+/// A subscriber's view of a fetch: the spool from byte 0, following the fetch as it writes. The
+/// last byte is held back until the fetch says the digest matched (a client never receives a
+/// complete wrong blob); a failed fetch ends the stream with an error.
+fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStream {
     struct St {
-        rx: broadcast::Receiver<Bytes>,
-        held: Option<Bytes>,
-        flight: Arc<Flight>,
-        done: bool,
+        spool: Arc<Spool>,
+        rx: watch::Receiver<FlightState>,
+        pos: u64,
+        finished: bool,
     }
     let st = St {
+        spool,
         rx,
-        held: None,
-        flight,
-        done: false,
+        pos: 0,
+        finished: false,
     };
-    Box::pin(futures::stream::unfold(st, |mut st| async move {
-        if st.done {
+    let fail = |mut st: St, m: String| {
+        st.finished = true;
+        Some((Err(std::io::Error::other(m)), st))
+    };
+    Box::pin(futures::stream::unfold(st, move |mut st| async move {
+        if st.finished {
             return None;
         }
         loop {
-            match st.rx.recv().await {
-                Ok(c) => {
-                    if let Some(prev) = st.held.replace(c) {
-                        return Some((Ok(prev), st));
+            let (limit, end) = {
+                let s = st.rx.borrow_and_update();
+                match &s.done {
+                    Some(Ok(size)) => (*size, true),
+                    Some(Err(_)) => (0, false),
+                    None => (s.written.saturating_sub(1), false),
+                }
+            };
+            if matches!(&st.rx.borrow().done, Some(Err(_))) {
+                return fail(st, "the upstream fetch failed".into());
+            }
+            if st.pos < limit {
+                let n = (limit - st.pos).min(READ_CHUNK);
+                let (sp, at) = (st.spool.clone(), st.pos);
+                let r = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; n as usize];
+                    sp.file.read_exact_at(&mut buf, at)?;
+                    Ok::<_, std::io::Error>(Bytes::from(buf))
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                return match r {
+                    Ok(b) => {
+                        st.pos += n;
+                        Some((Ok(b), st))
                     }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    st.done = true;
-                    return Some((
-                        Err(std::io::Error::other(
-                            "client fell behind the upstream fetch",
-                        )),
-                        st,
-                    ));
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    st.done = true;
-                    let ok = matches!(&*st.flight.phase.borrow(), Phase::Done(Ok(_)));
-                    return match (ok, st.held.take()) {
-                        (true, Some(last)) => Some((Ok(last), st)),
-                        (true, None) => None,
-                        (false, _) => {
-                            Some((Err(std::io::Error::other("the upstream fetch failed")), st))
-                        }
-                    };
-                }
+                    Err(e) => fail(st, format!("reading the spool file failed: {e}")),
+                };
+            }
+            if end {
+                return None;
+            }
+            if st.rx.changed().await.is_err() {
+                return fail(st, "the upstream fetch vanished".into());
             }
         }
     }))

@@ -310,6 +310,12 @@ pub fn parse_link(content: &[u8]) -> Option<Digest> {
     std::str::from_utf8(content).ok()?.trim().parse().ok()
 }
 
+/// The progress of a pull-through sync run for one upstream prefix (`image-registry sync`), so an
+/// interrupted run can resume: outside `repositories/` and `blobs/`, where distribution never looks.
+pub fn sync_state(prefix: &str) -> String {
+    format!("{ROOT}/_sync/state-{}.json", hex::encode(prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,22 @@
 //! upstream goes away. `oc import-image` / zot's sync for this registry.
 //!
 //! Runs through the domain's pull-through path (`Registry::get_manifest`, `pull_blob`), so it
-//! stores exactly what a client pull would, verified the same way. Resumable by construction: a
-//! blob already stored is never fetched again, so a run interrupted midway continues, on the next
-//! run, with what is still missing.
+//! stores exactly what a client pull would, verified the same way.
+//!
+//! Resuming: a run records each image it completes in a state file in storage
+//! (`layout::sync_state`, one per upstream prefix, written after every image, removed when the
+//! run gets to its end). The next run, finding one, skips the images recorded there less than the
+//! upstream's `ttl` ago (as fresh as a cached tag) and says so; everything else is synced, and a
+//! blob already stored is never fetched again. A blob cut off midway is fetched again from its
+//! first byte (a partial fetch is not kept). Two runs of the same upstream at once share the file.
 
 use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::registry::{PulledBlob, Registry, RegistryError};
@@ -21,6 +32,24 @@ pub trait SyncProgress: Send + Sync {
     fn blob_done(&self, image: &str, size: u64, fetched: bool);
     /// The image is done (`Err`: why it failed).
     fn image_done(&self, image: &str, result: &Result<(), String>);
+    /// A run resumes the one interrupted that started at `started`: `done` images are recorded.
+    fn resuming(&self, prefix: &str, started: &str, done: usize);
+    /// The image is skipped: the interrupted run completed it at `at`.
+    fn image_skipped(&self, image: &str, at: &str);
+}
+
+/// What a run has done so far (the state file).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SyncState {
+    started: DateTime<Utc>,
+    /// `prefix/repo:tag` -> when it was completed and its manifest digest.
+    images: BTreeMap<String, ImageDone>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ImageDone {
+    at: DateTime<Utc>,
+    digest: String,
 }
 
 /// The outcome of a sync run.
@@ -28,6 +57,8 @@ pub trait SyncProgress: Send + Sync {
 pub struct SyncSummary {
     pub images: usize,
     pub images_failed: usize,
+    /// Completed by an interrupted run (recorded in its state file) and not synced again.
+    pub images_skipped: usize,
     pub blobs_fetched: usize,
     pub blobs_present: usize,
     pub bytes_fetched: u64,
@@ -39,6 +70,7 @@ impl SyncSummary {
     fn add(&mut self, o: SyncSummary) {
         self.images += o.images;
         self.images_failed += o.images_failed;
+        self.images_skipped += o.images_skipped;
         self.blobs_fetched += o.blobs_fetched;
         self.blobs_present += o.blobs_present;
         self.bytes_fetched += o.bytes_fetched;
@@ -48,9 +80,17 @@ impl SyncSummary {
 
 impl std::fmt::Display for SyncSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let skipped = if self.images_skipped > 0 {
+            format!(
+                ", {} skipped: done by the interrupted run",
+                self.images_skipped
+            )
+        } else {
+            String::new()
+        };
         write!(
             f,
-            "{} images ({} failed), {} blobs fetched ({} bytes), {} already present",
+            "{} images ({} failed{skipped}), {} blobs fetched ({} bytes), {} already present",
             self.images,
             self.images_failed,
             self.blobs_fetched,
@@ -106,11 +146,44 @@ impl super::Upstreams {
         let Some(plan) = &e.sync else {
             return total;
         };
+        let mut state = load_state(registry, &e.prefix).await;
+        let recorded: BTreeMap<String, DateTime<Utc>> = match &state {
+            Some(st) => {
+                let fresh: BTreeMap<String, DateTime<Utc>> = st
+                    .images
+                    .iter()
+                    .filter(|(_, d)| {
+                        (Utc::now() - d.at)
+                            .to_std()
+                            .map(|age| age < e.ttl)
+                            .unwrap_or(true)
+                    })
+                    .map(|(k, d)| (k.clone(), d.at))
+                    .collect();
+                progress.resuming(&e.prefix, &st.started.to_rfc3339(), fresh.len());
+                fresh
+            }
+            None => BTreeMap::new(),
+        };
+        let st = state.get_or_insert_with(|| SyncState {
+            started: Utc::now(),
+            images: BTreeMap::new(),
+        });
+        let mut run = Run {
+            registry,
+            prefix: &e.prefix,
+            state: st,
+            recorded,
+        };
         for repo in &plan.repositories {
             total.add(
-                self.sync_repository(registry, e, plan, repo, progress)
+                self.sync_repository(&mut run, e, plan, repo, progress)
                     .await,
             );
+        }
+        // The run got to its end: the next one starts afresh.
+        if let Err(err) = registry.put_sync_state(&e.prefix, None).await {
+            tracing::warn!(prefix = %e.prefix, error = %err, "sync: cannot remove the state file");
         }
         total
     }
@@ -140,7 +213,7 @@ impl super::Upstreams {
 
     async fn sync_repository(
         &self,
-        registry: &Registry,
+        run: &mut Run<'_>,
         e: &super::Entry,
         plan: &SyncPlan,
         repo: &str,
@@ -178,8 +251,19 @@ impl super::Upstreams {
         for tag in tags {
             let image = format!("{local}:{tag}");
             s.images += 1;
-            let r = sync_image(registry, &name, &tag, &image, progress, &mut s).await;
-            let r = r.map_err(|e| e.to_string());
+            if let Some(at) = run.recorded.get(&image) {
+                s.images_skipped += 1;
+                progress.image_skipped(&image, &at.to_rfc3339());
+                continue;
+            }
+            let r = sync_image(run.registry, &name, &tag, &image, progress, &mut s).await;
+            let r = match r {
+                Ok(digest) => {
+                    run.record(&image, &digest).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            };
             progress.image_done(&image, &r);
             if let Err(why) = r {
                 fail(&mut s, format!("{image}: {why}"));
@@ -189,7 +273,59 @@ impl super::Upstreams {
     }
 }
 
-/// Pulls one tag through: the manifest, an index's children, every blob.
+/// One run over an upstream: its state file and what the interrupted run had done.
+struct Run<'a> {
+    registry: &'a Registry,
+    prefix: &'a str,
+    state: &'a mut SyncState,
+    /// Images the interrupted run completed, less than `ttl` ago: skipped.
+    recorded: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl Run<'_> {
+    /// Records a completed image in the state file (a failure to write it only costs the resume).
+    async fn record(&mut self, image: &str, digest: &Digest) {
+        self.state.images.insert(
+            image.to_owned(),
+            ImageDone {
+                at: Utc::now(),
+                digest: digest.to_string(),
+            },
+        );
+        let saved = match serde_json::to_vec(&self.state) {
+            Ok(b) => {
+                self.registry
+                    .put_sync_state(self.prefix, Some(Bytes::from(b)))
+                    .await
+            }
+            Err(e) => Err(RegistryError::Internal(e.to_string())),
+        };
+        if let Err(e) = saved {
+            tracing::warn!(prefix = %self.prefix, error = %e, "sync: cannot save the state file");
+        }
+    }
+}
+
+/// The state an interrupted run left (`None`: none, or one that does not parse).
+async fn load_state(registry: &Registry, prefix: &str) -> Option<SyncState> {
+    match registry.sync_state(prefix).await {
+        Ok(Some(b)) => match serde_json::from_slice(&b) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(prefix, error = %e, "sync: ignoring a state file that does not parse");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(prefix, error = %e, "sync: cannot read the state file; starting afresh");
+            None
+        }
+    }
+}
+
+/// Pulls one tag through: the manifest, an index's children, every blob. Returns the manifest's
+/// digest.
 async fn sync_image(
     registry: &Registry,
     name: &RepositoryName,
@@ -197,11 +333,12 @@ async fn sync_image(
     image: &str,
     progress: &dyn SyncProgress,
     s: &mut SyncSummary,
-) -> Result<(), RegistryError> {
+) -> Result<Digest, RegistryError> {
     let tag: Tag = tag.parse().map_err(|_| {
         RegistryError::ManifestInvalid(format!("upstream tag {tag:?} is not valid"))
     })?;
     let top = registry.get_manifest(name, &Reference::Tag(tag)).await?;
+    let top_digest = top.digest.clone();
     let mut blobs: Vec<Digest> = Vec::new();
     let mut manifests = vec![top];
     let mut i = 0;
@@ -246,7 +383,7 @@ async fn sync_image(
         s.bytes_fetched += size;
         progress.blob_done(image, size, true);
     }
-    Ok(())
+    Ok(top_digest)
 }
 
 /// Progress as log lines (the periodic sync of `serve`).
@@ -262,5 +399,11 @@ impl SyncProgress for LogProgress {
             Ok(()) => tracing::info!(image, "sync: image is local"),
             Err(e) => tracing::warn!(image, error = %e, "sync: image failed"),
         }
+    }
+    fn resuming(&self, prefix: &str, started: &str, done: usize) {
+        tracing::info!(prefix, started, done, "sync: resuming an interrupted run");
+    }
+    fn image_skipped(&self, image: &str, at: &str) {
+        tracing::debug!(image, at, "sync: skipped, done by the interrupted run");
     }
 }

@@ -434,6 +434,59 @@ async fn tags_are_revalidated_with_head_after_ttl() {
     // The old one is still there by digest.
     let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/{d1}")).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Deleted upstream: the revalidating HEAD gets 404, the cached tag stays served, and that
+    // answer restarts the clock (one HEAD per ttl, not one per pull).
+    let r = up
+        .request(Method::DELETE, "/v2/team/app/manifests/latest")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        up.request(Method::HEAD, mpath)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    px.clear();
+    let r = manifest(&c, &path).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), d2);
+    assert_eq!(px.log(), vec![format!("HEAD {mpath}")]);
+    let r = manifest(&c, &path).await;
+    assert_eq!(header(&r, "docker-content-digest"), d2);
+    assert_eq!(px.log().len(), 1, "{:?}", px.log());
+    assert!(tags_of(&c, &format!("{PREFIX}/team/app"))
+        .await
+        .contains(&"latest".to_owned()));
+    // Deleted here too: a miss, and the upstream's 404.
+    let r = c
+        .request(
+            Method::DELETE,
+            &format!("/v2/{PREFIX}/team/app/manifests/latest"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(manifest(&c, &path).await.status(), StatusCode::NOT_FOUND);
+}
+
+async fn tags_of(reg: &TestServer, repo: &str) -> Vec<String> {
+    let r = reg.get(&format!("/v2/{repo}/tags/list")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -705,4 +758,251 @@ async fn sync_mirrors_matching_tags_ahead_of_time_and_resumes() {
     let (ok, out) = run_sync(&cfg).await;
     assert!(!ok, "{out}");
     assert!(out.contains("cannot list tags"), "{out}");
+}
+
+/// Reads `r` until it has at least `n` bytes (or it ends).
+async fn read_at_least(r: &mut reqwest::Response, got: &mut Vec<u8>, n: usize) {
+    while got.len() < n {
+        match r.chunk().await.unwrap() {
+            Some(c) => got.extend_from_slice(&c),
+            None => break,
+        }
+    }
+}
+
+async fn read_rest(mut r: reqwest::Response, mut got: Vec<u8>) -> Vec<u8> {
+    while let Some(c) = r.chunk().await.unwrap() {
+        got.extend_from_slice(&c);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_late_joiner_streams_the_spooled_part_then_tails_the_fetch() {
+    let up = TestServer::start().await;
+    let size = 8 << 20;
+    let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", size, 21).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1h").await;
+    let path = format!("/v2/{PREFIX}/team/big/blobs/{ld}");
+    // The upstream sends 3 MiB and then holds the rest.
+    let held = 3u64 << 20;
+    px.hold_blobs_after(Some(held));
+    let mut a = c.get(&path).await;
+    assert_eq!(a.status(), StatusCode::OK);
+    let mut got_a = Vec::new();
+    read_at_least(&mut a, &mut got_a, 1 << 20).await;
+    // B arrives after the fetch's first byte: it gets what is spooled at once, from byte 0,
+    // while the upstream still holds the rest of the blob.
+    let mut b = c.get(&path).await;
+    assert_eq!(b.status(), StatusCode::OK);
+    assert_eq!(
+        b.headers().get("content-length").unwrap(),
+        &size.to_string()
+    );
+    let mut got_b = Vec::new();
+    // Bounded: a cache that made B wait for the whole blob would wait here for good.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        read_at_least(&mut b, &mut got_b, 2 << 20),
+    )
+    .await
+    .expect("B's first bytes arrive while the upstream holds the rest");
+    assert!(
+        px.blob_bytes() <= held,
+        "B's first bytes came before the upstream sent more than {held}: {}",
+        px.blob_bytes()
+    );
+    assert_eq!(&got_b[..], &layer[..got_b.len()]);
+    px.hold_blobs_after(None);
+    let (got_a, got_b) = tokio::join!(read_rest(a, got_a), read_rest(b, got_b));
+    assert_eq!(sha256(&got_a), ld);
+    assert_eq!(got_a, layer);
+    assert_eq!(got_b, layer);
+    assert_eq!(px.count(&format!("GET /v2/team/big/blobs/{ld}")), 1);
+    assert_eq!(px.blob_bytes(), size as u64, "the blob was fetched once");
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_holds_up_no_one() {
+    let up = TestServer::start().await;
+    let size = 32 << 20;
+    let (_, _, ld, layer, _) = push_big(&up, "team/big", "v1", size, 22).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = cache(&px.url, "", "1h").await;
+    let path = format!("/v2/{PREFIX}/team/big/blobs/{ld}");
+    px.hold_blobs_after(Some(1 << 20));
+    // The slow client reads a little and then nothing while the fetch goes on.
+    let mut slow = c.get(&path).await;
+    assert_eq!(slow.status(), StatusCode::OK);
+    let mut got_slow = Vec::new();
+    read_at_least(&mut slow, &mut got_slow, 1).await;
+    px.hold_blobs_after(None);
+    let fast = c.get(&path).await;
+    assert_eq!(fast.status(), StatusCode::OK);
+    assert_eq!(read_rest(fast, Vec::new()).await, layer);
+    // The fetch finished and stored the blob without the slow client reading on.
+    let root = c.root().to_owned();
+    let hex = hex_of(&ld).to_owned();
+    eventually(20, "the blob to be stored", || {
+        let root = root.clone();
+        let hex = hex.clone();
+        async move {
+            files_under(&root)
+                .iter()
+                .any(|f| f.ends_with(&format!("_layers/sha256/{hex}/link")))
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(px.blob_bytes(), size as u64);
+    // The slow client then reads all of it, not cut off.
+    assert_eq!(read_rest(slow, got_slow).await, layer);
+    assert_eq!(px.count(&format!("GET /v2/team/big/blobs/{ld}")), 1);
+}
+
+#[tokio::test]
+async fn read_only_mode_serves_through_and_writes_nothing() {
+    let up = TestServer::start().await;
+    let (md, m, ld, layer, _) = push_big(&up, "team/app", "v1", 300_000, 23).await;
+    let px = FaultProxy::start(&up.base).await;
+    let c = TestServer::builder()
+        .metrics(None)
+        .read_only()
+        .config(&format!(
+            "proxy:\n  upstreams:\n    - prefix: {PREFIX}\n      url: {}\n      ttl: 1h\n",
+            px.url
+        ))
+        .start()
+        .await;
+    let before = files_under(c.root());
+    let r = manifest(&c, &format!("/v2/{PREFIX}/team/app/manifests/v1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("docker-content-digest").unwrap(), &md);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), m);
+    let blob = format!("/v2/{PREFIX}/team/app/blobs/{ld}");
+    assert_eq!(get_ok(&c, &blob).await.1, layer);
+    // A range on a blob it does not have: the whole blob (200), streamed through.
+    let r = c
+        .request(Method::GET, &blob)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), layer);
+    let r = c.request(Method::HEAD, &blob).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers().get("content-length").unwrap(),
+        &layer.len().to_string()
+    );
+    // Nothing was stored: each pull goes to the upstream again.
+    assert_eq!(files_under(c.root()), before);
+    assert_eq!(px.count(&format!("GET /v2/team/app/blobs/{ld}")), 2);
+    assert_eq!(get_ok(&c, &blob).await.1, layer);
+    assert_eq!(px.count(&format!("GET /v2/team/app/blobs/{ld}")), 3);
+    assert_eq!(files_under(c.root()), before);
+    // A blob the upstream does not have: 404, as without read-only mode.
+    let unknown = format!("/v2/{PREFIX}/team/app/blobs/{}", sha256(b"nope"));
+    assert_eq!(c.get(&unknown).await.status(), StatusCode::NOT_FOUND);
+    // Writes are refused as in any read-only registry.
+    let r = c
+        .request(Method::POST, "/v2/mine/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn an_interrupted_sync_resumes_where_it_stopped() {
+    let up = TestServer::start().await;
+    push_big(&up, "team/app", "v1", 50_000, 31).await;
+    let (_, _, big, big_layer, _) = push_big(&up, "team/app", "v2", 3 << 20, 32).await;
+    push_big(&up, "team/app", "v3", 50_000, 33).await;
+    let px = FaultProxy::start(&up.base).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let cfg = dir.path().join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {:?}\nhttp:\n  secret: {}\nproxy:\n  upstreams:\n    - prefix: {PREFIX}\n      url: {}\n      ttl: 1h\n      sync:\n        repositories: [team/app]\n",
+        root.display().to_string(),
+        crate::harness::server::SECRET,
+        px.url
+    );
+    std::fs::write(&cfg, &yaml).unwrap();
+    // v1 goes through; v2's big layer stalls after 1 MiB, and the run is killed there.
+    px.hold_blobs_after(Some(1 << 20));
+    let log = dir.path().join("first.log");
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-registry"))
+        .args(["sync", "--once", "--config"])
+        .arg(&cfg)
+        .env_remove("REGISTRY_CONFIGURATION_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let big_get = format!("GET /v2/team/app/blobs/{big}");
+    eventually(30, "the first run to stall on v2's layer", || {
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        let stalled = px.count(&big_get) == 1;
+        async move { (out.contains(&format!("{PREFIX}/team/app:v1: done")) && stalled).then_some(()) }
+    })
+    .await;
+    first.kill().await.unwrap();
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !out.contains("v2: done") && !out.contains("sync: "),
+        "{out}"
+    );
+    assert!(
+        files_under(&root)
+            .iter()
+            .any(|f| f.contains("/_sync/state-")),
+        "a state file is left"
+    );
+    // The next run says it resumes, skips v1 without asking the upstream about it, syncs the rest.
+    px.hold_blobs_after(None);
+    px.clear();
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("resuming the run interrupted"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{PREFIX}/team/app:v1: skipped (done by the interrupted run at"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("sync: 3 images (0 failed, 1 skipped: done by the interrupted run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{PREFIX}/team/app:v3: done")),
+        "{out}"
+    );
+    assert!(
+        px.log().iter().all(|l| !l.contains("/manifests/v1")),
+        "{:?}",
+        px.log()
+    );
+    // The big layer is fetched again in full (a partial fetch is not kept).
+    assert_eq!(px.count(&big_get), 1);
+    // The run got to its end: no state is left, and the next run starts afresh.
+    assert!(!files_under(&root).iter().any(|f| f.contains("/_sync/")));
+    let (ok, out) = run_sync(&cfg).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("sync: 3 images (0 failed), 0 blobs fetched (0 bytes), 6 already present"),
+        "{out}"
+    );
+    let c = TestServer::from_yaml(&yaml).await;
+    assert_eq!(
+        get_ok(&c, &format!("/v2/{PREFIX}/team/app/blobs/{big}"))
+            .await
+            .1,
+        big_layer
+    );
 }

@@ -23,6 +23,10 @@ struct Shared {
     blob_delay: Duration,
     /// The same before every manifest request.
     manifest_delay: Duration,
+    /// Blob `GET` bodies stop after this many bytes until it is lifted (`None`: no hold).
+    hold_after: Option<u64>,
+    /// Blob body bytes forwarded (what the cache fetched).
+    blob_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -99,7 +103,50 @@ async fn forward(State(ctx): State<Ctx>, req: Request) -> Response {
             out = out.header(k, v);
         }
     }
-    out.body(Body::from_stream(resp.bytes_stream()))
+    let blob = parts.method == "GET" && parts.uri.path().contains("/blobs/");
+    if !blob {
+        return out
+            .body(Body::from_stream(resp.bytes_stream()))
+            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
+    }
+    // Blob bodies: counted, in pieces of at most 64 KiB, each waiting while a hold is in place.
+    let shared = ctx.shared.clone();
+    let pieces = resp
+        .bytes_stream()
+        .map_ok(|b| {
+            let n = b.len().div_ceil(64 << 10).max(1);
+            futures::stream::iter(
+                (0..n)
+                    .map(|i| {
+                        Ok::<_, reqwest::Error>(
+                            b.slice(i * (64 << 10)..((i + 1) * (64 << 10)).min(b.len())),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .try_flatten();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let body = pieces.and_then(move |piece| {
+        let shared = shared.clone();
+        let sent = sent.clone();
+        async move {
+            let at = sent.load(std::sync::atomic::Ordering::SeqCst);
+            loop {
+                let hold = shared.lock().unwrap().hold_after;
+                match hold {
+                    Some(h) if at + piece.len() as u64 > h => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    _ => break,
+                }
+            }
+            sent.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            shared.lock().unwrap().blob_bytes += piece.len() as u64;
+            Ok(piece)
+        }
+    });
+    out.body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
@@ -169,6 +216,16 @@ impl FaultProxy {
 
     pub fn delay_blobs(&self, d: Duration) {
         self.ctx.shared.lock().unwrap().blob_delay = d;
+    }
+
+    /// Holds blob bodies after `n` bytes each (`None`: lets them go on).
+    pub fn hold_blobs_after(&self, n: Option<u64>) {
+        self.ctx.shared.lock().unwrap().hold_after = n;
+    }
+
+    /// Blob body bytes forwarded so far.
+    pub fn blob_bytes(&self) -> u64 {
+        self.ctx.shared.lock().unwrap().blob_bytes
     }
 
     pub fn delay_manifests(&self, d: Duration) {
