@@ -5,6 +5,7 @@ mod cli;
 mod collect;
 mod online;
 mod purge;
+mod replicas;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
