@@ -71,7 +71,7 @@ def gen(root, manifests, layers, repos, garbage):
         mh = blob(m)
         n_blobs += layers + 2
         link(repo, f"_manifests/revisions/sha256/{mh}", mh)
-        if i % 100 < garbage:
+        if (i // repos) % 100 < garbage:
             garbage_m += 1
         else:
             tag = f"t{i // repos}"
