@@ -5,7 +5,7 @@
       writes a store in distribution 2.8's filesystem layout under DIR/docker/registry/v2:
       MANIFESTS schema2 manifests spread over REPOS repositories, each with its own config and
       LAYERS small layers (so blobs = MANIFESTS * (LAYERS + 2) with the manifest blobs);
-      GARBAGE_PCT percent of the manifests are untagged (garbage for --delete-untagged, with their
+      GARBAGE_PCT percent (in steps of 10) of each repository's manifests are untagged (garbage for --delete-untagged, with their
       blobs). Every file is dated two days back. Prints progress lines and a JSON summary.
   upload DIR ENDPOINT BUCKET...  copies DIR's files into each S3 bucket (created) in parallel.
   push URL SECONDS THREADS       monolithic blob pushes (POST ?digest=) for SECONDS; prints pushes/s.
@@ -71,7 +71,7 @@ def gen(root, manifests, layers, repos, garbage):
         mh = blob(m)
         n_blobs += layers + 2
         link(repo, f"_manifests/revisions/sha256/{mh}", mh)
-        if (i // repos) % 100 < garbage:
+        if (i // repos) % 10 < garbage // 10:
             garbage_m += 1
         else:
             tag = f"t{i // repos}"
