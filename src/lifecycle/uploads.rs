@@ -15,13 +15,17 @@ pub struct PurgeReport {
     pub purged: u64,
     /// Upload folders younger than the age.
     pub kept: u64,
-    /// Unfinished native writes aborted (S3 multipart uploads older than the age).
+    /// Unfinished native writes ended: those of purged uploads (S3 multipart uploads, GCS
+    /// resumable sessions, Azure segment names cleared of staged blocks) and S3 multipart uploads
+    /// older than the age anywhere below `repositories/`.
     pub aborted: u64,
 }
 
 /// Deletes every upload folder whose `startedat` file (or, without one, its newest file) is older
-/// than `age`, then aborts the backend's unfinished writes older than `age` (S3 multipart uploads
-/// of writers that died). One walk of `repositories/` and one delete per purged upload.
+/// than `age`, after ending the unfinished native writes of its `data` file
+/// ([`StorageDriver::abort_unfinished`]), then aborts the backend's unfinished writes older than
+/// `age` (S3 multipart uploads of writers that died). One walk of `repositories/`, and per purged
+/// upload one listing of its data's segments, the backend's few calls, and one delete.
 pub async fn purge_uploads(
     driver: &dyn StorageDriver,
     age: Duration,
@@ -57,6 +61,20 @@ pub async fn purge_uploads(
         if dry_run {
             tracing::info!(repository = %name, %uuid, "upload purging (dry run): would delete");
             continue;
+        }
+        // First the native writes its state names (a dead writer's S3 multipart upload, GCS
+        // session, Azure staged blocks): once the folder is gone nothing names them any more.
+        match driver
+            .abort_unfinished(&layout::upload_data(&name, &uuid))
+            .await
+        {
+            Ok(n) => report.aborted += n,
+            Err(e) => {
+                tracing::warn!(repository = %name, %uuid, error = %e,
+                    "upload purging: could not end the upload's unfinished writes; kept it for the next run");
+                report.purged -= 1;
+                continue;
+            }
         }
         match driver.delete(&layout::upload_dir(&name, &uuid)).await {
             Ok(()) => tracing::info!(repository = %name, %uuid, "purged a stale upload"),
@@ -97,5 +115,69 @@ pub async fn purge_loop(
             }
             Err(e) => tracing::warn!(error = %e, "upload purging failed; will retry"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::storage::instrumented::{Instrumented, StorageObserver};
+    use crate::storage::memory::MemoryDriver;
+    use crate::storage::StorageError;
+
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<&'static str>>);
+
+    impl StorageObserver for Calls {
+        fn observe(&self, op: &'static str, _: Duration, _: Option<&StorageError>) {
+            self.0.lock().unwrap().push(op);
+        }
+    }
+
+    /// Each purged upload's unfinished native writes are ended before its folder goes (after
+    /// that nothing names them); a dry run ends nothing.
+    #[tokio::test]
+    async fn native_writes_are_ended_before_the_folder_goes() {
+        let calls = Arc::new(Calls::default());
+        let d = Instrumented::wrap(Arc::new(MemoryDriver::new()), calls.clone());
+        let name: RepositoryName = "ns/app".parse().unwrap();
+        for uuid in ["u1", "u2"] {
+            d.put_content(&layout::upload_started_at(&name, uuid), "t".into())
+                .await
+                .unwrap();
+            d.put_content(&layout::upload_data(&name, uuid), "x".into())
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let ops = |c: &Calls| -> Vec<&'static str> {
+            std::mem::take(&mut *c.0.lock().unwrap())
+                .into_iter()
+                .filter(|o| *o != "put_content")
+                .collect()
+        };
+        ops(&calls);
+        let r = purge_uploads(d.as_ref(), Duration::ZERO, true)
+            .await
+            .unwrap();
+        assert_eq!((r.purged, r.aborted), (2, 0));
+        assert_eq!(ops(&calls), ["walk"]);
+        let r = purge_uploads(d.as_ref(), Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert_eq!(r.purged, 2);
+        assert_eq!(
+            ops(&calls),
+            [
+                "walk",
+                "abort_unfinished",
+                "delete",
+                "abort_unfinished",
+                "delete",
+                "abort_stale_writes"
+            ]
+        );
     }
 }

@@ -3,6 +3,9 @@
 //! SAS-signed redirect URLs from the account key. object_store retries transient failures (3
 //! retries, at most 15 s in all) and every call made here is idempotent.
 //!
+//! Writers that died leave uncommitted blocks (Azure has no abort; it drops them after a week):
+//! upload purging ends them on the names the upload's state gives (see `abort_segment_writes`).
+//!
 //! Known limit: a file written in several segments (an upload continued across requests with more
 //! than `part_size` before its last PATCH) is assembled by streaming its segments back through the
 //! registry into a new block blob, a buffer at a time (memory stays flat, but the bytes travel
@@ -19,6 +22,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
@@ -36,6 +40,8 @@ const PART_SIZE: usize = 10 << 20;
 const PARTS_IN_FLIGHT: usize = 3;
 
 pub struct AzureBackend {
+    /// For the one call object_store lacks (Get Block List).
+    http: reqwest::Client,
     store: Arc<MicrosoftAzure>,
     container: String,
     account: String,
@@ -119,12 +125,47 @@ impl AzureBackend {
             )
             .build()
             .map_err(|e| anyhow::anyhow!("storage.azure: {e}"))?;
+        let http = crate::net::outbound::http_client_builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()?;
         Ok(AzureBackend {
+            http,
             store: Arc::new(store),
             container,
             account,
             part_size: PART_SIZE,
         })
+    }
+
+    /// Whether the blob `key` has uncommitted blocks (Get Block List; a blob with none at all
+    /// is 404).
+    async fn has_uncommitted_blocks(&self, key: &str) -> Result<bool> {
+        let url = self
+            .store
+            .signed_url(http::Method::GET, &path(key), Duration::from_secs(300))
+            .await
+            .map_err(|e| map_err("sign", key, e))?;
+        let r = self
+            .http
+            .get(format!("{url}&comp=blocklist&blocklisttype=uncommitted"))
+            .send()
+            .await
+            .map_err(|e| StorageError::Backend(format!("azure get block list {key}: {e}")))?;
+        match r.status().as_u16() {
+            404 => Ok(false),
+            200 => {
+                let body = r.text().await.map_err(|e| {
+                    StorageError::Backend(format!("azure get block list {key}: {e}"))
+                })?;
+                Ok(body
+                    .split_once("<UncommittedBlocks>")
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with("<Block>")))
+            }
+            st => Err(StorageError::Backend(format!(
+                "azure get block list {key}: HTTP {st}"
+            ))),
+        }
     }
 
     /// Overrides the block size (tests).
@@ -297,6 +338,32 @@ impl ObjectBackend for AzureBackend {
             upload,
             inflight: JoinSet::new(),
         }))
+    }
+
+    /// Azure cannot abort staged blocks, and object_store lists no blob that has only
+    /// uncommitted blocks. What can be named: blocks a writer that died staged sit on the segment
+    /// its session wrote (`open`). For each, Get Block List (through a SAS URL) says whether it
+    /// has uncommitted blocks; if so, committing an empty block list there discards them (Put
+    /// Block List), then the empty blob is deleted. Counts the blobs cleared.
+    async fn abort_segment_writes(
+        &self,
+        _prefix: &str,
+        _listed: &[String],
+        open: &[String],
+    ) -> Result<u64> {
+        let mut cleared = 0;
+        for key in open {
+            if !self.has_uncommitted_blocks(key).await? {
+                continue;
+            }
+            self.store
+                .complete_multipart(&path(key), &String::new(), Vec::new())
+                .await
+                .map_err(|e| map_err("discard staged blocks of", key, e))?;
+            self.delete(key).await?;
+            cleared += 1;
+        }
+        Ok(cleared)
     }
 
     async fn presign_get(&self, key: &str, expires: Duration) -> Result<Option<String>> {

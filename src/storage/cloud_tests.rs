@@ -117,6 +117,24 @@ async fn stale_multipart_uploads_are_aborted(d: &ObjectDriver) {
     let _ = d.delete("/up").await;
 }
 
+/// A writer that dies after its first part (of `part` bytes) left a native write open on
+/// `/up/<dir>/data`; returns the path (what upload purging names before deleting the folder).
+async fn dead_writer(d: &ObjectDriver, dir: &str, part: usize) -> String {
+    let path = format!("/up/{dir}/data");
+    let mut w = d.writer(&path, true).await.unwrap();
+    w.write(Bytes::from(vec![7u8; part + 1024])).await.unwrap();
+    std::mem::forget(w);
+    path
+}
+
+/// `abort_unfinished` ends the dead writer's native write of that file only: another file
+/// reports 0, the file `expected`, a second call 0; the file never became visible.
+async fn unfinished_write_is_ended(d: &ObjectDriver, path: &str, expected: u64) {
+    assert_eq!(d.abort_unfinished("/up/other/data").await.unwrap(), 0);
+    assert_eq!(d.abort_unfinished(path).await.unwrap(), expected, "{path}");
+    assert!(d.stat(path).await.unwrap_err().is_not_found());
+}
+
 #[tokio::test]
 async fn s3_moto() {
     let Some(ep) = emulator("IMAGE_REGISTRY_S3_ENDPOINT") else {
@@ -126,6 +144,17 @@ async fn s3_moto() {
     s3_suite(&ep, "test", "test").await;
     let cfg = s3_config(&ep, &unique("aborts"), "test", "test");
     stale_multipart_uploads_are_aborted(&s3_driver(&cfg, "/root").await).await;
+    let d = s3_driver(&cfg, "/root").await;
+    let path = dead_writer(&d, "dead", 5 << 20).await;
+    unfinished_write_is_ended(&d, &path, 1).await;
+    assert_eq!(d.abort_unfinished(&path).await.unwrap(), 0, "nothing left");
+    assert_eq!(
+        d.abort_stale_writes("/up", std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "the multipart upload is gone"
+    );
 }
 
 /// A fault proxy in front of an S3 endpoint: the first attempt of every distinct request
@@ -383,6 +412,44 @@ async fn azure_azurite() {
     redirect_round_trip(&d).await;
     let missing = azure_driver(&ep, &unique("missing"));
     assert!(missing.check().await.is_err());
+    azure_staged_blocks_are_discarded(&d).await;
+}
+
+/// The blocks a blob has staged, committed or not (Get Block List through a SAS URL).
+async fn azure_block_list(d: &ObjectDriver, key: &str) -> (u16, String) {
+    let url = d
+        .backend()
+        .presign_get(key, Duration::from_secs(300))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = reqwest::get(format!("{url}&comp=blocklist&blocklisttype=all"))
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A writer that died after staging a block leaves it uncommitted on its segment (Azure has no
+/// abort); `abort_unfinished` discards it: Get Block List then finds no block.
+async fn azure_staged_blocks_are_discarded(d: &ObjectDriver) {
+    let path = dead_writer(d, "dead", 5 << 20).await;
+    let seg = "root/up/dead/data@parts/00000000000000000000";
+    // The block is staged by a task of the dead writer: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, body) = azure_block_list(d, seg).await;
+        if st == 200 && body.contains("<UncommittedBlocks><Block>") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no staged block: {st} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unfinished_write_is_ended(d, &path, 1).await;
+    let (st, body) = azure_block_list(d, seg).await;
+    assert!(
+        st == 404 || (st == 200 && !body.contains("<Block>")),
+        "blocks left after the purge: {st} {body}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,4 +547,46 @@ async fn gcs_fake_gcs_server() {
     small.delete("/many2").await.unwrap();
     let missing = gcs_driver(&ep, &unique("missing"), None);
     assert!(missing.check().await.is_err());
+    gcs_sessions_are_cancelled(&d).await;
+}
+
+/// The session markers below a file's segment folder.
+async fn gcs_markers(d: &ObjectDriver, file_key: &str) -> Vec<String> {
+    d.backend()
+        .list_all(&format!("{file_key}@parts/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.ends_with(super::object::SESSION_SUFFIX))
+        .collect()
+}
+
+/// A writer session names its resumable session in storage while it runs; a finished one leaves
+/// no marker; a dead writer's session is cancelled by `abort_unfinished` (fake-gcs-server
+/// answers the DELETE with 499 as GCS does) and its marker deleted.
+async fn gcs_sessions_are_cancelled(d: &ObjectDriver) {
+    let mut w = d.writer("/up/alive/data", true).await.unwrap();
+    w.write(Bytes::from(vec![1u8; (1 << 20) + 1]))
+        .await
+        .unwrap();
+    assert_eq!(gcs_markers(d, "root/up/alive/data").await.len(), 1);
+    w.close().await.unwrap();
+    assert!(gcs_markers(d, "root/up/alive/data").await.is_empty());
+    assert_eq!(d.stat("/up/alive/data").await.unwrap().size, (1 << 20) + 1);
+    let path = dead_writer(d, "dead", 1 << 20).await;
+    let markers = gcs_markers(d, "root/up/dead/data").await;
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    let session = d
+        .get_content(&format!("/{}", &markers[0]["root/".len()..]))
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&session).contains("upload_id="),
+        "{session:?}"
+    );
+    unfinished_write_is_ended(d, &path, 1).await;
+    assert!(gcs_markers(d, "root/up/dead/data").await.is_empty());
+    assert_eq!(d.abort_unfinished(&path).await.unwrap(), 0, "nothing left");
+    d.delete("/up").await.unwrap();
 }

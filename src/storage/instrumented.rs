@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `list`, `walk`, `prune_empty_dirs`, `writer`, `rename`, `delete`, `health`) and, for writers, `writer.write`,
+//! `list`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `rename`, `delete`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -143,6 +143,16 @@ impl StorageDriver for Instrumented {
             "abort_stale_writes",
             t,
             self.inner.abort_stale_writes(path, older_than).await,
+        )
+    }
+
+    async fn abort_unfinished(&self, path: &str) -> Result<u64> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "abort_unfinished",
+            t,
+            self.inner.abort_unfinished(path).await,
         )
     }
 

@@ -224,6 +224,12 @@ pub trait StorageDriver: Send + Sync + 'static {
     ) -> Result<u64> {
         Ok(0)
     }
+    /// Ends the native writes of the file at `path` that writers which died left unfinished (S3
+    /// multipart uploads, GCS resumable sessions, Azure uncommitted blocks), for a file no writer
+    /// uses any more (an upload being purged); returns how many. The default has none.
+    async fn abort_unfinished(&self, _path: &str) -> Result<u64> {
+        Ok(0)
+    }
     /// Whether the backend answers (the health check behind readiness). The default stats the
     /// layout root: found or not found both mean the backend is reachable.
     async fn health(&self) -> Result<()> {

@@ -96,6 +96,19 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn abort_stale_parts(&self, _prefix: &str, _older_than: Duration) -> Result<u64> {
         Ok(0)
     }
+    /// Ends the native writes of one file's segments that writers which died left unfinished
+    /// (see [`StorageDriver::abort_unfinished`]): `prefix` is the file's segment folder, `listed`
+    /// the keys a listing of it shows, `open` the segment keys a writer session may have staged
+    /// data at without a listing showing it (the last segment of the chain and the one after
+    /// it). How many were ended. The default: the backend has none.
+    async fn abort_segment_writes(
+        &self,
+        _prefix: &str,
+        _listed: &[String],
+        _open: &[String],
+    ) -> Result<u64> {
+        Ok(0)
+    }
     /// A URL that lets a client GET `key` directly for `expires`, if the backend can sign one.
     async fn presign_get(&self, key: &str, expires: Duration) -> Result<Option<String>>;
     /// Start-up check (bucket exists, credentials work). `Err` with a message saying what to fix.
@@ -119,6 +132,10 @@ pub const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 pub const DEFAULT_BUFFER_BUDGET: usize = 64 << 20;
 
 const SEGMENTS: &str = "@parts";
+/// Suffix of the small object a backend may keep beside a segment (`<segment>.session`) naming
+/// the native session that writes it (GCS: the resumable session URL), so that a session whose
+/// writer died can be ended. Not a segment: its name is no offset.
+pub const SESSION_SUFFIX: &str = ".session";
 
 /// The driver. Cheap to clone.
 #[derive(Clone)]
@@ -189,8 +206,12 @@ impl ObjectDriver {
     /// two writers racing, and is ignored).
     async fn segments(&self, key: &str) -> Result<Vec<Segment>> {
         let listing = self.backend.list_dir(&Self::seg_prefix(key)).await?;
-        let mut all: Vec<Segment> = listing
-            .objects
+        Ok(Self::chain(listing.objects))
+    }
+
+    /// The contiguous chain from offset 0 among the objects of a segment folder.
+    fn chain(objects: Vec<(String, ObjMeta)>) -> Vec<Segment> {
+        let mut all: Vec<Segment> = objects
             .into_iter()
             .filter_map(|(k, m)| {
                 let name = k.rsplit('/').next()?;
@@ -212,7 +233,7 @@ impl ObjectDriver {
                 chain.push(s);
             }
         }
-        Ok(chain)
+        chain
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
@@ -394,6 +415,7 @@ impl StorageDriver for ObjectDriver {
                 continue;
             };
             let (file, segment) = match rel.split_once(&format!("{SEGMENTS}/")) {
+                Some((_, name)) if name.ends_with(SESSION_SUFFIX) => continue,
                 Some((file, _)) => (file, true),
                 None => (rel, false),
             };
@@ -521,6 +543,21 @@ impl StorageDriver for ObjectDriver {
         let key = self.key(path)?;
         self.backend
             .abort_stale_parts(&format!("{key}/"), older_than)
+            .await
+    }
+
+    /// One listing of the file's segment folder; the backend ends what it can name from it.
+    async fn abort_unfinished(&self, path: &str) -> Result<u64> {
+        let key = self.key(path)?;
+        let prefix = Self::seg_prefix(&key);
+        let listing = self.backend.list_dir(&prefix).await?;
+        let listed: Vec<String> = listing.objects.iter().map(|(k, _)| k.clone()).collect();
+        let chain = Self::chain(listing.objects);
+        let end: u64 = chain.iter().map(|s| s.size).sum();
+        let mut open: Vec<String> = chain.last().map(|s| s.key.clone()).into_iter().collect();
+        open.push(Self::seg_key(&key, end));
+        self.backend
+            .abort_segment_writes(&prefix, &listed, &open)
             .await
     }
 

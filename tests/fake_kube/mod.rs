@@ -177,6 +177,8 @@ struct Shared {
     no_ssr: AtomicBool,
     /// Every Authorization value seen (so tests can check what the registry sent).
     bearers: Mutex<Vec<String>>,
+    /// Every access review received (SSAR and SAR), as (path, body sent).
+    reviews: Mutex<Vec<(&'static str, Value)>>,
     /// Image streams that exist, as (namespace, name).
     streams: Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Every ImageStreamMapping accepted, as sent.
@@ -206,6 +208,7 @@ impl FakeKube {
             hang: AtomicBool::new(false),
             no_ssr: AtomicBool::new(false),
             bearers: Mutex::new(Vec::new()),
+            reviews: Mutex::new(Vec::new()),
             streams: Mutex::new(Default::default()),
             mappings: Mutex::new(Vec::new()),
             quota_exceeded: AtomicBool::new(false),
@@ -244,6 +247,13 @@ impl FakeKube {
 
     pub fn reset_calls(&self) {
         self.shared.calls.lock().unwrap().clear();
+        self.shared.reviews.lock().unwrap().clear();
+    }
+
+    /// The access reviews (SelfSubjectAccessReview, SubjectAccessReview) received since the start
+    /// or the last `reset_calls`, as (path, JSON body as sent).
+    pub fn reviews(&self) -> Vec<(&'static str, Value)> {
+        self.shared.reviews.lock().unwrap().clone()
     }
 
     /// From now on, accept requests but never answer them.
@@ -458,6 +468,7 @@ async fn ssar(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) ->
         return status(401, "Unauthorized", "Unauthorized");
     };
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    s.reviews.lock().unwrap().push((SSAR, body.clone()));
     if let Some(r) = check_kind(&body, "SelfSubjectAccessReview", "authorization.k8s.io/v1") {
         return r;
     }
@@ -486,6 +497,7 @@ async fn sar(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> 
         return r;
     }
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    s.reviews.lock().unwrap().push((SAR, body.clone()));
     if let Some(r) = check_kind(&body, "SubjectAccessReview", "authorization.k8s.io/v1") {
         return r;
     }

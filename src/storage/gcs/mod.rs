@@ -5,6 +5,10 @@
 //! call, in rounds) to assemble segments server-side, ranged media downloads, listing with prefix
 //! and delimiter, V4 signed URLs (`GOOG4-RSA-SHA256`) from a service-account key for redirects.
 //!
+//! A resumable session is named in storage while it runs (`<segment>.session`, its URL), so that
+//! upload purging can cancel the session of a writer that died (GCS has no call that lists
+//! sessions; unnamed ones expire after a week).
+//!
 //! Credentials: the service-account key file `keyfile` (`REGISTRY_STORAGE_GCS_KEYFILE`), else
 //! `GOOGLE_APPLICATION_CREDENTIALS` (a service-account key), else the metadata server (GKE/GCE
 //! workload identity). `noauth` (ours, for emulators) sends none. Every call is idempotent and
@@ -31,7 +35,7 @@ use reqwest::StatusCode;
 use self::api::{backend, Api, ObjectResource};
 use self::auth::{Auth, ServiceAccount, Tokens};
 use self::upload::GcsParts;
-use super::object::{Listing, ObjMeta, ObjectBackend, PartSink};
+use super::object::{Listing, ObjMeta, ObjectBackend, PartSink, SESSION_SUFFIX};
 use super::{ByteStream, Result};
 use crate::config::GcsConfig;
 
@@ -256,13 +260,67 @@ impl ObjectBackend for GcsBackend {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .ok_or_else(|| backend(format!("gcs start upload {key}: no session URL")))?;
+        // Name the session in storage so that upload purging can end it if this writer dies.
+        let marker = format!("{key}{SESSION_SUFFIX}");
+        self.put(&marker, Bytes::from(session.clone())).await?;
         Ok(Box::new(GcsParts {
             http: self.api.http.clone(),
             key: key.to_owned(),
             session,
             offset: 0,
             token: self.api.token().await?,
+            marker_url: self.api.object_url(&marker),
         }))
+    }
+
+    /// Cancels the resumable session each `<segment>.session` marker names (`DELETE` on the
+    /// session URL: 499 means cancelled; 404/410 that it had ended or expired), then deletes the
+    /// marker. Counts the sessions cancelled. A marker naming a URL outside this endpoint's
+    /// upload API is deleted, never called (storage content is not trusted with our token).
+    async fn abort_segment_writes(
+        &self,
+        _prefix: &str,
+        listed: &[String],
+        _open: &[String],
+    ) -> Result<u64> {
+        let upload_api = format!("{}/upload/storage/v1/b/", self.api.endpoint);
+        let mut cancelled = 0;
+        for marker in listed.iter().filter(|k| k.ends_with(SESSION_SUFFIX)) {
+            let url = match self.get(marker, 0, None).await {
+                Ok(s) => {
+                    let chunks: Vec<Bytes> = s
+                        .try_collect()
+                        .await
+                        .map_err(|e| backend(format!("gcs read {marker}: {e}")))?;
+                    String::from_utf8_lossy(&chunks.concat()).trim().to_owned()
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            if url.starts_with(&upload_api) {
+                let r = self
+                    .api
+                    .send("cancel upload", marker, || self.api.http.delete(&url))
+                    .await?;
+                match r.status().as_u16() {
+                    499 => cancelled += 1,
+                    404 | 410 => {}
+                    st => {
+                        return Err(backend(format!(
+                            "gcs cancel upload {marker}: HTTP {st}: {}",
+                            api::body_start(r).await
+                        )))
+                    }
+                }
+            } else {
+                tracing::warn!(
+                    marker,
+                    "gcs: a session marker names a foreign URL; not called"
+                );
+            }
+            self.delete(marker).await?;
+        }
+        Ok(cancelled)
     }
 
     async fn presign_get(&self, key: &str, expires: Duration) -> Result<Option<String>> {

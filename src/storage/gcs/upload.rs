@@ -5,7 +5,7 @@
 //! is retried on connection errors, 429 and 5xx like every GCS call, and each attempt resends the
 //! same bytes at the same offset (idempotent); the object appears only when `finish` sends the
 //! last chunk with the total size. `abort` cancels the session and ignores failures (an
-//! abandoned session expires on its own).
+//! abandoned session expires on its own). Both delete the session's marker (see `mod.rs`).
 
 use backon::Retryable as _;
 use bytes::Bytes;
@@ -25,6 +25,8 @@ pub(super) struct GcsParts {
     pub offset: u64,
     /// The access token current when the session started, sent with every chunk.
     pub token: Option<String>,
+    /// The object naming this session (`<segment>.session`), deleted when it ends.
+    pub marker_url: String,
 }
 
 impl GcsParts {
@@ -81,7 +83,9 @@ impl PartSink for GcsParts {
 
     async fn finish(mut self: Box<Self>, last: Bytes) -> Result<()> {
         let total = self.offset + last.len() as u64;
-        self.put_chunk(last, Some(total)).await
+        self.put_chunk(last, Some(total)).await?;
+        self.drop_marker().await;
+        Ok(())
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -90,6 +94,25 @@ impl PartSink for GcsParts {
             req = req.bearer_auth(t);
         }
         let _ = req.send().await;
+        self.drop_marker().await;
         Ok(())
+    }
+}
+
+impl GcsParts {
+    /// Deletes the session's marker; a failure only leaves it for upload purging (or the rename
+    /// that completes the upload) to delete.
+    async fn drop_marker(&self) {
+        let mut req = self.http.delete(&self.marker_url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {}
+            Ok(r) => {
+                tracing::debug!(key = %self.key, status = %r.status(), "gcs: session marker left")
+            }
+            Err(e) => tracing::debug!(key = %self.key, error = %e, "gcs: session marker left"),
+        }
     }
 }

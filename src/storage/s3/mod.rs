@@ -247,6 +247,16 @@ impl ObjectBackend for S3Backend {
         Ok(listing)
     }
 
+    /// Every multipart upload under the file's segment folder, whatever its age.
+    async fn abort_segment_writes(
+        &self,
+        prefix: &str,
+        _listed: &[String],
+        _open: &[String],
+    ) -> Result<u64> {
+        self.abort_stale_parts(prefix, Duration::ZERO).await
+    }
+
     async fn abort_stale_parts(&self, prefix: &str, older_than: Duration) -> Result<u64> {
         let cutoff = SystemTime::now() - older_than;
         let (mut key_marker, mut id_marker) = (None, None);

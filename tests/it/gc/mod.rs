@@ -7,6 +7,7 @@ mod online;
 mod purge;
 mod retention;
 mod schedule;
+mod replicas;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
