@@ -5,9 +5,9 @@ mod cli;
 mod collect;
 mod online;
 mod purge;
+mod replicas;
 mod retention;
 mod schedule;
-mod replicas;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
