@@ -231,6 +231,24 @@ impl Registry {
         self
     }
 
+    /// Rewrites a cached tag's link so its revalidation clock (the link's age, which every
+    /// replica reads) starts again. Read-only mode writes nothing: it asks again on the next pull.
+    async fn restart_tag_clock(
+        &self,
+        name: &RepositoryName,
+        tag: &crate::oci::Tag,
+        digest: &Digest,
+    ) -> Result<()> {
+        if !self.pull_through_stores() {
+            return Ok(());
+        }
+        let link = layout::tag_current_link(name, tag);
+        self.driver
+            .put_content(&link, Bytes::from(digest.to_string()))
+            .await?;
+        Ok(())
+    }
+
     /// Whether the pull-through cache stores what it fetches (not in read-only mode).
     pub fn pull_through_stores(&self) -> bool {
         self.pull.as_ref().is_some_and(|p| p.store)
@@ -390,18 +408,9 @@ impl Registry {
         let r = match (local, reference) {
             (Ok(d), Reference::Tag(tag)) => match up.manifest_digest(name, reference).await {
                 Ok(remote) if remote == d => {
-                    // Still current: restart the clock (every replica reads it). Read-only mode
-                    // writes nothing, so it asks again on the next pull.
-                    let link = layout::tag_current_link(name, tag);
-                    if !self.pull_through_stores() {
-                        return (self.read_manifest(&d).await, None);
-                    }
-                    if let Err(e) = self
-                        .driver
-                        .put_content(&link, Bytes::from(d.to_string()))
-                        .await
-                    {
-                        return (Err(e.into()), None);
+                    // Still current: restart the clock.
+                    if let Err(e) = self.restart_tag_clock(name, tag, &d).await {
+                        return (Err(e), None);
                     }
                     self.read_manifest(&d).await
                 }
@@ -416,15 +425,8 @@ impl Registry {
                     // here drops it (the next pull is a miss).
                     tracing::warn!(repository = %name, %tag, upstream = %why,
                         "a cached tag is not found upstream; serving the cached one");
-                    let link = layout::tag_current_link(name, tag);
-                    if self.pull_through_stores() {
-                        if let Err(e) = self
-                            .driver
-                            .put_content(&link, Bytes::from(d.to_string()))
-                            .await
-                        {
-                            return (Err(e.into()), None);
-                        }
+                    if let Err(e) = self.restart_tag_clock(name, tag, &d).await {
+                        return (Err(e), None);
                     }
                     self.read_manifest(&d).await
                 }
