@@ -5,17 +5,6 @@ use std::time::Duration;
 
 use super::*;
 
-fn gc_cmd(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_image-registry"))
-        .arg("gc")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("REGISTRY_CONFIGURATION_PATH")
-        .output()
-        .expect("run image-registry gc")
-}
-
 fn config_for(dir: &Path, root: &Path) -> std::path::PathBuf {
     let p = dir.join("config.yml");
     std::fs::write(

@@ -19,6 +19,18 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
+/// `image-registry gc --config <config> <args>` as a process (the binary under test), its output.
+pub fn gc_cmd(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_image-registry"))
+        .arg("gc")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("REGISTRY_CONFIGURATION_PATH")
+        .output()
+        .expect("run image-registry gc")
+}
+
 /// A server on a fresh folder that reads storage on every request (linkTTL 0) and refreshes
 /// blob ages as a server does for a `gc.delay` of `delay`.
 pub async fn server(delay: &str) -> TestServer {

@@ -1,21 +1,9 @@
 //! Retention policies (`storage.maintenance.retention.policies`), applied by the `gc` binary and
 //! by a server's scheduled run, on stores real servers wrote.
 
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-
-fn gc_cmd(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_image-registry"))
-        .arg("gc")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("REGISTRY_CONFIGURATION_PATH")
-        .output()
-        .expect("run image-registry gc")
-}
 
 /// A config for `root` with `retention` (YAML lines under `retention:`, indented 6).
 fn config_with(dir: &Path, root: &Path, retention: &str) -> std::path::PathBuf {
