@@ -11,7 +11,10 @@
 # goals (cold >= 90 % of direct, TTFB <= direct + 50 ms, 16 cold = 1x upstream bytes) are read off.
 #
 # Usage: benches/pullthrough.sh [SIZE]    SIZE for `head -c`, default 1G (e.g. 256M for a quick run)
-# Env:   TEST_PROFILE=release|debug (default release; builds it), BENCH_KEEP_TMP=1
+# Env:   TEST_PROFILE=release|debug (default release; builds it), BENCH_KEEP_TMP=1,
+#        BENCH_UPSTREAM_MIBS=N: put the upstream behind benches/throttle.py, a relay that sends at
+#        most N MiB/s back (all connections together), as a remote registry's link would; the
+#        direct pull and both caches then go through it. Unset: plain loopback.
 # Needs: docker-registry (apt-get install -y docker-registry), curl, jq, openssl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +49,17 @@ clean_env "$BIN" serve --config "$TMP/up.yml" >"$TMP/up.log" 2>&1 &
 PIDS+=($!)
 wait_up "$UP"
 
+# What the caches (and the "direct" pull) reach: the upstream itself, or the throttled relay.
+UPSTREAM=$UP
+LINK="loopback"
+if [ -n "${BENCH_UPSTREAM_MIBS:-}" ]; then
+  UPSTREAM=127.0.0.1:$(free_port)
+  python3 "$ROOT/benches/throttle.py" "${UPSTREAM#*:}" "$UP" "$BENCH_UPSTREAM_MIBS" >"$TMP/throttle.log" 2>&1 &
+  PIDS+=($!)
+  wait_up "$UPSTREAM"
+  LINK="upstream throttled to $BENCH_UPSTREAM_MIBS MiB/s (benches/throttle.py)"
+fi
+
 OURS=127.0.0.1:$(free_port)
 cat >"$TMP/ours.yml" <<YAML
 storage: {filesystem: {rootdirectory: $TMP/ours}}
@@ -53,7 +67,7 @@ http: {addr: "$OURS", secret: bench}
 log: {level: warn}
 proxy:
   upstreams:
-    - {prefix: up, url: "http://$UP", ttl: 1h}
+    - {prefix: up, url: "http://$UPSTREAM", ttl: 1h}
 YAML
 clean_env "$BIN" serve --config "$TMP/ours.yml" >"$TMP/ours.log" 2>&1 &
 PIDS+=($!)
@@ -63,28 +77,31 @@ version: 0.1
 log: {level: warn}
 storage: {filesystem: {rootdirectory: $TMP/dist}}
 http: {addr: "$DIST", secret: bench}
-proxy: {remoteurl: "http://$UP"}
+proxy: {remoteurl: "http://$UPSTREAM"}
 YAML
 clean_env docker-registry serve "$TMP/dist.yml" >"$TMP/dist.log" 2>&1 &
 PIDS+=($!)
 wait_up "$OURS"
 wait_up "$DIST"
 
-# push_blob REPO FILE: POST then PUT ?digest= with the whole body; prints the digest.
+# push_blob REPO FILE: POST then PUT ?digest= with the whole body streamed from the file (`-T`;
+# `--data-binary @FILE` loads the file into curl's memory and fails at 1 GiB); prints the digest,
+# and stops the script when the blob is not there afterwards (a failure inside `$(...)` is silent).
 push_blob() {
   local d loc
   d=sha256:$(sha256sum "$2" | cut -d' ' -f1)
   loc=$(curl -fsS -X POST -D - -o /dev/null "http://$UP/v2/$1/blobs/uploads/" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
   case "$loc" in http*) ;; *) loc=http://$UP$loc ;; esac
-  curl -fsS -X PUT -H 'content-type: application/octet-stream' --data-binary "@$2" -o /dev/null "$loc&digest=$d"
+  curl -fsS -X PUT -H 'content-type: application/octet-stream' -T "$2" -o /dev/null "$loc&digest=$d" >&2
+  curl -fsS -I -o /dev/null "http://$UP/v2/$1/blobs/$d" || { echo "push of $2 did not land" >&2; exit 1; }
   echo "$d"
 }
 echo "making two $SIZE blobs..." >&2
 head -c "$SIZE" /dev/urandom >"$TMP/a"
 head -c "$SIZE" /dev/urandom >"$TMP/b"
 BYTES=$(stat -c %s "$TMP/a")
-A=$(push_blob bench/app "$TMP/a")
-B=$(push_blob bench/app "$TMP/b")
+A=$(push_blob bench/app "$TMP/a") || exit 1
+B=$(push_blob bench/app "$TMP/b") || exit 1
 
 up_bytes() { curl -fsS "http://$UP/extensions/v2/metrics" | awk '/^imageregistry_http_response_size_bytes_sum/{printf "%.0f\n", $2}'; }
 # pull URL: "ttfb seconds, total seconds"
@@ -118,11 +135,11 @@ concurrent() {
 # Ours first, then distribution, so one's background upstream reads never land in the other's
 # window.
 {
-  echo "Blob of $BYTES bytes; upstream: our server ($PROFILE); one machine, loopback."
+  echo "Blob of $BYTES bytes; upstream: our server ($PROFILE); one machine, $LINK."
   echo
   echo "| pull | TTFB ms | total ms | MiB/s |"
   echo "|---|---|---|---|"
-  row "direct from the upstream" "$(pull "http://$UP/v2/bench/app/blobs/$A")"
+  row "direct from the upstream" "$(pull "http://$UPSTREAM/v2/bench/app/blobs/$A")"
   row "cold via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
   row "warm via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
   sleep 2
