@@ -16,6 +16,10 @@ use crate::storage::{layout, Result, StorageDriver};
 /// Storage calls in flight while sweeping.
 const CONCURRENCY: usize = 8;
 
+/// Blobs deleted together: their links, moves and deletes go out in batches (S3 deletes 1,000
+/// keys a call).
+const BLOB_CHUNK: usize = 500;
+
 /// Bytes in `gctrash` whose tombstone is older than this belong to a run that stopped: the next
 /// run deletes them (a live run decides within seconds of moving them).
 const STALE_TRASH: Duration = Duration::from_secs(15 * 60);
@@ -44,43 +48,45 @@ async fn exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
     }
 }
 
+/// Whether a folder holds anything (one listing; a `stat` of a folder costs more on object stores).
+async fn dir_exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
+    match driver.list(path).await {
+        Ok(names) => Ok(!names.is_empty()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn link(d: &Digest) -> Bytes {
     Bytes::from(d.to_string())
 }
 
 /// Bytes a stopped run left in `gctrash`: back to `data` when a push cleared the tombstone, else
-/// (once stale) deleted.
+/// (once stale) deleted. What the scan saw decides: only a run writes tombstones, and under the
+/// lease no other run is going on.
 pub async fn finish_trash(driver: &dyn StorageDriver, inv: &Inventory) -> Result<()> {
     let now = SystemTime::now();
-    for (d, b) in inv.blobs.iter().filter(|(_, b)| b.trash.is_some()) {
-        let tomb = match driver.stat(&layout::blob_tombstone(d)).await {
-            Ok(i) => Some(i.modified),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
+    let mut back = Vec::new();
+    let mut doomed = Vec::new();
+    for (d, b) in inv.blobs.iter() {
+        let Some(size) = b.trash else {
+            continue;
         };
-        match tomb {
+        match b.tombstone {
             None if b.data.is_none() => {
-                match driver
-                    .rename(&layout::blob_trash(d), &layout::blob_data(d))
-                    .await
-                {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {
-                        tracing::info!(digest = %d, "restored a blob a stopped run had moved aside")
-                    }
-                }
+                back.push((layout::blob_trash(d), layout::blob_data(d), size));
+                tracing::info!(digest = %d, "restored a blob a stopped run had moved aside");
             }
-            None => {
-                delete_if_exists(driver, &layout::blob_trash(d)).await?;
-            }
+            None => doomed.push(layout::blob_trash(d)),
             Some(t) if super::older_than(t, STALE_TRASH, now) => {
-                delete_if_exists(driver, &layout::blob_trash(d)).await?;
-                delete_if_exists(driver, &layout::blob_tombstone(d)).await?;
+                doomed.push(layout::blob_trash(d));
+                doomed.push(layout::blob_tombstone(d));
             }
             Some(_) => {}
         }
     }
-    Ok(())
+    driver.rename_files(&back).await?;
+    driver.delete_files(&doomed).await
 }
 
 /// Writes the tombstone of every candidate blob.
@@ -166,21 +172,43 @@ pub async fn sweep(
     );
     let mut touched: BTreeSet<RepositoryName> = BTreeSet::new();
 
+    // Every link of the deleted revisions at once (with their tag history and referrer entries),
+    // then per repository the tags read again.
+    let mut links: Vec<(String, String)> = Vec::new();
     for (name, digests) in &plan.manifests {
         let Some(repo) = inv.repos.get(name) else {
             continue;
         };
         touched.insert(name.clone());
         for d in digests {
-            delete_if_exists(driver, &layout::manifest_revision_dir(name, d)).await?;
+            if repo.revision_extras.contains(d) {
+                delete_if_exists(driver, &layout::manifest_revision_dir(name, d)).await?;
+            } else {
+                links.push((
+                    layout::manifest_revision_link(name, d),
+                    layout::manifest_revision_dir(name, d),
+                ));
+            }
             for (t, _) in repo.tag_index.iter().filter(|(_, x)| x == d) {
-                delete_if_exists(driver, &layout::tag_index_dir(name, t, d)).await?;
+                links.push((
+                    layout::tag_index_link(name, t, d),
+                    layout::tag_index_dir(name, t, d),
+                ));
             }
             for (s, r) in repo.referrers.iter().filter(|(s, r)| s == d || r == d) {
-                delete_if_exists(driver, &layout::referrer_dir(name, s, r)).await?;
+                links.push((
+                    layout::referrer_link(name, s, r),
+                    layout::referrer_dir(name, s, r),
+                ));
             }
-            progress.step(1);
         }
+    }
+    delete_links(driver, &links).await?;
+    for (name, digests) in &plan.manifests {
+        let Some(repo) = inv.repos.get(name) else {
+            continue;
+        };
+        progress.step(digests.len() as u64);
         // The tags as they are now, after the deletes: one that reaches a deleted manifest (a push
         // that raced this sweep) gets it back.
         let revisions: HashSet<&Digest> = repo.revisions.keys().collect();
@@ -224,15 +252,18 @@ pub async fn sweep(
             (d.clone(), repos.collect())
         })
         .collect();
-    let results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> = futures::stream::iter(work)
-        .map(|(d, repos)| async move {
-            let r = delete_blob(driver, &d, &repos).await;
-            progress.step(1);
-            r.map(|size| (d, repos, size))
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    let mut results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> = Vec::new();
+    for chunk in work.chunks(BLOB_CHUNK) {
+        let sizes = delete_blobs(driver, inv, chunk).await?;
+        progress.step(chunk.len() as u64);
+        results.extend(
+            chunk
+                .iter()
+                .cloned()
+                .zip(sizes)
+                .map(|((d, repos), size)| (d, repos, size)),
+        );
+    }
     let mut prefixes = BTreeSet::new();
     for (d, repos, size) in results {
         match size {
@@ -267,7 +298,7 @@ pub async fn sweep(
         driver.prune_empty_dirs(&layout::repo_root(&name)).await?;
         let mut gone = true;
         for dir in layout::repo_content_dirs(&name) {
-            gone &= !exists(driver, &dir).await?;
+            gone &= !dir_exists(driver, &dir).await?;
         }
         if gone {
             deletions.push(Deletion {
@@ -281,54 +312,90 @@ pub async fn sweep(
     Ok(sums)
 }
 
-/// Deletes one blob and its `_layers` links in `repos`: links first, bytes moved aside, then the
-/// tombstone checked. `Some(size)` when deleted, `None` when a push claimed it (all put back).
-async fn delete_blob(
+/// Deletes link files and, on backends with real folders, the folders they leave empty (what
+/// deleting each link's folder did, without listing it first on object stores).
+async fn delete_links(driver: &dyn StorageDriver, links: &[(String, String)]) -> Result<()> {
+    let files: Vec<String> = links.iter().map(|(f, _)| f.clone()).collect();
+    driver.delete_files(&files).await?;
+    for (_, dir) in links {
+        driver.prune_empty_dirs(dir).await?;
+    }
+    Ok(())
+}
+
+/// Deletes blobs (each with its `_layers` links in the repositories given), a chunk at a time
+/// with batched calls, in the order the protocol needs for every blob: all links first, then
+/// the bytes moved aside, then each tombstone checked. Answers per blob `Some(size)` when
+/// deleted, `None` when a push claimed it (all put back: the bytes, and the links the scan saw).
+async fn delete_blobs(
     driver: &dyn StorageDriver,
-    d: &Digest,
-    repos: &[RepositoryName],
-) -> Result<Option<u64>> {
-    let mut unlinked = Vec::new();
-    for name in repos {
-        if delete_if_exists(driver, &layout::layer_dir(name, d)).await? {
-            unlinked.push(name);
+    inv: &Inventory,
+    blobs: &[(Digest, Vec<RepositoryName>)],
+) -> Result<Vec<Option<u64>>> {
+    let links: Vec<(String, String)> = blobs
+        .iter()
+        .flat_map(|(d, repos)| {
+            repos
+                .iter()
+                .map(move |n| (layout::layer_link(n, d), layout::layer_dir(n, d)))
+        })
+        .collect();
+    delete_links(driver, &links).await?;
+    // The sizes come from the scan: a digest's bytes do not change.
+    let size = |d: &Digest| {
+        inv.blobs
+            .get(d)
+            .and_then(|b| b.data.map(|(s, _)| s))
+            .unwrap_or(0)
+    };
+    let moves: Vec<(String, String, u64)> = blobs
+        .iter()
+        .map(|(d, _)| (layout::blob_data(d), layout::blob_trash(d), size(d)))
+        .collect();
+    let moved = driver.rename_files(&moves).await?;
+    // Only now, with every one of these blobs hidden, the tombstones.
+    let tombstones: Vec<String> = blobs
+        .iter()
+        .map(|(d, _)| layout::blob_tombstone(d))
+        .collect();
+    let tombstoned: Vec<bool> = futures::stream::iter(tombstones)
+        .map(|p| async move { exists(driver, &p).await })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut doomed = Vec::new();
+    let mut back = Vec::new();
+    let mut relink = Vec::new();
+    let mut out = Vec::with_capacity(blobs.len());
+    for (((d, repos), moved), tombstoned) in blobs.iter().zip(moved).zip(tombstoned) {
+        if tombstoned {
+            if moved {
+                doomed.push(layout::blob_trash(d));
+            }
+            doomed.push(layout::blob_last_used(d));
+            doomed.push(layout::blob_tombstone(d));
+            out.push(Some(if moved { size(d) } else { 0 }));
+        } else {
+            // A push cleared the tombstone: it counts on the blob. Put everything back.
+            if moved {
+                back.push((layout::blob_trash(d), layout::blob_data(d), size(d)));
+            }
+            relink.extend(repos.iter().map(|n| (layout::layer_link(n, d), d)));
+            tracing::info!(digest = %d, "a push claimed a blob being deleted: kept");
+            out.push(None);
         }
     }
-    let size = match driver.stat(&layout::blob_data(d)).await {
-        Ok(i) => i.size,
-        Err(e) if e.is_not_found() => 0,
-        Err(e) => return Err(e),
-    };
-    let moved = match driver
-        .rename(&layout::blob_data(d), &layout::blob_trash(d))
-        .await
-    {
-        Ok(()) => true,
-        Err(e) if e.is_not_found() => false,
-        Err(e) => return Err(e),
-    };
-    if exists(driver, &layout::blob_tombstone(d)).await? {
-        if moved {
-            delete_if_exists(driver, &layout::blob_trash(d)).await?;
+    driver.rename_files(&back).await?;
+    for (path, d) in relink {
+        driver.put_content(&path, link(d)).await?;
+    }
+    driver.delete_files(&doomed).await?;
+    for ((d, _), size) in blobs.iter().zip(&out) {
+        if size.is_some() {
+            driver.prune_empty_dirs(&layout::blob_dir(d)).await?;
         }
-        delete_if_exists(driver, &layout::blob_last_used(d)).await?;
-        delete_if_exists(driver, &layout::blob_tombstone(d)).await?;
-        driver.prune_empty_dirs(&layout::blob_dir(d)).await?;
-        return Ok(Some(size));
     }
-    // A push cleared the tombstone: it counts on the blob. Put everything back.
-    if moved {
-        driver
-            .rename(&layout::blob_trash(d), &layout::blob_data(d))
-            .await?;
-    }
-    for name in unlinked {
-        driver
-            .put_content(&layout::layer_link(name, d), link(d))
-            .await?;
-    }
-    tracing::info!(digest = %d, "a push claimed a blob being deleted: kept");
-    Ok(None)
+    Ok(out)
 }
 
 /// Removes the tombstones of blobs this run does not delete (claimed by pushes, kept by the fresh
@@ -353,10 +420,6 @@ pub async fn clear_stale_tombstones(
         })
         .map(|(d, _)| d.clone())
         .collect();
-    futures::stream::iter(stale)
-        .map(|d| async move { delete_if_exists(driver, &layout::blob_tombstone(&d)).await })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<bool>>()
-        .await?;
-    Ok(())
+    let stale: Vec<String> = stale.iter().map(layout::blob_tombstone).collect();
+    driver.delete_files(&stale).await
 }
