@@ -423,3 +423,176 @@ pub async fn clear_stale_tombstones(
     let stale: Vec<String> = stale.iter().map(layout::blob_tombstone).collect();
     driver.delete_files(&stale).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::lifecycle::NoProgress;
+    use crate::storage::memory::MemoryDriver;
+    use crate::storage::{ByteStream, FileInfo, FileWriter, WalkEntry};
+
+    /// A memory store that logs the calls the sweep makes and, right after the move that hides
+    /// `claimed`'s bytes, deletes its tombstone: a push claiming the blob at the worst moment.
+    struct Claiming {
+        inner: MemoryDriver,
+        claimed: Digest,
+        log: Mutex<Vec<(&'static str, Vec<String>)>>,
+    }
+
+    impl Claiming {
+        fn note(&self, op: &'static str, paths: Vec<String>) {
+            self.log.lock().unwrap().push((op, paths));
+        }
+        /// Index of the first logged call `op` naming `path`.
+        fn first(&self, op: &str, path: &str) -> usize {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .position(|(o, ps)| *o == op && ps.iter().any(|p| p == path))
+                .unwrap_or_else(|| panic!("no {op} of {path} in {log:?}"))
+        }
+    }
+
+    #[async_trait]
+    impl StorageDriver for Claiming {
+        fn name(&self) -> &'static str {
+            "claiming"
+        }
+        async fn get_content(&self, path: &str) -> Result<Bytes> {
+            self.inner.get_content(path).await
+        }
+        async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
+            self.note("put_content", vec![path.into()]);
+            self.inner.put_content(path, data).await
+        }
+        async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
+            self.inner.read(path, offset, len).await
+        }
+        async fn stat(&self, path: &str) -> Result<FileInfo> {
+            self.note("stat", vec![path.into()]);
+            self.inner.stat(path).await
+        }
+        async fn list(&self, path: &str) -> Result<Vec<String>> {
+            self.inner.list(path).await
+        }
+        async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+            self.inner.writer(path, append).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<()> {
+            self.note("rename", vec![from.into()]);
+            self.inner.rename(from, to).await
+        }
+        async fn delete(&self, path: &str) -> Result<()> {
+            self.note("delete", vec![path.into()]);
+            self.inner.delete(path).await
+        }
+        async fn delete_files(&self, paths: &[String]) -> Result<()> {
+            self.note("delete_files", paths.to_vec());
+            self.inner.delete_files(paths).await
+        }
+        async fn rename_files(&self, moves: &[(String, String, u64)]) -> Result<Vec<bool>> {
+            self.note("rename_files", moves.iter().map(|m| m.0.clone()).collect());
+            let r = self.inner.rename_files(moves).await?;
+            let hidden = layout::blob_data(&self.claimed);
+            if moves.iter().any(|m| m.0 == hidden) {
+                self.inner
+                    .delete(&layout::blob_tombstone(&self.claimed))
+                    .await?;
+            }
+            Ok(r)
+        }
+        async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+            self.inner.walk(path).await
+        }
+    }
+
+    fn digest(s: &str) -> Digest {
+        Digest::sha256_of(s.as_bytes())
+    }
+
+    /// Every blob is unlinked, then hidden, then its tombstone checked; a blob claimed between
+    /// the hide and the check comes back whole (bytes and links), the other goes whole.
+    #[tokio::test]
+    async fn links_go_before_the_bytes_are_hidden_and_a_claim_after_the_hide_restores() {
+        let (kept, gone) = (digest("claimed"), digest("garbage"));
+        let d = Claiming {
+            inner: MemoryDriver::new(),
+            claimed: kept.clone(),
+            log: Mutex::new(Vec::new()),
+        };
+        let app: RepositoryName = "app".parse().unwrap();
+        for b in [&kept, &gone] {
+            d.inner
+                .put_content(&layout::blob_data(b), Bytes::from_static(b"bytes"))
+                .await
+                .unwrap();
+            d.inner
+                .put_content(&layout::blob_tombstone(b), Bytes::new())
+                .await
+                .unwrap();
+            d.inner
+                .put_content(&layout::layer_link(&app, b), link(b))
+                .await
+                .unwrap();
+        }
+        d.inner
+            .put_content(&layout::blob_last_used(&gone), Bytes::new())
+            .await
+            .unwrap();
+        let inv = Inventory::scan(&d, &NoProgress).await.unwrap();
+        let plan = Plan {
+            blobs: [kept.clone(), gone.clone()].into_iter().collect(),
+            ..Default::default()
+        };
+        let mut deletions = Vec::new();
+        let sums = sweep(
+            &d,
+            &inv,
+            &mut ManifestCache::default(),
+            &plan,
+            &NoProgress,
+            &mut deletions,
+        )
+        .await
+        .unwrap();
+        assert_eq!(sums.restored, 1);
+        assert_eq!(sums.bytes, 5);
+        let kinds: Vec<(&str, Option<String>)> = deletions
+            .iter()
+            .map(|x| (x.kind, x.digest.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("blob", Some(gone.to_string())),
+                ("layer_link", Some(gone.to_string())),
+            ]
+        );
+        for b in [&kept, &gone] {
+            let unlink = d.first("delete_files", &layout::layer_link(&app, b));
+            let hide = d.first("rename_files", &layout::blob_data(b));
+            let check = d.first("stat", &layout::blob_tombstone(b));
+            assert!(unlink < hide && hide < check, "{b}: {unlink} {hide} {check}");
+        }
+        // The claimed blob: bytes back in place, link back, nothing left aside.
+        assert_eq!(
+            &d.inner.get_content(&layout::blob_data(&kept)).await.unwrap()[..],
+            b"bytes"
+        );
+        assert!(d.inner.stat(&layout::layer_link(&app, &kept)).await.is_ok());
+        assert!(d.inner.stat(&layout::blob_trash(&kept)).await.is_err());
+        // The other: every file of it gone, and its link.
+        for p in [
+            layout::blob_data(&gone),
+            layout::blob_trash(&gone),
+            layout::blob_tombstone(&gone),
+            layout::blob_last_used(&gone),
+            layout::layer_link(&app, &gone),
+        ] {
+            assert!(d.inner.stat(&p).await.unwrap_err().is_not_found(), "{p}");
+        }
+    }
+}
