@@ -575,11 +575,17 @@ mod tests {
             let unlink = d.first("delete_files", &layout::layer_link(&app, b));
             let hide = d.first("rename_files", &layout::blob_data(b));
             let check = d.first("stat", &layout::blob_tombstone(b));
-            assert!(unlink < hide && hide < check, "{b}: {unlink} {hide} {check}");
+            assert!(
+                unlink < hide && hide < check,
+                "{b}: {unlink} {hide} {check}"
+            );
         }
         // The claimed blob: bytes back in place, link back, nothing left aside.
         assert_eq!(
-            &d.inner.get_content(&layout::blob_data(&kept)).await.unwrap()[..],
+            &d.inner
+                .get_content(&layout::blob_data(&kept))
+                .await
+                .unwrap()[..],
             b"bytes"
         );
         assert!(d.inner.stat(&layout::layer_link(&app, &kept)).await.is_ok());

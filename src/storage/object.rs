@@ -569,7 +569,16 @@ impl StorageDriver for ObjectDriver {
                         Err(e) if e.is_not_found() => Ok((false, None)),
                         Err(e) => Err(e),
                     },
-                    Err(e) => Err(e),
+                    // Not every store says 404 for a copy of a missing source (fake-gcs-server
+                    // answers 500): a failed copy whose source is gone is a missing source.
+                    Err(e) => match self.backend.head(&from_key).await {
+                        Err(h) if h.is_not_found() => match self.rename(&from, &to).await {
+                            Ok(()) => Ok((true, None)),
+                            Err(r) if r.is_not_found() => Ok((false, None)),
+                            Err(r) => Err(r),
+                        },
+                        _ => Err(e),
+                    },
                 }
             })
             .buffered(8)
