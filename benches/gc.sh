@@ -156,9 +156,11 @@ side_by_side() {
   mark_calls
   timed "$label-dist-real" docker-registry garbage-collect --delete-untagged "$T/$label-dist.yml"
   local dist_real=$TIME_S dist_real_rss=$RSS_MIB dist_real_calls; dist_real_calls=$(calls_since)
+  LAST_DIST_REAL_KINDS=$(call_kinds)
   mark_calls
   timed "$label-ours-real" "$IR_BIN" gc --config "$T/$label-ours.yml" --delete-untagged --delay 0s --json
   local ours_real=$TIME_S ours_real_rss=$RSS_MIB ours_real_calls; ours_real_calls=$(calls_since)
+  LAST_OURS_REAL_KINDS=$(call_kinds)
   local grace
   grace=$(jq -r '.grace_seconds // empty' "$T/$label-ours-real.out" 2>/dev/null || true)
   ROWS+=("| $label | dry run | $dist_dry s | $ours_dry s | $(ratio "$dist_dry" "$ours_dry") | $dist_dry_rss | $ours_dry_rss | $dm / $db | $om / $ob ($agree) | $dist_dry_calls | $ours_dry_calls |")
@@ -174,6 +176,18 @@ calls_since() {
   if [ -n "$MOTO_LOG" ]; then
     echo $(($(grep -c '" [0-9][0-9][0-9] ' "$MOTO_LOG") - $(head -n "$CALL_MARK" "$MOTO_LOG" | grep -c '" [0-9][0-9][0-9] ')))
   else echo "-"; fi
+}
+# call_kinds: the requests since mark_calls by kind (LIST = GET with a listing query, DeleteObjects
+# = POST ?delete; PUT includes server-side copies, which moto's log does not tell apart).
+call_kinds() {
+  [ -n "$MOTO_LOG" ] || { echo "-"; return; }
+  tail -n +"$((CALL_MARK + 1))" "$MOTO_LOG" | grep '" [0-9][0-9][0-9] ' | sed 's/\x1b\[[0-9;]*m//g' | awk '{
+    m = $6; gsub(/"/, "", m); u = $7; k = m
+    if (m == "GET" && u ~ /[?&](list-type|prefix|delimiter)=/) k = "LIST"
+    else if (m == "POST" && u ~ /[?&]delete/) k = "DeleteObjects"
+    else if (m == "GET" && u ~ /[?&]uploads/) k = "ListMultipartUploads"
+    c[k]++
+  } END { n = 0; for (k in c) { printf "%s%s %d", (n++ ? ", " : ""), k, c[k] } }'
 }
 
 # ---- 1. the store
@@ -262,7 +276,7 @@ if [ "$DO_S3" = 1 ]; then
     secretkey: test"; }
   side_by_side "S3 (moto)" "$(s3 gc-dist)" "$(s3 gc-ours)"
   m=$(jq .manifests <(tail -n 1 "$T/gen-s3.out")) b=$(jq .blobs <(tail -n 1 "$T/gen-s3.out"))
-  CALL_ROW="S3 calls of our runs on $m manifests / $b blobs (moto's request log): dry run $LAST_OURS_DRY_CALLS ($(echo "$LAST_OURS_DRY_CALLS / $m" | bc -l | xargs printf '%.2f') per manifest, $(echo "$LAST_OURS_DRY_CALLS / $b" | bc -l | xargs printf '%.2f') per blob), real run $LAST_OURS_REAL_CALLS."
+  CALL_ROW="S3 calls of our runs on $m manifests / $b blobs (moto's request log): dry run $LAST_OURS_DRY_CALLS ($(echo "$LAST_OURS_DRY_CALLS / $m" | bc -l | xargs printf '%.2f') per manifest, $(echo "$LAST_OURS_DRY_CALLS / $b" | bc -l | xargs printf '%.2f') per blob), real run $LAST_OURS_REAL_CALLS ($LAST_OURS_REAL_KINDS; distribution's real run: $LAST_DIST_REAL_KINDS)."
   log "$CALL_ROW"
 fi
 

@@ -1,6 +1,6 @@
 //! The scan: what storage holds, from one walk of `repositories/` and one of `blobs/`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 use super::Progress;
@@ -15,6 +15,9 @@ pub struct Repo {
     pub layers: HashMap<Digest, Option<SystemTime>>,
     /// Manifest revision links, with the link's time.
     pub revisions: HashMap<Digest, Option<SystemTime>>,
+    /// Revisions whose folder holds more than the link (old stores' signatures): deleted as a
+    /// folder.
+    pub revision_extras: HashSet<Digest>,
     /// Tags with a current link.
     pub tags: BTreeSet<Tag>,
     /// Tag history entries.
@@ -63,6 +66,9 @@ impl Inventory {
         let mut inv = Inventory::default();
         for e in walk(driver, &layout::repositories_root()).await? {
             let Some((name, file)) = layout::parse_repo_path(&e.path) else {
+                if let Some((name, d)) = layout::parse_revision_extra(&e.path) {
+                    inv.repos.entry(name).or_default().revision_extras.insert(d);
+                }
                 continue;
             };
             let repo = inv.repos.entry(name).or_default();

@@ -16,6 +16,10 @@ use crate::storage::{layout, Result, StorageDriver};
 /// Storage calls in flight while sweeping.
 const CONCURRENCY: usize = 8;
 
+/// Blobs deleted together: their links, moves and deletes go out in batches (S3 deletes 1,000
+/// keys a call).
+const BLOB_CHUNK: usize = 500;
+
 /// Bytes in `gctrash` whose tombstone is older than this belong to a run that stopped: the next
 /// run deletes them (a live run decides within seconds of moving them).
 const STALE_TRASH: Duration = Duration::from_secs(15 * 60);
@@ -44,43 +48,45 @@ async fn exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
     }
 }
 
+/// Whether a folder holds anything (one listing; a `stat` of a folder costs more on object stores).
+async fn dir_exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
+    match driver.list(path).await {
+        Ok(names) => Ok(!names.is_empty()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn link(d: &Digest) -> Bytes {
     Bytes::from(d.to_string())
 }
 
 /// Bytes a stopped run left in `gctrash`: back to `data` when a push cleared the tombstone, else
-/// (once stale) deleted.
+/// (once stale) deleted. What the scan saw decides: only a run writes tombstones, and under the
+/// lease no other run is going on.
 pub async fn finish_trash(driver: &dyn StorageDriver, inv: &Inventory) -> Result<()> {
     let now = SystemTime::now();
-    for (d, b) in inv.blobs.iter().filter(|(_, b)| b.trash.is_some()) {
-        let tomb = match driver.stat(&layout::blob_tombstone(d)).await {
-            Ok(i) => Some(i.modified),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
+    let mut back = Vec::new();
+    let mut doomed = Vec::new();
+    for (d, b) in inv.blobs.iter() {
+        let Some(size) = b.trash else {
+            continue;
         };
-        match tomb {
+        match b.tombstone {
             None if b.data.is_none() => {
-                match driver
-                    .rename(&layout::blob_trash(d), &layout::blob_data(d))
-                    .await
-                {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {
-                        tracing::info!(digest = %d, "restored a blob a stopped run had moved aside")
-                    }
-                }
+                back.push((layout::blob_trash(d), layout::blob_data(d), size));
+                tracing::info!(digest = %d, "restored a blob a stopped run had moved aside");
             }
-            None => {
-                delete_if_exists(driver, &layout::blob_trash(d)).await?;
-            }
+            None => doomed.push(layout::blob_trash(d)),
             Some(t) if super::older_than(t, STALE_TRASH, now) => {
-                delete_if_exists(driver, &layout::blob_trash(d)).await?;
-                delete_if_exists(driver, &layout::blob_tombstone(d)).await?;
+                doomed.push(layout::blob_trash(d));
+                doomed.push(layout::blob_tombstone(d));
             }
             Some(_) => {}
         }
     }
-    Ok(())
+    driver.rename_files(&back).await?;
+    driver.delete_files(&doomed).await
 }
 
 /// Writes the tombstone of every candidate blob.
@@ -166,21 +172,43 @@ pub async fn sweep(
     );
     let mut touched: BTreeSet<RepositoryName> = BTreeSet::new();
 
+    // Every link of the deleted revisions at once (with their tag history and referrer entries),
+    // then per repository the tags read again.
+    let mut links: Vec<(String, String)> = Vec::new();
     for (name, digests) in &plan.manifests {
         let Some(repo) = inv.repos.get(name) else {
             continue;
         };
         touched.insert(name.clone());
         for d in digests {
-            delete_if_exists(driver, &layout::manifest_revision_dir(name, d)).await?;
+            if repo.revision_extras.contains(d) {
+                delete_if_exists(driver, &layout::manifest_revision_dir(name, d)).await?;
+            } else {
+                links.push((
+                    layout::manifest_revision_link(name, d),
+                    layout::manifest_revision_dir(name, d),
+                ));
+            }
             for (t, _) in repo.tag_index.iter().filter(|(_, x)| x == d) {
-                delete_if_exists(driver, &layout::tag_index_dir(name, t, d)).await?;
+                links.push((
+                    layout::tag_index_link(name, t, d),
+                    layout::tag_index_dir(name, t, d),
+                ));
             }
             for (s, r) in repo.referrers.iter().filter(|(s, r)| s == d || r == d) {
-                delete_if_exists(driver, &layout::referrer_dir(name, s, r)).await?;
+                links.push((
+                    layout::referrer_link(name, s, r),
+                    layout::referrer_dir(name, s, r),
+                ));
             }
-            progress.step(1);
         }
+    }
+    delete_links(driver, &links).await?;
+    for (name, digests) in &plan.manifests {
+        let Some(repo) = inv.repos.get(name) else {
+            continue;
+        };
+        progress.step(digests.len() as u64);
         // The tags as they are now, after the deletes: one that reaches a deleted manifest (a push
         // that raced this sweep) gets it back.
         let revisions: HashSet<&Digest> = repo.revisions.keys().collect();
@@ -224,15 +252,18 @@ pub async fn sweep(
             (d.clone(), repos.collect())
         })
         .collect();
-    let results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> = futures::stream::iter(work)
-        .map(|(d, repos)| async move {
-            let r = delete_blob(driver, &d, &repos).await;
-            progress.step(1);
-            r.map(|size| (d, repos, size))
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    let mut results: Vec<(Digest, Vec<RepositoryName>, Option<u64>)> = Vec::new();
+    for chunk in work.chunks(BLOB_CHUNK) {
+        let sizes = delete_blobs(driver, inv, chunk).await?;
+        progress.step(chunk.len() as u64);
+        results.extend(
+            chunk
+                .iter()
+                .cloned()
+                .zip(sizes)
+                .map(|((d, repos), size)| (d, repos, size)),
+        );
+    }
     let mut prefixes = BTreeSet::new();
     for (d, repos, size) in results {
         match size {
@@ -267,7 +298,7 @@ pub async fn sweep(
         driver.prune_empty_dirs(&layout::repo_root(&name)).await?;
         let mut gone = true;
         for dir in layout::repo_content_dirs(&name) {
-            gone &= !exists(driver, &dir).await?;
+            gone &= !dir_exists(driver, &dir).await?;
         }
         if gone {
             deletions.push(Deletion {
@@ -281,54 +312,90 @@ pub async fn sweep(
     Ok(sums)
 }
 
-/// Deletes one blob and its `_layers` links in `repos`: links first, bytes moved aside, then the
-/// tombstone checked. `Some(size)` when deleted, `None` when a push claimed it (all put back).
-async fn delete_blob(
+/// Deletes link files and, on backends with real folders, the folders they leave empty (what
+/// deleting each link's folder did, without listing it first on object stores).
+async fn delete_links(driver: &dyn StorageDriver, links: &[(String, String)]) -> Result<()> {
+    let files: Vec<String> = links.iter().map(|(f, _)| f.clone()).collect();
+    driver.delete_files(&files).await?;
+    for (_, dir) in links {
+        driver.prune_empty_dirs(dir).await?;
+    }
+    Ok(())
+}
+
+/// Deletes blobs (each with its `_layers` links in the repositories given), a chunk at a time
+/// with batched calls, in the order the protocol needs for every blob: all links first, then
+/// the bytes moved aside, then each tombstone checked. Answers per blob `Some(size)` when
+/// deleted, `None` when a push claimed it (all put back: the bytes, and the links the scan saw).
+async fn delete_blobs(
     driver: &dyn StorageDriver,
-    d: &Digest,
-    repos: &[RepositoryName],
-) -> Result<Option<u64>> {
-    let mut unlinked = Vec::new();
-    for name in repos {
-        if delete_if_exists(driver, &layout::layer_dir(name, d)).await? {
-            unlinked.push(name);
+    inv: &Inventory,
+    blobs: &[(Digest, Vec<RepositoryName>)],
+) -> Result<Vec<Option<u64>>> {
+    let links: Vec<(String, String)> = blobs
+        .iter()
+        .flat_map(|(d, repos)| {
+            repos
+                .iter()
+                .map(move |n| (layout::layer_link(n, d), layout::layer_dir(n, d)))
+        })
+        .collect();
+    delete_links(driver, &links).await?;
+    // The sizes come from the scan: a digest's bytes do not change.
+    let size = |d: &Digest| {
+        inv.blobs
+            .get(d)
+            .and_then(|b| b.data.map(|(s, _)| s))
+            .unwrap_or(0)
+    };
+    let moves: Vec<(String, String, u64)> = blobs
+        .iter()
+        .map(|(d, _)| (layout::blob_data(d), layout::blob_trash(d), size(d)))
+        .collect();
+    let moved = driver.rename_files(&moves).await?;
+    // Only now, with every one of these blobs hidden, the tombstones.
+    let tombstones: Vec<String> = blobs
+        .iter()
+        .map(|(d, _)| layout::blob_tombstone(d))
+        .collect();
+    let tombstoned: Vec<bool> = futures::stream::iter(tombstones)
+        .map(|p| async move { exists(driver, &p).await })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut doomed = Vec::new();
+    let mut back = Vec::new();
+    let mut relink = Vec::new();
+    let mut out = Vec::with_capacity(blobs.len());
+    for (((d, repos), moved), tombstoned) in blobs.iter().zip(moved).zip(tombstoned) {
+        if tombstoned {
+            if moved {
+                doomed.push(layout::blob_trash(d));
+            }
+            doomed.push(layout::blob_last_used(d));
+            doomed.push(layout::blob_tombstone(d));
+            out.push(Some(if moved { size(d) } else { 0 }));
+        } else {
+            // A push cleared the tombstone: it counts on the blob. Put everything back.
+            if moved {
+                back.push((layout::blob_trash(d), layout::blob_data(d), size(d)));
+            }
+            relink.extend(repos.iter().map(|n| (layout::layer_link(n, d), d)));
+            tracing::info!(digest = %d, "a push claimed a blob being deleted: kept");
+            out.push(None);
         }
     }
-    let size = match driver.stat(&layout::blob_data(d)).await {
-        Ok(i) => i.size,
-        Err(e) if e.is_not_found() => 0,
-        Err(e) => return Err(e),
-    };
-    let moved = match driver
-        .rename(&layout::blob_data(d), &layout::blob_trash(d))
-        .await
-    {
-        Ok(()) => true,
-        Err(e) if e.is_not_found() => false,
-        Err(e) => return Err(e),
-    };
-    if exists(driver, &layout::blob_tombstone(d)).await? {
-        if moved {
-            delete_if_exists(driver, &layout::blob_trash(d)).await?;
+    driver.rename_files(&back).await?;
+    for (path, d) in relink {
+        driver.put_content(&path, link(d)).await?;
+    }
+    driver.delete_files(&doomed).await?;
+    for ((d, _), size) in blobs.iter().zip(&out) {
+        if size.is_some() {
+            driver.prune_empty_dirs(&layout::blob_dir(d)).await?;
         }
-        delete_if_exists(driver, &layout::blob_last_used(d)).await?;
-        delete_if_exists(driver, &layout::blob_tombstone(d)).await?;
-        driver.prune_empty_dirs(&layout::blob_dir(d)).await?;
-        return Ok(Some(size));
     }
-    // A push cleared the tombstone: it counts on the blob. Put everything back.
-    if moved {
-        driver
-            .rename(&layout::blob_trash(d), &layout::blob_data(d))
-            .await?;
-    }
-    for name in unlinked {
-        driver
-            .put_content(&layout::layer_link(name, d), link(d))
-            .await?;
-    }
-    tracing::info!(digest = %d, "a push claimed a blob being deleted: kept");
-    Ok(None)
+    Ok(out)
 }
 
 /// Removes the tombstones of blobs this run does not delete (claimed by pushes, kept by the fresh
@@ -353,10 +420,185 @@ pub async fn clear_stale_tombstones(
         })
         .map(|(d, _)| d.clone())
         .collect();
-    futures::stream::iter(stale)
-        .map(|d| async move { delete_if_exists(driver, &layout::blob_tombstone(&d)).await })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<bool>>()
-        .await?;
-    Ok(())
+    let stale: Vec<String> = stale.iter().map(layout::blob_tombstone).collect();
+    driver.delete_files(&stale).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::lifecycle::NoProgress;
+    use crate::storage::memory::MemoryDriver;
+    use crate::storage::{ByteStream, FileInfo, FileWriter, WalkEntry};
+
+    /// A memory store that logs the calls the sweep makes and, right after the move that hides
+    /// `claimed`'s bytes, deletes its tombstone: a push claiming the blob at the worst moment.
+    struct Claiming {
+        inner: MemoryDriver,
+        claimed: Digest,
+        log: Mutex<Vec<(&'static str, Vec<String>)>>,
+    }
+
+    impl Claiming {
+        fn note(&self, op: &'static str, paths: Vec<String>) {
+            self.log.lock().unwrap().push((op, paths));
+        }
+        /// Index of the first logged call `op` naming `path`.
+        fn first(&self, op: &str, path: &str) -> usize {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .position(|(o, ps)| *o == op && ps.iter().any(|p| p == path))
+                .unwrap_or_else(|| panic!("no {op} of {path} in {log:?}"))
+        }
+    }
+
+    #[async_trait]
+    impl StorageDriver for Claiming {
+        fn name(&self) -> &'static str {
+            "claiming"
+        }
+        async fn get_content(&self, path: &str) -> Result<Bytes> {
+            self.inner.get_content(path).await
+        }
+        async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
+            self.note("put_content", vec![path.into()]);
+            self.inner.put_content(path, data).await
+        }
+        async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
+            self.inner.read(path, offset, len).await
+        }
+        async fn stat(&self, path: &str) -> Result<FileInfo> {
+            self.note("stat", vec![path.into()]);
+            self.inner.stat(path).await
+        }
+        async fn list(&self, path: &str) -> Result<Vec<String>> {
+            self.inner.list(path).await
+        }
+        async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+            self.inner.writer(path, append).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<()> {
+            self.note("rename", vec![from.into()]);
+            self.inner.rename(from, to).await
+        }
+        async fn delete(&self, path: &str) -> Result<()> {
+            self.note("delete", vec![path.into()]);
+            self.inner.delete(path).await
+        }
+        async fn delete_files(&self, paths: &[String]) -> Result<()> {
+            self.note("delete_files", paths.to_vec());
+            self.inner.delete_files(paths).await
+        }
+        async fn rename_files(&self, moves: &[(String, String, u64)]) -> Result<Vec<bool>> {
+            self.note("rename_files", moves.iter().map(|m| m.0.clone()).collect());
+            let r = self.inner.rename_files(moves).await?;
+            let hidden = layout::blob_data(&self.claimed);
+            if moves.iter().any(|m| m.0 == hidden) {
+                self.inner
+                    .delete(&layout::blob_tombstone(&self.claimed))
+                    .await?;
+            }
+            Ok(r)
+        }
+        async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+            self.inner.walk(path).await
+        }
+    }
+
+    fn digest(s: &str) -> Digest {
+        Digest::sha256_of(s.as_bytes())
+    }
+
+    /// Every blob is unlinked, then hidden, then its tombstone checked; a blob claimed between
+    /// the hide and the check comes back whole (bytes and links), the other goes whole.
+    #[tokio::test]
+    async fn links_go_before_the_bytes_are_hidden_and_a_claim_after_the_hide_restores() {
+        let (kept, gone) = (digest("claimed"), digest("garbage"));
+        let d = Claiming {
+            inner: MemoryDriver::new(),
+            claimed: kept.clone(),
+            log: Mutex::new(Vec::new()),
+        };
+        let app: RepositoryName = "app".parse().unwrap();
+        for b in [&kept, &gone] {
+            d.inner
+                .put_content(&layout::blob_data(b), Bytes::from_static(b"bytes"))
+                .await
+                .unwrap();
+            d.inner
+                .put_content(&layout::blob_tombstone(b), Bytes::new())
+                .await
+                .unwrap();
+            d.inner
+                .put_content(&layout::layer_link(&app, b), link(b))
+                .await
+                .unwrap();
+        }
+        d.inner
+            .put_content(&layout::blob_last_used(&gone), Bytes::new())
+            .await
+            .unwrap();
+        let inv = Inventory::scan(&d, &NoProgress).await.unwrap();
+        let plan = Plan {
+            blobs: [kept.clone(), gone.clone()].into_iter().collect(),
+            ..Default::default()
+        };
+        let mut deletions = Vec::new();
+        let sums = sweep(
+            &d,
+            &inv,
+            &mut ManifestCache::default(),
+            &plan,
+            &NoProgress,
+            &mut deletions,
+        )
+        .await
+        .unwrap();
+        assert_eq!(sums.restored, 1);
+        assert_eq!(sums.bytes, 5);
+        let kinds: Vec<(&str, Option<String>)> = deletions
+            .iter()
+            .map(|x| (x.kind, x.digest.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("blob", Some(gone.to_string())),
+                ("layer_link", Some(gone.to_string())),
+            ]
+        );
+        for b in [&kept, &gone] {
+            let unlink = d.first("delete_files", &layout::layer_link(&app, b));
+            let hide = d.first("rename_files", &layout::blob_data(b));
+            let check = d.first("stat", &layout::blob_tombstone(b));
+            assert!(
+                unlink < hide && hide < check,
+                "{b}: {unlink} {hide} {check}"
+            );
+        }
+        // The claimed blob: bytes back in place, link back, nothing left aside.
+        assert_eq!(
+            &d.inner
+                .get_content(&layout::blob_data(&kept))
+                .await
+                .unwrap()[..],
+            b"bytes"
+        );
+        assert!(d.inner.stat(&layout::layer_link(&app, &kept)).await.is_ok());
+        assert!(d.inner.stat(&layout::blob_trash(&kept)).await.is_err());
+        // The other: every file of it gone, and its link.
+        for p in [
+            layout::blob_data(&gone),
+            layout::blob_trash(&gone),
+            layout::blob_tombstone(&gone),
+            layout::blob_last_used(&gone),
+            layout::layer_link(&app, &gone),
+        ] {
+            assert!(d.inner.stat(&p).await.unwrap_err().is_not_found(), "{p}");
+        }
+    }
 }

@@ -93,10 +93,12 @@ impl Registry {
     /// Takes a blob back from garbage collection: removes its tombstone. Every push that stores or
     /// references a blob does this *before* checking that the blob exists (the collector moves
     /// the bytes aside before checking the tombstone, so one of the two sees the other).
+    /// The tombstone is a file written whole: one delete, no listing first (object stores).
     pub(crate) async fn claim_blob(&self, digest: &Digest) -> Result<()> {
-        self.delete_if_exists(&layout::blob_tombstone(digest))
-            .await
-            .map(|_| ())
+        Ok(self
+            .driver
+            .delete_files(&[layout::blob_tombstone(digest)])
+            .await?)
     }
 
     /// Size of a blob in the shared blob store, whoever links it.

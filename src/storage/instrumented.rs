@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `list`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `rename`, `delete`, `health`) and, for writers, `writer.write`,
+//! `list`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -129,6 +129,26 @@ impl StorageDriver for Instrumented {
     async fn delete(&self, path: &str) -> Result<()> {
         let t = Instant::now();
         record(&*self.observer, "delete", t, self.inner.delete(path).await)
+    }
+
+    async fn delete_files(&self, paths: &[String]) -> Result<()> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "delete_files",
+            t,
+            self.inner.delete_files(paths).await,
+        )
+    }
+
+    async fn rename_files(&self, moves: &[(String, String, u64)]) -> Result<Vec<bool>> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "rename_files",
+            t,
+            self.inner.rename_files(moves).await,
+        )
     }
 
     async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {

@@ -154,6 +154,23 @@ pub fn parse_repo_path(path: &str) -> Option<(RepositoryName, RepoFile)> {
     Some((name, file))
 }
 
+/// The repository and revision of a file in a manifest revision's folder other than its `link`
+/// (stores of old distribution versions keep `signatures/` there); `None` for anything else.
+pub fn parse_revision_extra(path: &str) -> Option<(RepositoryName, Digest)> {
+    let rest = path.strip_prefix(ROOT)?.strip_prefix("/repositories/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let at = parts.iter().position(|p| p.starts_with('_'))?;
+    match &parts[at..] {
+        ["_manifests", "revisions", alg, hex, more @ ..]
+            if !more.is_empty() && more != ["link"] =>
+        {
+            let name = parts[..at].join("/").parse().ok()?;
+            Some((name, format!("{alg}:{hex}").parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
 /// The name of an upload's start-time file inside its folder (see [`RepoFile::Upload`]).
 pub const UPLOAD_STARTED_AT: &str = "startedat";
 

@@ -13,7 +13,9 @@
 //!   replaced if it exists.
 //! - `writer(path, append=true)` continues a file that earlier writers (possibly in another process)
 //!   closed or committed; `size()` starts at its current length. See [`FileWriter`].
-//! - `delete` removes a file or a whole directory tree.
+//! - `delete` removes a file or a whole directory tree. `delete_files` removes files written whole
+//!   (a missing one is no error) and `rename_files` moves them, both without listing or `stat`
+//!   first where the backend can, in batches where it can (S3 `DeleteObjects`).
 //! - `walk` lists every file below a directory, recursively, with size and modification time, in
 //!   as few backend calls as the backend allows (object stores: one flat listing, 1,000 keys a
 //!   page); a missing directory answers an empty list. Hidden temporary files are not shown; an
@@ -183,6 +185,44 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Deletes a file or a directory tree.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Deletes files written whole (by `put_content`, or as a `rename` target), never a directory
+    /// nor a file still being written; a missing file is no error. The folders they leave empty
+    /// stay (see `prune_empty_dirs`). Object stores delete the keys without listing first, many
+    /// in one call where the store can (S3 `DeleteObjects`, 1,000 keys a call). The default
+    /// deletes each with [`delete`](Self::delete).
+    async fn delete_files(&self, paths: &[String]) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(paths.iter().cloned())
+            .map(|p| async move {
+                match self.delete(&p).await {
+                    Err(e) if e.is_not_found() => Ok(()),
+                    r => r,
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+    /// Moves files written whole whose sizes the caller knows (from a `walk`): `(from, to, size)`,
+    /// each replacing its target. Answers, in order, whether each source was there (a missing one
+    /// is no error). Every move has happened when it returns. Object stores copy without a `stat`
+    /// first and delete the sources together after the copies; the default is
+    /// [`rename`](Self::rename) per move.
+    async fn rename_files(&self, moves: &[(String, String, u64)]) -> Result<Vec<bool>> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(moves.iter().cloned())
+            .map(|(from, to, _)| async move {
+                match self.rename(&from, &to).await {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.is_not_found() => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(8)
+            .try_collect()
+            .await
+    }
     /// Every file below `path`, recursively (see the contract above). The default lists and stats
     /// directory by directory; backends with a flat listing override it.
     async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {

@@ -25,6 +25,58 @@ pub async fn run_all(d: &dyn StorageDriver) {
     large_writes_and_rename(d).await;
     empty_writer(d).await;
     walk_and_prune(d).await;
+    delete_and_move_files(d).await;
+}
+
+/// `delete_files` deletes exactly the files named (a missing one is no error; other files in
+/// their folders stay); `rename_files` moves whole files of known size, replacing targets, says
+/// which sources were there, and moves a file still in segments too.
+async fn delete_and_move_files(d: &dyn StorageDriver) {
+    for (p, data) in [
+        ("/f/a/link", &b"a"[..]),
+        ("/f/b/link", b"bb"),
+        ("/f/b/other", b"keep"),
+        ("/f/c", b"ccc"),
+        ("/f/dst/old", b"old"),
+        ("/f/e", b""),
+    ] {
+        d.put_content(p, Bytes::copy_from_slice(data))
+            .await
+            .unwrap();
+    }
+    d.delete_files(&[]).await.unwrap();
+    let gone = ["/f/a/link", "/f/b/link", "/f/missing", "/f/nodir/x"];
+    d.delete_files(&gone.map(String::from)).await.unwrap();
+    for p in gone {
+        assert!(d.stat(p).await.unwrap_err().is_not_found(), "{p}");
+    }
+    assert_eq!(&d.get_content("/f/b/other").await.unwrap()[..], b"keep");
+    // Again: nothing there any more is still no error.
+    d.delete_files(&gone.map(String::from)).await.unwrap();
+
+    let mut w = d.writer("/f/seg/data", true).await.unwrap();
+    w.write(Bytes::from_static(b"12345")).await.unwrap();
+    w.commit().await.unwrap();
+    assert!(d.rename_files(&[]).await.unwrap().is_empty());
+    let moves = [
+        ("/f/c", "/f/dst/old", 3),
+        ("/f/missing", "/f/x", 1),
+        ("/f/seg/data", "/f/seg2/data", 5),
+        ("/f/e", "/f/e2", 0),
+    ]
+    .map(|(a, b, n)| (a.to_owned(), b.to_owned(), n));
+    assert_eq!(
+        d.rename_files(&moves).await.unwrap(),
+        [true, false, true, true]
+    );
+    assert_eq!(&d.get_content("/f/dst/old").await.unwrap()[..], b"ccc");
+    assert_eq!(read_all(d, "/f/seg2/data", 0, None).await, b"12345");
+    assert_eq!(d.stat("/f/e2").await.unwrap().size, 0);
+    for p in ["/f/c", "/f/x", "/f/seg/data", "/f/e"] {
+        assert!(d.stat(p).await.unwrap_err().is_not_found(), "{p}");
+    }
+    d.delete("/f").await.unwrap();
+    assert!(d.walk("/f").await.unwrap().is_empty());
 }
 
 /// `walk` finds every file below a folder with its size and time (a file still being written as
