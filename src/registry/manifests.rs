@@ -449,6 +449,31 @@ impl Registry {
         .map_err(|e| RegistryError::Internal(format!("tag listing task failed: {e}")))
     }
 
+    /// One page of [`list_tags`](Self::list_tags): the tags after `after`, at most `limit`, and
+    /// whether more follow; reads only that page's window of the tags folder where the backend
+    /// can (S3), else the folder's names without checking or sorting every one of them twice.
+    pub async fn list_tags_page(
+        &self,
+        name: &RepositoryName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::storage::NamePage> {
+        let mut page = match self
+            .driver
+            .list_page(&layout::tags_dir(name), after, limit)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => crate::storage::NamePage::default(),
+            Err(e) => return Err(e.into()),
+        };
+        if page.names.is_empty() && !self.repository_exists(name).await? {
+            return Err(RegistryError::NameUnknown(name.clone()));
+        }
+        page.names.retain(|t| t.parse::<Tag>().is_ok());
+        Ok(page)
+    }
+
     /// Manifests in `name` whose subject is `subject`, optionally of one artifact type.
     pub async fn referrers(
         &self,
