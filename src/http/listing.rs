@@ -52,6 +52,23 @@ fn respond_text(body: String, link: Option<String>) -> Response {
 }
 
 pub async fn tags(state: &AppState, name: &RepositoryName, p: &Page) -> Result<Response> {
+    if let Some(n) = p.n {
+        // A page reads only its window of the tags folder where the backend can.
+        let page = state
+            .registry
+            .list_tags_page(name, p.last.as_deref(), n)
+            .await?;
+        let link = next_link(&page, n).map(|last| {
+            format!(
+                "</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"",
+                encode(&last)
+            )
+        });
+        return Ok(respond(
+            json!({ "name": name.as_str(), "tags": page.names }),
+            link,
+        ));
+    }
     let all = state.registry.list_tags(name).await?;
     // Paging and writing a large listing is CPU work: on a blocking thread (see list_tags).
     let (p, name) = (p.clone(), name.clone());
@@ -94,7 +111,27 @@ pub async fn tag_history(state: &AppState, name: &RepositoryName, tag: &Tag) -> 
     Ok(respond(serde_json::Value::Array(list), None))
 }
 
+/// The last name of a page that has more after it.
+fn next_link(page: &crate::storage::NamePage, n: usize) -> Option<String> {
+    if page.more && n > 0 {
+        page.names.last().cloned()
+    } else {
+        None
+    }
+}
+
 pub async fn catalog(state: &AppState, p: &Page, req: &Parts) -> Result<Response> {
+    let visibility = req
+        .extensions
+        .get::<crate::auth::RequestAuth>()
+        .and_then(|a| a.catalog.as_ref());
+    if let (Some(n), None) = (p.n, visibility) {
+        // Without a visibility filter a page reads only its window where the backend can.
+        let page = state.registry.catalog_page(p.last.as_deref(), n).await?;
+        let link = next_link(&page, n)
+            .map(|last| format!("</v2/_catalog?n={n}&last={}>; rel=\"next\"", encode(&last)));
+        return Ok(respond(json!({ "repositories": page.names }), link));
+    }
     let mut all = state.registry.catalog().await?;
     // With auth on, the auth layer says which names the caller may see.
     if let Some(vis) = req

@@ -374,10 +374,7 @@ impl Registry {
                     }
                 }
                 let mut removed = Vec::new();
-                for tag in self.list_tags(name).await.unwrap_or_default() {
-                    let Ok(tag) = tag.parse::<Tag>() else {
-                        continue;
-                    };
+                for tag in self.tags_maybe_at(name, digest).await? {
                     if self
                         .read_link(&layout::tag_current_link(name, &tag))
                         .await?
@@ -393,6 +390,39 @@ impl Registry {
                 Ok(removed)
             }
         }
+    }
+
+    /// The tags whose current link may name `digest`, from one walk of the tags folder (one flat
+    /// listing on object stores): a tag is written index entry first, current link second (as
+    /// distribution does), so a tag at `digest` has `index/<alg>/<hex>/` of it; tags without any
+    /// index entry (written by other tools) are included too. The caller reads each current link.
+    async fn tags_maybe_at(&self, name: &RepositoryName, digest: &Digest) -> Result<Vec<Tag>> {
+        use std::collections::BTreeMap;
+        let entries = match self.driver.walk(&layout::tags_dir(name)).await {
+            Ok(e) => e,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        // tag -> (has a current link, has any index entry, has an index entry of `digest`)
+        let mut tags: BTreeMap<Tag, (bool, bool, bool)> = BTreeMap::new();
+        for e in entries {
+            match layout::parse_repo_path(&e.path) {
+                Some((n, layout::RepoFile::TagCurrent(t))) if &n == name => {
+                    tags.entry(t).or_default().0 = true;
+                }
+                Some((n, layout::RepoFile::TagIndex(t, d))) if &n == name => {
+                    let f = tags.entry(t).or_default();
+                    f.1 = true;
+                    f.2 |= &d == digest;
+                }
+                _ => {}
+            }
+        }
+        Ok(tags
+            .into_iter()
+            .filter(|(_, (current, any_index, at))| *current && (*at || !*any_index))
+            .map(|(t, _)| t)
+            .collect())
     }
 
     /// Every digest `tag` pointed at, with when (the time of its history entry), newest first:
@@ -447,6 +477,31 @@ impl Registry {
         })
         .await
         .map_err(|e| RegistryError::Internal(format!("tag listing task failed: {e}")))
+    }
+
+    /// One page of [`list_tags`](Self::list_tags): the tags after `after`, at most `limit`, and
+    /// whether more follow; reads only that page's window of the tags folder where the backend
+    /// can (S3), else the folder's names without checking or sorting every one of them twice.
+    pub async fn list_tags_page(
+        &self,
+        name: &RepositoryName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::storage::NamePage> {
+        let mut page = match self
+            .driver
+            .list_page(&layout::tags_dir(name), after, limit)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => crate::storage::NamePage::default(),
+            Err(e) => return Err(e.into()),
+        };
+        if page.names.is_empty() && !self.repository_exists(name).await? {
+            return Err(RegistryError::NameUnknown(name.clone()));
+        }
+        page.names.retain(|t| t.parse::<Tag>().is_ok());
+        Ok(page)
     }
 
     /// Manifests in `name` whose subject is `subject`, optionally of one artifact type.

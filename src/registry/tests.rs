@@ -333,3 +333,73 @@ fn storage_faults_are_sorted_by_errno() {
         }
     }
 }
+
+/// Counts the driver calls by operation.
+#[derive(Default)]
+struct Calls(std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>);
+
+impl crate::storage::instrumented::StorageObserver for Calls {
+    fn observe(
+        &self,
+        op: &'static str,
+        _: std::time::Duration,
+        _: Option<&crate::storage::StorageError>,
+    ) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op).or_default() += 1;
+        }
+    }
+}
+
+impl Calls {
+    fn take(&self, op: &str) -> usize {
+        self.0
+            .lock()
+            .map(|mut m| m.remove(op).unwrap_or(0))
+            .unwrap_or(0)
+    }
+    fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+/// A delete by digest removes every tag at the digest (also one written without an index entry,
+/// as another tool may), keeps the others, and reads only the current links of the tags whose
+/// index names the digest (or that have no index) instead of every tag's.
+#[tokio::test]
+async fn delete_by_digest_reads_only_the_tags_that_may_point_at_it() {
+    let calls = Arc::new(Calls::default());
+    let driver = crate::storage::instrumented::Instrumented::wrap(
+        Arc::new(MemoryDriver::new()),
+        calls.clone(),
+    );
+    let r = registry(driver.clone(), "s");
+    let gone = push_image(&r, "a", b"layer one").await;
+    push_image(&r, "b", b"layer one").await;
+    for i in 0..50 {
+        push_image(&r, &format!("other{i}"), b"layer two").await;
+    }
+    // A tag at `gone` without an index entry.
+    driver
+        .put_content(
+            &layout::tag_current_link(&name(), &"bare".parse().unwrap()),
+            Bytes::from(gone.to_string()),
+        )
+        .await
+        .unwrap();
+    calls.clear();
+    r.delete_manifest(&name(), &Reference::Digest(gone.clone()))
+        .await
+        .unwrap();
+    assert_eq!(calls.take("walk"), 1);
+    assert_eq!(
+        calls.take("get_content"),
+        1 + 3,
+        "manifest + the tags a, b, bare"
+    );
+    let left = r.list_tags(&name()).await.unwrap();
+    assert_eq!(left.len(), 50);
+    assert!(left.iter().all(|t| t.starts_with("other")));
+}

@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `list`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
+//! `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry};
+use super::{
+    ByteStream, FileInfo, FileWriter, NamePage, Result, StorageDriver, StorageError, WalkEntry,
+};
 
 /// Receives one observation per driver call.
 pub trait StorageObserver: Send + Sync + 'static {
@@ -100,6 +102,26 @@ impl StorageDriver for Instrumented {
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         let t = Instant::now();
         record(&*self.observer, "list", t, self.inner.list(path).await)
+    }
+
+    async fn list_page(&self, path: &str, after: Option<&str>, limit: usize) -> Result<NamePage> {
+        let t = Instant::now();
+        let r = self.inner.list_page(path, after, limit).await;
+        record(&*self.observer, "list_page", t, r)
+    }
+
+    async fn list_layout_folders_page(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<NamePage>> {
+        let t = Instant::now();
+        let r = self
+            .inner
+            .list_layout_folders_page(path, after, limit)
+            .await;
+        record(&*self.observer, "list_layout_folders_page", t, r)
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {

@@ -22,6 +22,11 @@
 //!   object store's file being written (segments) shows as one file.
 //! - `prune_empty_dirs` removes directories left empty below (and including) a path, never a
 //!   directory that holds a file (backends with implied directories do nothing).
+//! - `list_page` answers one page of `list`: the names after `after` (bytewise), sorted, at most
+//!   `limit`, and whether more follow, reading no more of the folder than the backend needs
+//!   (S3: one ListObjectsV2 with `start-after` and `max-keys`). `list_layout_folders_page` is the
+//!   same for the folders at any depth that hold a layout child (a name starting with `_`), where a
+//!   backend can list them without walking (S3); `None` means the caller walks.
 //! - `redirect_url` may give a URL where a client can GET a file directly (object stores' presigned
 //!   URLs); `None` (the default) means "serve it yourself". `check` is a start-up probe.
 
@@ -158,6 +163,31 @@ pub struct WalkEntry {
     pub modified: Option<SystemTime>,
 }
 
+/// One page of names ([`StorageDriver::list_page`]): sorted bytewise; `more` when names after
+/// the last one exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamePage {
+    pub names: Vec<String>,
+    pub more: bool,
+}
+
+impl NamePage {
+    /// The page of `names` (any order, duplicates allowed) after `after`, at most `limit`.
+    pub fn of(mut names: Vec<String>, after: Option<&str>, limit: usize) -> NamePage {
+        if let Some(a) = after {
+            names.retain(|n| n.as_str() > a);
+        }
+        if limit == 0 {
+            return NamePage::default();
+        }
+        names.sort_unstable();
+        names.dedup();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        NamePage { names, more }
+    }
+}
+
 /// The storage driver trait.
 #[async_trait]
 pub trait StorageDriver: Send + Sync + 'static {
@@ -179,6 +209,22 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn stat(&self, path: &str) -> Result<FileInfo>;
     /// Names (not paths) of the direct children of a directory, in any order.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
+    /// One page of [`list`](Self::list): the names after `after`, sorted bytewise, at most `limit`
+    /// (see the contract above). The default lists the whole folder.
+    async fn list_page(&self, path: &str, after: Option<&str>, limit: usize) -> Result<NamePage> {
+        Ok(NamePage::of(self.list(path).await?, after, limit))
+    }
+    /// The folders below `path`, at any depth, that hold a child whose name starts with `_`
+    /// (relative paths; never looking inside such `_` children), after `after`, sorted bytewise,
+    /// at most `limit`; `None` when the backend cannot list them without a walk (the default).
+    async fn list_layout_folders_page(
+        &self,
+        _path: &str,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Option<NamePage>> {
+        Ok(None)
+    }
     /// Opens a writer; with `append` it continues the existing file.
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>>;
     /// Moves a file, replacing the target.

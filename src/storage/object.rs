@@ -40,7 +40,8 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry,
+    check_path, ByteStream, FileInfo, FileWriter, NamePage, Result, StorageDriver, StorageError,
+    WalkEntry,
 };
 
 /// Metadata of one object.
@@ -73,6 +74,19 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn head(&self, key: &str) -> Result<ObjMeta>;
     /// One level under `prefix` (which ends with `/`), every page.
     async fn list_dir(&self, prefix: &str) -> Result<Listing>;
+    /// A window of one level under `prefix` in key order: the entries (objects and folders, with
+    /// `delimiter` ending a folder) whose keys sort after `start_after`, at least `want` of them
+    /// unless the listing ends first, and whether more follow. `None`: the backend offers no
+    /// such listing (the driver then lists the whole level with `list_dir`, which needs `/`).
+    async fn list_window(
+        &self,
+        _prefix: &str,
+        _delimiter: &str,
+        _start_after: Option<&str>,
+        _want: usize,
+    ) -> Result<Option<(Listing, bool)>> {
+        Ok(None)
+    }
     /// Every object under `prefix`, recursively, every page, with its metadata.
     async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>>;
     /// Deletes one object; a missing one is not an error.
@@ -132,6 +146,8 @@ pub const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 pub const DEFAULT_BUFFER_BUDGET: usize = 64 << 20;
 
 const SEGMENTS: &str = "@parts";
+/// Ends a folder at its first layout child in [`StorageDriver::list_layout_folders_page`].
+const LAYOUT_DELIMITER: &str = "/_";
 /// Suffix of the small object a backend may keep beside a segment (`<segment>.session`) naming
 /// the native session that writes it (GCS: the resumable session URL), so that a session whose
 /// writer died can be ended. Not a segment: its name is no offset.
@@ -234,6 +250,47 @@ impl ObjectDriver {
             }
         }
         chain
+    }
+
+    /// The names a key-ordered window of `prefix` ending at `last` can miss that sort before
+    /// `last` (and after `after`): prefixes of `last` ending before a `-` or `.`, whose keys
+    /// (`<name><sep>...`) sort after `last`'s because those characters sort before `/`. Each
+    /// such prefix is probed (`<prefix><name><sep>`, one small listing; with `/` also the file
+    /// `<prefix><name>`), and the existing ones returned.
+    async fn window_misses(
+        &self,
+        prefix: &str,
+        last: &str,
+        after: Option<&str>,
+        sep: &str,
+    ) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for (i, c) in last.char_indices() {
+            let candidate = &last[..i];
+            if (c != '-' && c != '.')
+                || candidate.is_empty()
+                || candidate.ends_with('/')
+                || after.is_some_and(|a| candidate <= a)
+            {
+                continue;
+            }
+            let probe = format!("{prefix}{candidate}{sep}");
+            let listed = match self.backend.list_window(&probe, "/", None, 1).await? {
+                Some((l, _)) => !l.objects.is_empty() || !l.prefixes.is_empty(),
+                None => false,
+            };
+            let exists = listed
+                || (sep == "/"
+                    && match self.backend.head(&format!("{prefix}{candidate}")).await {
+                        Ok(_) => true,
+                        Err(e) if e.is_not_found() => false,
+                        Err(e) => return Err(e),
+                    });
+            if exists {
+                found.push(candidate.to_owned());
+            }
+        }
+        Ok(found)
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
@@ -402,6 +459,114 @@ impl StorageDriver for ObjectDriver {
             return Err(StorageError::NotFound(path.to_owned()));
         }
         Ok(names)
+    }
+
+    /// One window of the backend's listing from `<folder>/<after>` (S3: `start-after`,
+    /// `max-keys`), else the whole level.
+    async fn list_page(&self, path: &str, after: Option<&str>, limit: usize) -> Result<NamePage> {
+        let key = self.key(path)?;
+        let prefix = format!("{key}/");
+        let start = after.map(|a| format!("{prefix}{a}"));
+        // The entry of `after` itself (its folder sorts after it) and a name both a file and a
+        // folder take a place each: ask for a little more, and for more again if that was short.
+        let mut want = limit + 3;
+        loop {
+            let Some((listing, truncated)) = self
+                .backend
+                .list_window(&prefix, "/", start.as_deref(), want)
+                .await?
+            else {
+                return Ok(NamePage::of(self.list(path).await?, after, limit));
+            };
+            let empty = listing.objects.is_empty() && listing.prefixes.is_empty();
+            if empty && after.is_none() {
+                return Err(StorageError::NotFound(path.to_owned()));
+            }
+            let names: Vec<String> = listing
+                .objects
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .chain(listing.prefixes.iter().map(|p| p.trim_end_matches('/')))
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .map(|n| n.strip_suffix(SEGMENTS).unwrap_or(n).to_owned())
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .collect();
+            let mut names = names;
+            if truncated {
+                let last = listing
+                    .objects
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .chain(listing.prefixes.iter().map(String::as_str))
+                    .max()
+                    .and_then(|k| k.strip_prefix(&prefix))
+                    .map(|n| n.trim_end_matches('/'))
+                    .map(|n| n.strip_suffix(SEGMENTS).unwrap_or(n).to_owned());
+                if let Some(last) = last {
+                    names.extend(self.window_misses(&prefix, &last, after, "/").await?);
+                }
+            }
+            let mut page = NamePage::of(names, after, limit);
+            if truncated && !page.more && limit > 0 {
+                if want > limit * 4 + 64 {
+                    // Not reachable from distribution's layout; the whole level is exact.
+                    return Ok(NamePage::of(self.list(path).await?, after, limit));
+                }
+                want *= 2;
+                continue;
+            }
+            page.more |= truncated && limit > 0 && page.names.len() == limit;
+            return Ok(page);
+        }
+    }
+
+    /// One window of a listing with the delimiter `/_`: every key rolls up at its first layout
+    /// child, so a folder holding one (a repository) is one entry, however deep and however many
+    /// keys it holds. The window is in key order (`a-b/` before `a/`); it is sorted by name here,
+    /// and the only names a window can miss that sort before its last entry `L` are the prefixes
+    /// of `L` ending before one of its `-` or `.` (their keys sort after `L`'s): each is checked.
+    async fn list_layout_folders_page(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<NamePage>> {
+        let key = self.key(path)?;
+        let prefix = format!("{key}/");
+        let start = after.map(|a| format!("{prefix}{a}"));
+        let mut want = limit + 16;
+        loop {
+            let Some((listing, truncated)) = self
+                .backend
+                .list_window(&prefix, LAYOUT_DELIMITER, start.as_deref(), want)
+                .await?
+            else {
+                return Ok(None);
+            };
+            // Some stores end a rolled-up folder at the delimiter's first character (`a/`).
+            let folder = |p: &str| -> Option<String> {
+                let rel = p.strip_prefix(&prefix)?;
+                let rel = rel.strip_suffix('_').unwrap_or(rel).strip_suffix('/')?;
+                (!rel.is_empty()).then(|| rel.to_owned())
+            };
+            let mut names: Vec<String> =
+                listing.prefixes.iter().filter_map(|p| folder(p)).collect();
+            if truncated {
+                if let Some(last) = listing.prefixes.iter().filter_map(|p| folder(p)).max() {
+                    names.extend(
+                        self.window_misses(&prefix, &last, after, LAYOUT_DELIMITER)
+                            .await?,
+                    );
+                }
+            }
+            let mut page = NamePage::of(names, after, limit);
+            if truncated && !page.more && limit > 0 {
+                want *= 2;
+                continue;
+            }
+            page.more |= truncated && limit > 0 && page.names.len() == limit;
+            return Ok(Some(page));
+        }
     }
 
     /// One flat listing of the prefix. A file being written shows once, as the sum of its

@@ -26,6 +26,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     empty_writer(d).await;
     walk_and_prune(d).await;
     delete_and_move_files(d).await;
+    paged_listings(d).await;
 }
 
 /// `delete_files` deletes exactly the files named (a missing one is no error; other files in
@@ -77,6 +78,97 @@ async fn delete_and_move_files(d: &dyn StorageDriver) {
     }
     d.delete("/f").await.unwrap();
     assert!(d.walk("/f").await.unwrap().is_empty());
+}
+
+/// Every page of `list_page` (and `list_layout_folders_page` where offered) of size `n`, joined.
+async fn all_pages(d: &dyn StorageDriver, path: &str, n: usize, folders: bool) -> Vec<String> {
+    let (mut out, mut after): (Vec<String>, Option<String>) = (Vec::new(), None);
+    loop {
+        let page = if folders {
+            match d
+                .list_layout_folders_page(path, after.as_deref(), n)
+                .await
+                .unwrap()
+            {
+                Some(p) => p,
+                None => return Vec::new(),
+            }
+        } else {
+            d.list_page(path, after.as_deref(), n).await.unwrap()
+        };
+        assert!(page.names.len() <= n, "{path} n={n}: {page:?}");
+        out.extend(page.names.iter().cloned());
+        match (page.more, page.names.last()) {
+            (true, Some(l)) => after = Some(l.clone()),
+            _ => return out,
+        }
+    }
+}
+
+/// `list_page` pages through a folder in byte order whatever the backend's key order (`v1-rc/`
+/// sorts before `v1/` as keys); `list_layout_folders_page` finds the folders holding `_` children.
+async fn paged_listings(d: &dyn StorageDriver) {
+    let names = [
+        "a", "a-b", "a.c", "b", "v1", "v1-rc", "v1-rc.2", "v1.0", "z",
+    ];
+    for n in names {
+        let path = format!("/lp/{n}/current/link");
+        d.put_content(&path, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    d.put_content("/lp/file", Bytes::from_static(b"f"))
+        .await
+        .unwrap();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.push("file".into());
+    want.sort();
+    for n in [1, 2, 3, 100] {
+        assert_eq!(all_pages(d, "/lp", n, false).await, want, "n={n}");
+    }
+    let page = d.list_page("/lp", Some("v1"), 2).await.unwrap();
+    assert_eq!(page.names, ["v1-rc", "v1-rc.2"]);
+    assert!(page.more);
+    let page = d.list_page("/lp", Some("v1.0"), 5).await.unwrap();
+    assert_eq!(
+        (page.names.as_slice(), page.more),
+        (&["z".to_string()][..], false)
+    );
+    assert!(d.list_page("/lp", None, 0).await.unwrap().names.is_empty());
+    assert!(d
+        .list_page("/nothing", None, 5)
+        .await
+        .is_err_and(|e| e.is_not_found()));
+
+    for p in [
+        "/lf/a/_manifests/x",
+        "/lf/a-b/_layers/x",
+        "/lf/a/b/_layers/x",
+        "/lf/a/b/_manifests/tags/_t/current/link",
+        "/lf/n/x",
+        "/lf/n/m/_uploads/u/data",
+        "/lf/z.z/_manifests/y",
+    ] {
+        d.put_content(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    let folders = ["a", "a-b", "a/b", "n/m", "z.z"];
+    if d.list_layout_folders_page("/lf", None, 1)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        for n in [1, 2, 10] {
+            assert_eq!(all_pages(d, "/lf", n, true).await, folders, "n={n}");
+        }
+        let page = d
+            .list_layout_folders_page("/lf", Some("a"), 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.names, ["a-b", "a/b"]);
+    }
+    d.delete("/lp").await.unwrap();
+    d.delete("/lf").await.unwrap();
 }
 
 /// `walk` finds every file below a folder with its size and time (a file still being written as

@@ -247,6 +247,57 @@ impl ObjectBackend for S3Backend {
         Ok(listing)
     }
 
+    /// ListObjectsV2 with `start-after` and `max-keys`, continued only until `want` entries.
+    async fn list_window(
+        &self,
+        prefix: &str,
+        delimiter: &str,
+        start_after: Option<&str>,
+        want: usize,
+    ) -> Result<Option<(Listing, bool)>> {
+        let mut listing = Listing::default();
+        let mut token: Option<String> = None;
+        loop {
+            let have = listing.objects.len() + listing.prefixes.len();
+            let max = (want.saturating_sub(have)).clamp(1, 1000) as i32;
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter(delimiter)
+                .max_keys(max)
+                .set_start_after(start_after.map(str::to_owned))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| backend_err("list", prefix, e))?;
+            for o in out.contents() {
+                if let Some(k) = o.key() {
+                    listing.objects.push((
+                        k.to_owned(),
+                        ObjMeta {
+                            size: o.size().unwrap_or(0).max(0) as u64,
+                            modified: to_system_time(o.last_modified()),
+                        },
+                    ));
+                }
+            }
+            for p in out.common_prefixes() {
+                if let Some(p) = p.prefix() {
+                    listing.prefixes.push(p.to_owned());
+                }
+            }
+            let more = out.is_truncated() == Some(true);
+            match out.next_continuation_token() {
+                Some(t) if more && listing.objects.len() + listing.prefixes.len() < want => {
+                    token = Some(t.to_owned())
+                }
+                _ => return Ok(Some((listing, more))),
+            }
+        }
+    }
+
     /// Every multipart upload under the file's segment folder, whatever its age.
     async fn abort_segment_writes(
         &self,
