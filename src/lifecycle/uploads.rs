@@ -17,14 +17,15 @@ pub struct PurgeReport {
     pub kept: u64,
     /// Unfinished native writes ended: those of purged uploads (S3 multipart uploads, GCS
     /// resumable sessions, Azure segment names cleared of staged blocks) and S3 multipart uploads
-    /// older than the age anywhere below `repositories/`.
+    /// older than the age anywhere below `repositories/` and `blobs/` (direct blob writes).
     pub aborted: u64,
 }
 
 /// Deletes every upload folder whose `startedat` file (or, without one, its newest file) is older
 /// than `age`, after ending the unfinished native writes of its `data` file
 /// ([`StorageDriver::abort_unfinished`]), then aborts the backend's unfinished writes older than
-/// `age` (S3 multipart uploads of writers that died). One walk of `repositories/`, and per purged
+/// `age` (S3 multipart uploads of writers that died, below `repositories/` and, for direct blob
+/// writes, `blobs/`). One walk of `repositories/`, and per purged
 /// upload one listing of its data's segments, the backend's few calls, and one delete.
 pub async fn purge_uploads(
     driver: &dyn StorageDriver,
@@ -83,8 +84,12 @@ pub async fn purge_uploads(
         }
     }
     if !dry_run {
-        report.aborted = driver
+        report.aborted += driver
             .abort_stale_writes(&layout::repositories_root(), age)
+            .await?;
+        // Direct writes of blobs (`StorageDriver::direct_writer`) whose writer died.
+        report.aborted += driver
+            .abort_stale_writes(&layout::blobs_root(), age)
             .await?;
     }
     Ok(report)

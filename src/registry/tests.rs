@@ -403,3 +403,172 @@ async fn delete_by_digest_reads_only_the_tags_that_may_point_at_it() {
     assert_eq!(left.len(), 50);
     assert!(left.iter().all(|t| t.starts_with("other")));
 }
+
+/// The direct write (digest known before the bytes) on S3 (moto, when
+/// `IMAGE_REGISTRY_S3_ENDPOINT` is set; `tests/e2e/storage-emulators.sh` sets it): `POST ?digest=`
+/// and `PUT ?digest=` with the body after a `POST` land at the blob's key with no staging copy;
+/// a mismatch or a body that breaks off leaves nothing visible and no multipart upload open; a
+/// re-push of a present blob keeps it; a chunked upload still takes the staged path.
+#[tokio::test]
+async fn direct_writes_on_s3() {
+    let Some(ep) = std::env::var("IMAGE_REGISTRY_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        assert_ne!(
+            std::env::var("IMAGE_REGISTRY_STORAGE_E2E").as_deref(),
+            Ok("1"),
+            "IMAGE_REGISTRY_S3_ENDPOINT must be set with IMAGE_REGISTRY_STORAGE_E2E=1"
+        );
+        eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
+        return;
+    };
+    crate::net::tls::install_default_provider();
+    let bucket = format!(
+        "direct-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let cfg = crate::config::S3Config {
+        bucket: Some(bucket.clone()),
+        region: Some("us-east-1".into()),
+        regionendpoint: Some(ep),
+        accesskey: Some("test".into()),
+        secretkey: Some("test".into()),
+        ..Default::default()
+    };
+    let b = crate::storage::s3::S3Backend::new(&cfg)
+        .unwrap()
+        .with_part_size(5 << 20);
+    b.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let calls = Arc::new(WriteCalls::default());
+    let driver = crate::storage::instrumented::Instrumented::wrap(
+        Arc::new(crate::storage::object::ObjectDriver::new(
+            Arc::new(b),
+            "/",
+            false,
+        )),
+        calls.clone(),
+    );
+    let r = registry(driver.clone(), "s");
+    let open = || async {
+        driver
+            .abort_stale_writes(&layout::blobs_root(), std::time::Duration::ZERO)
+            .await
+            .unwrap()
+    };
+
+    // POST ?digest=, several parts.
+    let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let d = Digest::sha256_of(&data);
+    assert_eq!(
+        r.put_blob(&name(), &d, body(&data)).await.unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(
+        calls.take(),
+        ["direct_writer", "writer.write", "writer.commit"]
+    );
+    assert!(read_blob(&r, &d).await == data);
+    r.stat_blob(&name(), &d).await.unwrap();
+    let uploads = layout::repositories_root();
+    assert!(
+        driver
+            .walk(&uploads)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| !e.path.contains("_uploads")),
+        "no upload session"
+    );
+    // Again, into another repository: the blob stays, the new repository links it.
+    let other: RepositoryName = "ns/other".parse().unwrap();
+    r.put_blob(&other, &d, body(&data)).await.unwrap();
+    r.stat_blob(&other, &d).await.unwrap();
+    assert!(read_blob(&r, &d).await == data);
+
+    // Mismatch: nothing visible, nothing open.
+    let claimed = Digest::sha256_of(b"claimed");
+    let err = r.put_blob(&name(), &claimed, body(&data)).await;
+    assert!(matches!(err, Err(RegistryError::DigestInvalid(_))));
+    assert!(r.stat_global_blob(&claimed).await.unwrap().is_none());
+    // A body that breaks off after a few parts.
+    let mut chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from(data.clone()))];
+    chunks.push(Err(std::io::Error::other("connection reset")));
+    let broken: ByteStream = Box::pin(futures::stream::iter(chunks));
+    assert!(r.put_blob(&name(), &claimed, broken).await.is_err());
+    assert!(r.stat_global_blob(&claimed).await.unwrap().is_none());
+    assert_eq!(
+        open().await,
+        0,
+        "every failed direct write aborted its upload"
+    );
+
+    // PUT ?digest= with the body after a POST: direct too; the session folder goes.
+    let small = b"a small blob in one PUT".to_vec();
+    let ds = Digest::sha256_of(&small);
+    let mut s = r.start_upload(&name()).await.unwrap();
+    calls.take();
+    r.complete_upload(&mut s, &ds, None, Some(body(&small)))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.take(),
+        ["direct_writer", "writer.write", "writer.commit"]
+    );
+    assert_eq!(read_blob(&r, &ds).await, small);
+    assert!(matches!(
+        r.resume_upload(&name(), &s.uuid, None).await,
+        Err(RegistryError::BlobUploadUnknown)
+    ));
+
+    // Chunked (PATCH, then PUT with the rest): the staged path, same result.
+    let mut s = r.start_upload(&name()).await.unwrap();
+    let dc = Digest::sha256_of(&data[..6 << 20]);
+    r.append_upload(&mut s, Some(0), body(&data[..3 << 20]))
+        .await
+        .unwrap();
+    r.complete_upload(
+        &mut s,
+        &dc,
+        Some(3 << 20),
+        Some(body(&data[3 << 20..6 << 20])),
+    )
+    .await
+    .unwrap();
+    assert!(read_blob(&r, &dc).await == data[..6 << 20]);
+    assert!(calls.take().contains(&"rename"), "staged, then renamed");
+    assert_eq!(open().await, 0);
+}
+
+/// The writer calls a driver saw (`writer.*`, `direct_writer`, `rename`), in order, deduplicated
+/// where repeated.
+#[derive(Default)]
+struct WriteCalls(std::sync::Mutex<Vec<&'static str>>);
+
+impl WriteCalls {
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl crate::storage::instrumented::StorageObserver for WriteCalls {
+    fn observe(
+        &self,
+        op: &'static str,
+        _: std::time::Duration,
+        _: Option<&crate::storage::StorageError>,
+    ) {
+        if !(op.starts_with("writer") || op == "direct_writer" || op == "rename") {
+            return;
+        }
+        let mut v = self.0.lock().unwrap();
+        if v.last() != Some(&op) {
+            v.push(op);
+        }
+    }
+}

@@ -242,6 +242,29 @@ impl Registry {
         start: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<u64> {
+        let body = match body {
+            // The whole blob in this request, its digest known before its bytes: straight to
+            // the blob's own key where the backend can (one write of the bytes, no copy).
+            Some(body)
+                if s.offset == 0
+                    && start.unwrap_or(0) == 0
+                    && digest.algorithm() == Algorithm::Sha256 =>
+            {
+                match self
+                    .driver
+                    .direct_writer(&layout::blob_data(digest))
+                    .await?
+                {
+                    Some(writer) => {
+                        return self
+                            .write_direct(&s.name, Some(&s.uuid), digest, body, writer)
+                            .await
+                    }
+                    None => Some(body),
+                }
+            }
+            body => body,
+        };
         let data = layout::upload_data(&s.name, &s.uuid);
         let (hasher, size) = self.append_inner(s, start, body, true).await?;
         let actual = match digest.algorithm() {
@@ -269,6 +292,57 @@ impl Registry {
             self.link_blob(&s.name, digest).await?;
             self.delete_if_exists(&layout::upload_dir(&s.name, &s.uuid))
                 .await?;
+            Ok(size)
+        }
+        .await;
+        self.finish_event(pending, committed).await
+    }
+
+    /// A whole blob streamed into a [`direct_writer`](crate::storage::StorageDriver::direct_writer)
+    /// of its final path while being hashed, committed only once the digest is verified; the
+    /// same steps as a commit after that (event intent, claim from garbage collection, then the
+    /// blob becomes visible, its link, the upload folder `uuid` removed if there is one). Until
+    /// the writer's commit nothing is visible; any failure before it discards the bytes (a
+    /// broken-off body too: the upload stays at offset 0, and the client starts it over).
+    async fn write_direct(
+        &self,
+        name: &RepositoryName,
+        uuid: Option<&str>,
+        digest: &Digest,
+        mut body: ByteStream,
+        mut writer: Box<dyn FileWriter>,
+    ) -> Result<u64> {
+        let mut hasher = ResumableSha256::new();
+        if let Err(e) = copy_hashing(&mut body, writer.as_mut(), &mut hasher).await {
+            writer.cancel().await?;
+            return Err(e);
+        }
+        let size = writer.size();
+        let actual = Digest::from_raw(Algorithm::Sha256, &hasher.finish());
+        if &actual != digest {
+            writer.cancel().await?;
+            return Err(RegistryError::DigestInvalid(format!(
+                "content has digest {actual}, not {digest}"
+            )));
+        }
+        let pending = self
+            .begin_event(|| {
+                super::blobs::blob_event(super::events::Action::Push, name, digest, size)
+            })
+            .await?;
+        let committed = async {
+            // As in `complete_upload`: claimed from garbage collection before it becomes visible.
+            self.claim_blob(digest).await?;
+            if self.stat_global_blob(digest).await? != Some(size) {
+                writer.commit().await?;
+            } else {
+                writer.cancel().await?;
+            }
+            self.link_blob(name, digest).await?;
+            if let Some(uuid) = uuid {
+                self.delete_if_exists(&layout::upload_dir(name, uuid))
+                    .await?;
+            }
             Ok(size)
         }
         .await;
@@ -310,6 +384,17 @@ impl Registry {
         digest: &Digest,
         body: ByteStream,
     ) -> Result<u64> {
+        if digest.algorithm() == Algorithm::Sha256 {
+            self.refuse_push(name)?;
+            if let Some(writer) = self
+                .driver
+                .direct_writer(&layout::blob_data(digest))
+                .await?
+            {
+                // No upload session at all: nothing to record, nothing to clean up.
+                return self.write_direct(name, None, digest, body, writer).await;
+            }
+        }
         let mut s = self.start_upload(name).await?;
         let r = self.complete_upload(&mut s, digest, None, Some(body)).await;
         if r.is_err() {

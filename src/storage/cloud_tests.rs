@@ -117,6 +117,28 @@ async fn stale_multipart_uploads_are_aborted(d: &ObjectDriver) {
     let _ = d.delete("/up").await;
 }
 
+/// A direct writer that dies after its first part (the process went away: no drop) leaves a
+/// multipart upload of the final key, invisible; `abort_stale_writes` above it ends it.
+async fn dead_direct_writer_is_aborted(d: &ObjectDriver) {
+    let mut w = d.direct_writer("/blobs/x/data").await.unwrap().unwrap();
+    w.write(Bytes::from(vec![7u8; 6 << 20])).await.unwrap();
+    std::mem::forget(w);
+    assert!(d.stat("/blobs/x/data").await.unwrap_err().is_not_found());
+    assert!(
+        d.abort_stale_writes("/blobs", std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        d.abort_stale_writes("/blobs", std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "nothing left to abort"
+    );
+}
+
 /// A writer that dies after its first part (of `part` bytes) left a native write open on
 /// `/up/<dir>/data`; returns the path (what upload purging names before deleting the folder).
 async fn dead_writer(d: &ObjectDriver, dir: &str, part: usize) -> String {
@@ -144,6 +166,7 @@ async fn s3_moto() {
     s3_suite(&ep, "test", "test").await;
     let cfg = s3_config(&ep, &unique("aborts"), "test", "test");
     stale_multipart_uploads_are_aborted(&s3_driver(&cfg, "/root").await).await;
+    dead_direct_writer_is_aborted(&s3_driver(&cfg, "/root").await).await;
     let d = s3_driver(&cfg, "/root").await;
     let path = dead_writer(&d, "dead", 5 << 20).await;
     unfinished_write_is_ended(&d, &path, 1).await;

@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
+//! `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -135,6 +135,22 @@ impl StorageDriver for Instrumented {
         Ok(Box::new(InstrumentedWriter {
             inner: w,
             observer: self.observer.clone(),
+        }))
+    }
+
+    async fn direct_writer(&self, path: &str) -> Result<Option<Box<dyn FileWriter>>> {
+        let t = Instant::now();
+        let w = record(
+            &*self.observer,
+            "direct_writer",
+            t,
+            self.inner.direct_writer(path).await,
+        )?;
+        Ok(w.map(|inner| {
+            Box::new(InstrumentedWriter {
+                inner,
+                observer: self.observer.clone(),
+            }) as Box<dyn FileWriter>
         }))
     }
 

@@ -13,6 +13,10 @@
 //!   replaced if it exists.
 //! - `writer(path, append=true)` continues a file that earlier writers (possibly in another process)
 //!   closed or committed; `size()` starts at its current length. See [`FileWriter`].
+//! - `direct_writer(path)`, where a backend offers it, writes a whole new file that nobody sees
+//!   before `commit`, which makes it appear atomically and complete (replacing what was there);
+//!   `cancel`, `close` or dropping the writer leave nothing visible. See
+//!   [`StorageDriver::direct_writer`].
 //! - `delete` removes a file or a whole directory tree. `delete_files` removes files written whole
 //!   (a missing one is no error) and `rename_files` moves them, both without listing or `stat`
 //!   first where the backend can, in batches where it can (S3 `DeleteObjects`).
@@ -227,6 +231,17 @@ pub trait StorageDriver: Send + Sync + 'static {
     }
     /// Opens a writer; with `append` it continues the existing file.
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>>;
+    /// A writer of a whole new file at `path` that stays invisible until its `commit`, which
+    /// makes the file appear atomically and complete, replacing what is there (for a blob whose
+    /// digest is known before its bytes: the caller verifies the digest, then commits). `cancel`,
+    /// `close` or dropping the writer discard its bytes; a native session a crash leaves behind
+    /// is debris that [`abort_stale_writes`](Self::abort_stale_writes) of a folder above `path`
+    /// ends. `None` (the default): the backend has nothing cheaper than staging the bytes in
+    /// another file and [`rename`](Self::rename)-ing it (the filesystem, where `rename(2)` moves
+    /// no bytes), and the caller does that.
+    async fn direct_writer(&self, _path: &str) -> Result<Option<Box<dyn FileWriter>>> {
+        Ok(None)
+    }
     /// Moves a file, replacing the target.
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Deletes a file or a directory tree.

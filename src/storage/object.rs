@@ -22,6 +22,9 @@
 //!   then deletes them; the target appears atomically, complete, or not at all. Large data is never
 //!   downloaded through the registry (except Azure with several segments, see `azure.rs`).
 //! - `cancel` aborts the session's multipart upload: what earlier writers persisted stays as it was.
+//! - `direct_writer` (backends with [`ObjectBackend::isolated_parts`], S3): no segments; the bytes
+//!   stream into a multipart upload of the final key itself, completed by `commit` (a small file
+//!   is one PUT then), aborted by `cancel`, `close` or drop. One write of the bytes, no copy.
 //!
 //! Keys are `rootDirectory` + the driver path without its leading `/`, exactly as distribution's
 //! object drivers lay them out, so existing buckets are read unchanged. Directories are implied by
@@ -105,6 +108,14 @@ pub trait ObjectBackend: Send + Sync + 'static {
     async fn compose(&self, to: &str, sources: &[(String, u64)]) -> Result<()>;
     /// Starts a multipart upload of `key`; see [`PartSink`].
     async fn start_parts(&self, key: &str) -> Result<Box<dyn PartSink>>;
+    /// Whether multipart uploads of one key in flight at once never see each other's parts and
+    /// leave nothing beside the key (S3: each has its own upload id), so that a writer may stream
+    /// straight into a final key ([`StorageDriver::direct_writer`]). The default: no (Azure
+    /// names staged blocks by part index, so two writers of one blob could mix their blocks; GCS
+    /// keeps a session marker beside the key).
+    fn isolated_parts(&self) -> bool {
+        false
+    }
     /// Aborts native multipart uploads under `prefix` started more than `older_than` ago (the
     /// debris of writers that died); how many. The default: the backend has none to abort.
     async fn abort_stale_parts(&self, _prefix: &str, _older_than: Duration) -> Result<u64> {
@@ -664,6 +675,20 @@ impl StorageDriver for ObjectDriver {
         Ok(Box::new(w))
     }
 
+    async fn direct_writer(&self, path: &str) -> Result<Option<Box<dyn FileWriter>>> {
+        if !self.backend.isolated_parts() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(DirectWriter {
+            driver: self.clone(),
+            key: self.key(path)?,
+            flushed: 0,
+            buf: BytesMut::new(),
+            permit: None,
+            sink: None,
+        })))
+    }
+
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let from_key = self.key(from)?;
         let to_key = self.key(to)?;
@@ -880,5 +905,101 @@ impl FileWriter for ObjectWriter {
             sink.abort().await?;
         }
         Ok(())
+    }
+}
+
+/// A [`StorageDriver::direct_writer`]: parts of `part_size` go out to a multipart upload of the
+/// final key as they fill (the shared buffer budget applies), nothing is visible before `commit`.
+struct DirectWriter {
+    driver: ObjectDriver,
+    key: String,
+    /// Bytes already handed to the sink.
+    flushed: u64,
+    buf: BytesMut,
+    permit: Option<OwnedSemaphorePermit>,
+    sink: Option<Box<dyn PartSink>>,
+}
+
+impl DirectWriter {
+    async fn abort(&mut self) -> Result<()> {
+        self.permit = None;
+        match self.sink.take() {
+            Some(sink) => sink.abort().await,
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl FileWriter for DirectWriter {
+    async fn write(&mut self, mut data: Bytes) -> Result<()> {
+        let part = self.driver.part_size;
+        while !data.is_empty() {
+            if self.permit.is_none() {
+                self.permit = Some(self.driver.acquire().await?);
+            }
+            if self.buf.capacity() < part {
+                self.buf.reserve(part - self.buf.len());
+            }
+            let take = (part - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(take));
+            if self.buf.len() >= part {
+                let full = std::mem::take(&mut self.buf).freeze();
+                let permit = match self.permit.take() {
+                    Some(p) => p,
+                    None => self.driver.acquire().await?,
+                };
+                if self.sink.is_none() {
+                    self.sink = Some(self.driver.backend.start_parts(&self.key).await?);
+                }
+                let n = full.len() as u64;
+                if let Some(sink) = self.sink.as_mut() {
+                    if let Err(e) = sink.put_part(full, permit).await {
+                        // The sink aborted its upload itself.
+                        self.sink = None;
+                        return Err(e);
+                    }
+                }
+                self.flushed += n;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    /// Not continuable: discards, like `cancel`.
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        self.abort().await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let rest = std::mem::take(&mut self.buf).freeze();
+        let r = match self.sink.take() {
+            Some(sink) => sink.finish(rest).await,
+            None => self.driver.backend.put(&self.key, rest).await,
+        };
+        self.permit = None;
+        r
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<()> {
+        self.abort().await
+    }
+}
+
+impl Drop for DirectWriter {
+    /// A writer dropped mid-way (the request went away) aborts its multipart upload in the
+    /// background; if the process dies first, the upload is debris for `abort_stale_writes`.
+    fn drop(&mut self) {
+        if let (Some(sink), Ok(rt)) = (self.sink.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                if let Err(e) = sink.abort().await {
+                    tracing::warn!(error = %e, "aborting an abandoned direct write failed");
+                }
+            });
+        }
     }
 }

@@ -27,6 +27,7 @@ pub async fn run_all(d: &dyn StorageDriver) {
     walk_and_prune(d).await;
     delete_and_move_files(d).await;
     paged_listings(d).await;
+    direct_writes(d).await;
 }
 
 /// `delete_files` deletes exactly the files named (a missing one is no error; other files in
@@ -169,6 +170,66 @@ async fn paged_listings(d: &dyn StorageDriver) {
     }
     d.delete("/lp").await.unwrap();
     d.delete("/lf").await.unwrap();
+}
+
+/// `direct_writer`, where the backend offers one: nothing visible before `commit` (not by stat,
+/// list, walk or read), then the whole file at once, replacing the old one; `cancel`, `close`
+/// and a dropped writer leave the old file (or nothing) as it was. Several parts and a small file.
+async fn direct_writes(d: &dyn StorageDriver) {
+    let Some(mut w) = d.direct_writer("/direct/a/data").await.unwrap() else {
+        return;
+    };
+    let big = pattern(11 << 20, 8);
+    write_all(w.as_mut(), &big, 1 << 20).await;
+    assert_eq!(w.size(), big.len() as u64);
+    assert!(d.stat("/direct/a/data").await.unwrap_err().is_not_found());
+    assert!(d.list("/direct").await.unwrap_err().is_not_found());
+    assert!(d.walk("/direct").await.unwrap().is_empty());
+    w.commit().await.unwrap();
+    assert_eq!(
+        d.stat("/direct/a/data").await.unwrap().size,
+        big.len() as u64
+    );
+    assert!(read_all(d, "/direct/a/data", 0, None).await == big);
+    assert_eq!(d.list("/direct/a").await.unwrap(), ["data"]);
+
+    // Replaced whole by a small one (one PUT), visible only after commit.
+    let mut w = d.direct_writer("/direct/a/data").await.unwrap().unwrap();
+    w.write(Bytes::from_static(b"small")).await.unwrap();
+    assert_eq!(
+        d.stat("/direct/a/data").await.unwrap().size,
+        big.len() as u64
+    );
+    w.commit().await.unwrap();
+    assert_eq!(read_all(d, "/direct/a/data", 0, None).await, b"small");
+
+    // Abandoned three ways, after parts went out: the file stays as it was.
+    for how in ["cancel", "close", "drop"] {
+        let mut w = d.direct_writer("/direct/a/data").await.unwrap().unwrap();
+        write_all(w.as_mut(), &big, 1 << 20).await;
+        match how {
+            "cancel" => w.cancel().await.unwrap(),
+            "close" => w.close().await.unwrap(),
+            _ => drop(w),
+        }
+        assert_eq!(
+            read_all(d, "/direct/a/data", 0, None).await,
+            b"small",
+            "{how}"
+        );
+    }
+    let mut w = d.direct_writer("/direct/b/data").await.unwrap().unwrap();
+    write_all(w.as_mut(), &big, 1 << 20).await;
+    w.cancel().await.unwrap();
+    assert!(d.stat("/direct/b/data").await.unwrap_err().is_not_found());
+    // Empty file.
+    let w = d.direct_writer("/direct/c/data").await.unwrap().unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(d.stat("/direct/c/data").await.unwrap().size, 0);
+    d.delete("/direct").await.unwrap();
+    let _ = d
+        .abort_stale_writes("/direct", std::time::Duration::ZERO)
+        .await;
 }
 
 /// `walk` finds every file below a folder with its size and time (a file still being written as

@@ -69,14 +69,14 @@ impl Registry {
         self.location(&r)
     }
 
-    async fn finish(&self, location: &str, digest: &str, body: Option<Bytes>) -> Result<()> {
+    async fn finish(&self, location: &str, digest: &str, body: Option<Vec<Bytes>>) -> Result<()> {
         let sep = if location.contains('?') { '&' } else { '?' };
         let mut req = self
             .http
             .put(format!("{location}{sep}digest={digest}"))
             .header(CONTENT_TYPE, "application/octet-stream");
         req = match body {
-            Some(b) => req.body(b),
+            Some(b) => with_body(req, b),
             None => req.header(CONTENT_LENGTH, "0"),
         };
         let r = req.send().await?;
@@ -86,23 +86,22 @@ impl Registry {
     /// Monolithic push: `POST` then one `PUT` with the whole blob.
     pub async fn push_monolithic(&self, repo: &str, p: &Payload) -> Result<()> {
         let loc = self.start(repo).await?;
-        self.finish(&loc, &p.digest, Some(p.data.clone())).await
+        self.finish(&loc, &p.digest, Some(p.range(0, p.len())))
+            .await
     }
 
     /// Chunked push: `POST`, `PATCH`es of `chunk` bytes with `Content-Range`, then an empty `PUT`.
     pub async fn push_chunked(&self, repo: &str, p: &Payload, chunk: usize) -> Result<()> {
         let mut loc = self.start(repo).await?;
         let mut off = 0;
-        while off < p.data.len() {
-            let end = (off + chunk).min(p.data.len());
-            let r = self
+        while off < p.len() {
+            let end = (off + chunk).min(p.len());
+            let req = self
                 .http
                 .patch(&loc)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_RANGE, format!("{off}-{}", end - 1))
-                .body(p.data.slice(off..end))
-                .send()
-                .await?;
+                .header(CONTENT_RANGE, format!("{off}-{}", end - 1));
+            let r = with_body(req, p.range(off, end)).send().await?;
             expect(&r, StatusCode::ACCEPTED, "PATCH upload")?;
             loc = self.location(&r)?;
             off = end;
@@ -161,9 +160,20 @@ impl Registry {
     }
 }
 
+/// A request body of `pieces`, with its `Content-Length` (one piece is sent as it is).
+fn with_body(req: reqwest::RequestBuilder, mut pieces: Vec<Bytes>) -> reqwest::RequestBuilder {
+    if pieces.len() == 1 {
+        return req.body(pieces.remove(0));
+    }
+    let len: usize = pieces.iter().map(Bytes::len).sum();
+    let stream = futures::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+    req.header(CONTENT_LENGTH, len.to_string())
+        .body(reqwest::Body::wrap_stream(stream))
+}
+
 /// An image manifest over `config` and `layers`.
 pub fn manifest(config: &Payload, layers: &[&Payload]) -> Bytes {
-    let desc = |media: &str, p: &Payload| serde_json::json!({"mediaType": media, "digest": p.digest, "size": p.data.len()});
+    let desc = |media: &str, p: &Payload| serde_json::json!({"mediaType": media, "digest": p.digest, "size": p.len()});
     let m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_TYPE,

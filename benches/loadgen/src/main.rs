@@ -72,6 +72,11 @@ enum Cmd {
         /// Also write the table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where both servers keep their data: `filesystem` (fresh folders under --workdir) or
+        /// `s3=http://HOST:PORT` (moto: a fresh bucket per server and scenario, redirects off for
+        /// both, the store reset between scenarios; adds the `push-100M-x32`/`-x64` scenarios).
+        #[arg(long, default_value = "filesystem")]
+        storage: String,
         #[command(flatten)]
         common: Common,
     },
@@ -82,6 +87,9 @@ struct Common {
     /// Blob sizes for push and pull (K, M, G suffixes).
     #[arg(long, default_value = "1M,10M,100M,1G", value_delimiter = ',')]
     sizes: Vec<String>,
+    /// `PATCH` size of the chunked pushes (K, M, G suffixes).
+    #[arg(long, default_value = "64M")]
+    chunk: String,
     /// Seconds each time-based scenario runs (large blobs run at least 3 operations).
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
@@ -91,13 +99,17 @@ struct Common {
     /// Run only scenarios whose name starts with one of these (comma separated).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Exactly this many operations per scenario, whatever the duration (e.g. `--ops 1` to count
+    /// the storage calls of one push).
+    #[arg(long)]
+    ops: Option<u64>,
     /// Exit with an error if any operation failed (for smoke tests).
     #[arg(long)]
     fail_on_errors: bool,
 }
 
 impl Common {
-    fn scenarios(&self) -> Result<Vec<Scenario>> {
+    fn scenarios(&self, object_store: bool) -> Result<Vec<Scenario>> {
         let mut sizes = Vec::new();
         for s in &self.sizes {
             sizes.push(scenario::parse_size(s).with_context(|| format!("bad size {s:?}"))?);
@@ -105,11 +117,26 @@ impl Common {
         if sizes.is_empty() {
             bail!("no sizes");
         }
-        let all = scenario::standard(&sizes, Duration::from_secs_f64(self.duration), self.conc);
+        let chunk = scenario::parse_size(&self.chunk)
+            .filter(|&c| c > 0)
+            .with_context(|| format!("bad --chunk {:?}", self.chunk))?;
+        let all = scenario::standard(
+            &sizes,
+            Duration::from_secs_f64(self.duration),
+            self.conc,
+            chunk,
+            object_store,
+        );
         Ok(all
             .into_iter()
             .filter(|s| {
                 self.scenarios.is_empty() || self.scenarios.iter().any(|p| s.name.starts_with(p))
+            })
+            .map(|mut s| {
+                if let Some(n) = self.ops {
+                    (s.min_ops, s.max_ops) = (n, n);
+                }
+                s
             })
             .collect())
     }
@@ -133,8 +160,10 @@ fn main() -> Result<()> {
                 wait_max,
                 reuse_servers,
                 out,
+                storage,
                 common,
             } => {
+                let storage = servers::Storage::parse(&storage)?;
                 let mut kinds = Vec::new();
                 for s in &servers {
                     kinds.push(match s.as_str() {
@@ -156,8 +185,16 @@ fn main() -> Result<()> {
                         },
                     });
                 }
-                let (table, errors) =
-                    compare(&kinds, workdir, wait_load, wait_max, reuse_servers, &common).await?;
+                let (table, errors) = compare(
+                    &kinds,
+                    workdir,
+                    wait_load,
+                    wait_max,
+                    reuse_servers,
+                    &storage,
+                    &common,
+                )
+                .await?;
                 print!("{table}");
                 if let Some(out) = out {
                     std::fs::write(&out, &table)?;
@@ -217,7 +254,7 @@ async fn run_one(url: &str, pid: Option<u32>, common: &Common) -> Result<()> {
     )?;
     writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     let mut errors = 0;
-    for (i, s) in common.scenarios()?.iter().enumerate() {
+    for (i, s) in common.scenarios(false)?.iter().enumerate() {
         let o = scenario::run(&reg, s, pid, i as u64 * 1000).await?;
         errors += o.errors;
         report_error("", &o);
@@ -275,10 +312,11 @@ async fn compare(
     wait_load: f64,
     wait_max: u64,
     reuse_servers: bool,
+    storage: &servers::Storage,
     common: &Common,
 ) -> Result<(String, u64)> {
     let work = workdir.unwrap_or_else(std::env::temp_dir);
-    let scenarios = common.scenarios()?;
+    let scenarios = common.scenarios(storage.is_object())?;
     if wait_load > 0.0 {
         let deadline = Instant::now() + Duration::from_secs(wait_max);
         while let Some(l) = procstat::load1() {
@@ -307,7 +345,7 @@ async fn compare(
         for ((kind, label, bin), slot) in kinds.iter().zip(kept.iter_mut()) {
             let server = match slot.take() {
                 Some(server) => server,
-                None => servers::start(*kind, label, bin, &work).await?,
+                None => servers::start(*kind, label, bin, &work, storage).await?,
             };
             let reg = Registry::new(&server.url)?;
             let o = scenario::run(&reg, s, Some(server.pid()), i as u64 * 1000)
@@ -315,6 +353,9 @@ async fn compare(
                 .with_context(|| format!("{} on {label}", s.name))?;
             if reuse_servers {
                 *slot = Some(server);
+            } else {
+                drop(server);
+                storage.reset().await?;
             }
             report_error(label, &o);
             eprintln!(
@@ -340,10 +381,10 @@ async fn compare(
     writeln!(
         t,
         "1-minute load average: {} at start, {} at end; run took {elapsed} s; loopback HTTP/1.1; \
-         storage: filesystem folders under {}; {}",
+         storage: {}; {}",
         fl(load_before),
         fl(load_after),
-        work.display(),
+        storage.describe(&work),
         if reuse_servers {
             "one server process for all scenarios"
         } else {

@@ -17,8 +17,9 @@ use crate::procstat;
 pub const KIB: usize = 1 << 10;
 pub const MIB: usize = 1 << 20;
 pub const GIB: usize = 1 << 30;
-/// `PATCH` size of chunked pushes.
-pub const CHUNK: usize = 64 * MIB;
+/// Above this many bytes of distinct payloads a scenario's blobs share their tail (see
+/// [`Payload::many_shared`]).
+const DISTINCT_BYTES: usize = GIB;
 /// Size of the "small blob" of the small-request scenarios.
 pub const SMALL_BLOB: usize = 4 * KIB;
 
@@ -46,6 +47,8 @@ pub struct Scenario {
     pub max_ops: u64,
     /// Distinct push payloads (each a different blob).
     pub distinct: usize,
+    /// `PATCH` size of chunked pushes.
+    pub chunk: usize,
 }
 
 pub fn size_label(n: usize) -> String {
@@ -69,9 +72,17 @@ pub fn parse_size(s: &str) -> Option<usize> {
     num.parse::<usize>().ok().map(|n| n * mult)
 }
 
-/// The standard set: per size, monolithic push, chunked push and pull (one stream); mixed
-/// pull/push; the small requests at `small_conc` connections; and concurrent 8 MiB pushes.
-pub fn standard(sizes: &[usize], duration: Duration, small_conc: usize) -> Vec<Scenario> {
+/// The standard set: per size, monolithic push, chunked push (`PATCH`es of `chunk`) and pull
+/// (one stream); mixed pull/push; the small requests at `small_conc` connections; concurrent
+/// 8 MiB pushes; and with `object_store`, one round of 32 and of 64 concurrent 100 MiB pushes
+/// (memory with concurrency).
+pub fn standard(
+    sizes: &[usize],
+    duration: Duration,
+    small_conc: usize,
+    chunk: usize,
+    object_store: bool,
+) -> Vec<Scenario> {
     let mut v = Vec::new();
     let sc = |name: String, op, size, conc, min_ops, distinct| Scenario {
         name,
@@ -82,6 +93,7 @@ pub fn standard(sizes: &[usize], duration: Duration, small_conc: usize) -> Vec<S
         min_ops,
         max_ops: u64::MAX,
         distinct,
+        chunk,
     };
     for &(op, prefix) in &[
         (Op::PushMonolithic, "push-mono"),
@@ -133,7 +145,24 @@ pub fn standard(sizes: &[usize], duration: Duration, small_conc: usize) -> Vec<S
             min_ops: 3 * conc as u64,
             max_ops: 3 * conc as u64,
             distinct: conc,
+            chunk,
         });
+    }
+    if object_store {
+        for conc in [32, 64] {
+            // One round: every push a distinct blob, all in flight at once.
+            v.push(Scenario {
+                name: format!("push-100M-x{conc}"),
+                op: Op::PushMonolithic,
+                size: 100 * MIB,
+                conc,
+                duration: Duration::ZERO,
+                min_ops: conc as u64,
+                max_ops: conc as u64,
+                distinct: conc,
+                chunk,
+            });
+        }
     }
     v
 }
@@ -179,7 +208,13 @@ async fn prepare(reg: &Registry, s: &Scenario, seed: u64) -> Result<Fixture> {
     let repo = format!("bench/{}", s.name.to_lowercase());
     let payloads = tokio::task::spawn_blocking({
         let (n, size) = (s.distinct.max(1), s.size);
-        move || Payload::many(n, size, seed)
+        move || {
+            if n > 1 && n * size > DISTINCT_BYTES {
+                Payload::many_shared(n, size, seed)
+            } else {
+                Payload::many(n, size, seed)
+            }
+        }
     })
     .await?;
     let mut pull_digest = String::new();
@@ -211,17 +246,17 @@ async fn one(reg: &Registry, s: &Scenario, f: &Fixture, i: u64) -> Result<u64> {
         Op::PushMonolithic => reg
             .push_monolithic(&f.repo, payload)
             .await
-            .map(|()| payload.data.len() as u64),
+            .map(|()| payload.len() as u64),
         Op::PushChunked => reg
-            .push_chunked(&f.repo, payload, CHUNK)
+            .push_chunked(&f.repo, payload, s.chunk)
             .await
-            .map(|()| payload.data.len() as u64),
+            .map(|()| payload.len() as u64),
         Op::Pull => reg.pull(&f.repo, &f.pull_digest).await,
         Op::Mixed if i % 2 == 0 => reg.pull(&f.repo, &f.pull_digest).await,
         Op::Mixed => reg
             .push_monolithic(&f.repo, payload)
             .await
-            .map(|()| payload.data.len() as u64),
+            .map(|()| payload.len() as u64),
         Op::ManifestGet => reg.get_manifest(&f.repo, "latest", false).await,
         Op::ManifestHead => reg.get_manifest(&f.repo, "latest", true).await,
         Op::BlobGet => reg.pull(&f.repo, &f.pull_digest).await,

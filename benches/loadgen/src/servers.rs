@@ -1,5 +1,7 @@
 //! Starting the registries under test: our server (a release build) and CNCF distribution 2.8
-//! (`docker-registry`), each on a fresh folder of the same filesystem and a free loopback port.
+//! (`docker-registry`), each on a free loopback port and fresh storage: a new folder of the same
+//! filesystem, or a new bucket of one S3 endpoint (moto; [`Storage::S3`]) with redirects off for
+//! both, so every byte passes the registry.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,79 @@ use crate::client::Registry;
 pub enum Kind {
     Distribution,
     Ours,
+}
+
+/// Where the servers keep their data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A fresh folder under the work folder.
+    Filesystem,
+    /// A fresh bucket (created here, unsigned: moto checks no signature) at this S3 endpoint.
+    S3 { endpoint: String },
+}
+
+impl Storage {
+    /// `filesystem` or `s3=http://HOST:PORT`.
+    pub fn parse(s: &str) -> Result<Storage> {
+        match s.split_once('=') {
+            None if s == "filesystem" => Ok(Storage::Filesystem),
+            Some(("s3", ep)) if ep.starts_with("http://") => Ok(Storage::S3 {
+                endpoint: ep.trim_end_matches('/').to_owned(),
+            }),
+            _ => bail!("--storage: filesystem or s3=http://HOST:PORT, not {s:?}"),
+        }
+    }
+
+    pub fn is_object(&self) -> bool {
+        !matches!(self, Storage::Filesystem)
+    }
+
+    pub fn describe(&self, work: &Path) -> String {
+        match self {
+            Storage::Filesystem => format!("filesystem folders under {}", work.display()),
+            Storage::S3 { endpoint } => format!(
+                "S3 at {endpoint}, a fresh bucket per server and scenario, redirects off for both"
+            ),
+        }
+    }
+
+    /// The `storage:` section's backend lines for a server with data in `data` (a folder) or
+    /// bucket `bucket` (created here).
+    async fn section(&self, data: &Path, bucket: &str) -> Result<String> {
+        Ok(match self {
+            Storage::Filesystem => {
+                format!("  filesystem:\n    rootdirectory: {}\n", data.display())
+            }
+            Storage::S3 { endpoint } => {
+                let http = reqwest::Client::new();
+                let r = http.put(format!("{endpoint}/{bucket}")).send().await?;
+                if !r.status().is_success() {
+                    bail!(
+                        "creating bucket {bucket} at {endpoint}: HTTP {}",
+                        r.status()
+                    );
+                }
+                format!(
+                    "  s3:\n    bucket: {bucket}\n    region: us-east-1\n    regionendpoint: {endpoint}\n    accesskey: test\n    secretkey: test\n  redirect:\n    disable: true\n"
+                )
+            }
+        })
+    }
+
+    /// Empties the store between scenarios (moto: `POST /moto-api/reset` drops every bucket), so
+    /// that a long run does not pile gigabytes up in the emulator.
+    pub async fn reset(&self) -> Result<()> {
+        if let Storage::S3 { endpoint } = self {
+            let r = reqwest::Client::new()
+                .post(format!("{endpoint}/moto-api/reset"))
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("resetting moto at {endpoint}: HTTP {}", r.status());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A running server; stopped (killed) and its folder removed on drop.
@@ -42,8 +117,24 @@ fn free_port() -> Result<u16> {
 }
 
 /// Starts a server of `kind` with `binary`, data and logs in a new folder under `work`.
-pub async fn start(kind: Kind, label: &str, binary: &Path, work: &Path) -> Result<Server> {
+pub async fn start(
+    kind: Kind,
+    label: &str,
+    binary: &Path,
+    work: &Path,
+    storage: &Storage,
+) -> Result<Server> {
     let port = free_port()?;
+    let bucket: String = format!("loadgen-{label}-{port}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let dir = work.join(format!("loadgen-{label}-{port}"));
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
@@ -54,11 +145,11 @@ pub async fn start(kind: Kind, label: &str, binary: &Path, work: &Path) -> Resul
         Kind::Distribution => "  cache:\n    blobdescriptor: inmemory\n",
         Kind::Ours => "",
     };
+    let backend = storage.section(&data, &bucket).await?;
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{extra}http:\n  addr: 127.0.0.1:{port}\n  secret: loadgen-bench-secret\n",
-            data.display()
+            "version: 0.1\nlog:\n  level: info\nstorage:\n{backend}  delete:\n    enabled: true\n{extra}http:\n  addr: 127.0.0.1:{port}\n  secret: loadgen-bench-secret\n"
         ),
     )?;
     let log = std::fs::File::create(dir.join("server.log"))?;
@@ -74,6 +165,10 @@ pub async fn start(kind: Kind, label: &str, binary: &Path, work: &Path) -> Resul
             cmd.env_remove("AWS_CA_BUNDLE");
         }
     }
+    // Loopback only: no proxy between a server and the emulator.
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd.arg(&config)
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -438,6 +438,11 @@ impl ObjectBackend for S3Backend {
         self.multipart_copy(to, sources).await
     }
 
+    /// Each multipart upload has its own id: two in flight for one key never mix parts.
+    fn isolated_parts(&self) -> bool {
+        true
+    }
+
     async fn start_parts(&self, key: &str) -> Result<Box<dyn PartSink>> {
         let upload_id = self.create_multipart(key).await?;
         Ok(Box::new(S3Parts {

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# benches/object-stores.sh — pushes and pulls on object storage, side by side, in one command
+# (issue 15): starts moto (S3) on a free loopback port, then
+#   1. the store's own multipart put throughput (boto3, 1 GiB, 16 MiB parts, 4 in flight);
+#   2. `loadgen compare --storage s3=...`: our server and CNCF distribution 2.8 on a fresh bucket
+#      each (redirects off for both, so every byte passes the registry; the store reset between
+#      scenarios): 1 GiB monolithic push, 256 MiB chunked push (16 MiB PATCHes), 1 GiB pull,
+#      32 and 64 concurrent 100 MiB pushes (peak RSS);
+#   3. the S3 requests of ONE 1 GiB monolithic push and ONE 256 MiB chunked push per server
+#      (moto's request log, classified by benches/object-stores.py; load-independent).
+# Prints the tables and writes them to target/object-stores.md.
+#
+# Usage: benches/object-stores.sh [--quick] [--servers distribution,ours] [--profile release|debug]
+#   --quick      smaller sizes (256M mono / 64M chunked / 16 x 10M concurrent), for a check run
+#   --no-calls   skip part 3;  --calls-only  only part 3
+# Needs: moto in $EMU_CACHE (tests/e2e/storage-emulators.sh installs it), docker-registry.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+EMU_CACHE=${EMU_CACHE:-/var/tmp/image-registry-emulators}
+PY=$EMU_CACHE/moto-venv/bin/python
+PROFILE=release SERVERS=distribution,ours QUICK=0 CALLS=1 TIMED=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --quick) QUICK=1 ;;
+  --servers) SERVERS=$2; shift ;;
+  --profile) PROFILE=$2; shift ;;
+  --no-calls) CALLS=0 ;;
+  --calls-only) TIMED=0 ;;
+  *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$EMU_CACHE/moto-venv/bin/moto_server" ] || { echo "moto missing: run tests/e2e/storage-emulators.sh once" >&2; exit 1; }
+# distribution 2.8.2 panics with AWS_CA_BUNDLE set; loopback only, no proxies.
+unset AWS_CA_BUNDLE http_proxy https_proxy HTTP_PROXY HTTPS_PROXY || true
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost AWS_EC2_METADATA_DISABLED=true
+
+if [ "$PROFILE" = release ]; then
+  cargo build --release -p image-registry -p loadgen
+else
+  cargo build -p image-registry -p loadgen
+fi
+LG=target/$PROFILE/loadgen
+OURS=target/$PROFILE/image-registry
+T=$(mktemp -d "${TMPDIR:-/tmp}/object-stores.XXXXXX")
+MOTO_PID=
+cleanup() { [ -z "$MOTO_PID" ] || kill "$MOTO_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$EMU_CACHE/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
+MOTO_PID=$!
+EP=http://127.0.0.1:$port
+for _ in $(seq 100); do curl -fsS -o /dev/null "$EP/moto-api/" 2>/dev/null && break; sleep 0.2; done
+OUT=target/object-stores.md
+: >"$OUT"
+say() { echo "$@" | tee -a "$OUT"; }
+
+if [ "$QUICK" = 1 ]; then
+  MONO=256M CHUNKED=64M PULL=256M OWN_MIB=256 CONC_SCEN=push-100M-x32
+else
+  MONO=1G CHUNKED=256M PULL=1G OWN_MIB=1024 CONC_SCEN=push-100M-x32,push-100M-x64
+fi
+
+say "# Object storage (moto $("$PY" -c 'import moto; print(moto.__version__)'), $(date -u +%FT%TZ), load: $(cut -d' ' -f1-3 /proc/loadavg))"
+say
+
+if [ "$TIMED" = 1 ]; then
+  own=$("$PY" benches/object-stores.py put "$EP" own-put "$OWN_MIB" 16 4)
+  curl -fsS -X POST -o /dev/null "$EP/moto-api/reset"
+  say "The store alone (boto3 multipart put of $OWN_MIB MiB, 16 MiB parts, 4 in flight): $(jq -r .mib_s <<<"$own") MiB/s"
+  say
+  "$LG" compare --storage "s3=$EP" --servers "$SERVERS" --ours "$OURS" --sizes "$MONO,$CHUNKED" \
+    --chunk 16M --scenarios "push-mono-$MONO,push-chunked-$CHUNKED,pull-$PULL,$CONC_SCEN" \
+    --workdir "$T" --out "$T/table.md"
+  cat "$T/table.md" >>"$OUT"
+  own2=$("$PY" benches/object-stores.py put "$EP" own-put2 "$OWN_MIB" 16 4)
+  curl -fsS -X POST -o /dev/null "$EP/moto-api/reset"
+  say
+  say "The store alone again after the runs: $(jq -r .mib_s <<<"$own2") MiB/s"
+  say
+fi
+
+if [ "$CALLS" = 1 ]; then
+  say "S3 requests of one push (moto's request log; start-up calls of the server included):"
+  say
+  say "| server | push | requests | by call (area: upload = _uploads/, blob = blobs/) |"
+  say "|---|---|---:|---|"
+  IFS=, read -r -a servers <<<"$SERVERS"
+  for s in "${servers[@]}"; do
+    for scen in "push-mono-$MONO" "push-chunked-$CHUNKED"; do
+      mark=$(wc -l <"$T/moto.log")
+      "$LG" compare --storage "s3=$EP" --servers "$s" --ours "$OURS" --sizes "$MONO,$CHUNKED" --chunk 16M \
+        --scenarios "$scen" --ops 1 --workdir "$T" >/dev/null 2>"$T/calls.err" || { cat "$T/calls.err" >&2; exit 1; }
+      c=$("$PY" benches/object-stores.py calls "$T/moto.log" "$mark")
+      say "| $s | $scen | $(jq .total <<<"$c") | $(jq -r '.by_call|to_entries|map("\(.key) \(.value)")|join(", ")' <<<"$c") |"
+    done
+  done
+fi
+echo "written to $OUT" >&2
