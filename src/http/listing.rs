@@ -112,7 +112,7 @@ pub async fn tag_history(state: &AppState, name: &RepositoryName, tag: &Tag) -> 
 }
 
 /// The last name of a page that has more after it.
-fn next_link(page: &crate::storage::NamePage, n: usize) -> Option<String> {
+fn next_link(page: &crate::registry::NamePage, n: usize) -> Option<String> {
     if page.more && n > 0 {
         page.names.last().cloned()
     } else {

@@ -181,6 +181,7 @@ mod tests {
                 "delete",
                 "abort_unfinished",
                 "delete",
+                "abort_stale_writes",
                 "abort_stale_writes"
             ]
         );

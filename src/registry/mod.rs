@@ -38,7 +38,7 @@ use crate::oci::{Digest, ParsedManifest, RepositoryName};
 use crate::storage::{layout, StorageDriver};
 
 /// The byte streams blobs are read and written as.
-pub use crate::storage::ByteStream;
+pub use crate::storage::{ByteStream, NamePage};
 
 /// Largest manifest accepted (the spec suggests at least 4 MiB).
 pub const MAX_MANIFEST_SIZE: usize = 4 << 20;

@@ -423,7 +423,6 @@ async fn direct_writes_on_s3() {
         eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
         return;
     };
-    crate::net::tls::install_default_provider();
     let bucket = format!(
         "direct-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]

@@ -116,8 +116,10 @@ impl S3Backend {
         format!("{}/{}", self.bucket, utf8_percent_encode(key, KEY_SET))
     }
 
-    /// Builds the client from config. Fails when required keys are missing.
+    /// Builds the client from config (installing the process's TLS provider first, as the
+    /// Azure backend does). Fails when required keys are missing.
     pub fn new(cfg: &S3Config) -> anyhow::Result<S3Backend> {
+        crate::net::tls::install_default_provider();
         let bucket = required_bucket(cfg)?;
         let region = region(cfg);
         let b = with_endpoint(sdk_builder(&region), cfg);
