@@ -373,6 +373,8 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Entry>, mut seq: u64) {
         if let Err(e) = &answer {
             tracing::error!(error = %e, "cannot write the notifications journal");
         }
+        // Old segments go before anyone is answered, so a waiter sees the journal as it stays.
+        shared.retain();
         // The seq of each appended entry, in batch order.
         let mut seqs = answer.as_ref().ok().map(|s| s.iter());
         for e in batch.drain(..) {
@@ -397,7 +399,6 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Entry>, mut seq: u64) {
                 _ => {}
             }
         }
-        shared.retain();
     }
 }
 

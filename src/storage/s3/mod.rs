@@ -43,6 +43,34 @@ fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<System
     t.and_then(|t| SystemTime::try_from(*t).ok())
 }
 
+/// The objects of one ListObjectsV2 page with their size and time.
+fn page_objects(
+    out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output,
+) -> impl Iterator<Item = (String, ObjMeta)> + '_ {
+    out.contents().iter().filter_map(|o| {
+        Some((
+            o.key()?.to_owned(),
+            ObjMeta {
+                size: o.size().unwrap_or(0).max(0) as u64,
+                modified: to_system_time(o.last_modified()),
+            },
+        ))
+    })
+}
+
+/// Adds one ListObjectsV2 page (objects and common prefixes) to `listing`.
+fn add_to_listing(
+    listing: &mut Listing,
+    out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output,
+) {
+    listing.objects.extend(page_objects(out));
+    listing.prefixes.extend(
+        out.common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned)),
+    );
+}
+
 impl S3Backend {
     /// Overrides the part size (tests: exercise multipart with little data). At least 5 MiB.
     pub fn with_part_size(mut self, bytes: usize) -> Self {
@@ -226,22 +254,7 @@ impl ObjectBackend for S3Backend {
     async fn list_dir(&self, prefix: &str) -> Result<Listing> {
         let mut listing = Listing::default();
         self.list_pages(prefix, Some("/"), |out| {
-            for o in out.contents() {
-                if let Some(k) = o.key() {
-                    listing.objects.push((
-                        k.to_owned(),
-                        ObjMeta {
-                            size: o.size().unwrap_or(0).max(0) as u64,
-                            modified: to_system_time(o.last_modified()),
-                        },
-                    ));
-                }
-            }
-            for p in out.common_prefixes() {
-                if let Some(p) = p.prefix() {
-                    listing.prefixes.push(p.to_owned());
-                }
-            }
+            add_to_listing(&mut listing, out);
         })
         .await?;
         Ok(listing)
@@ -272,22 +285,7 @@ impl ObjectBackend for S3Backend {
                 .send()
                 .await
                 .map_err(|e| backend_err("list", prefix, e))?;
-            for o in out.contents() {
-                if let Some(k) = o.key() {
-                    listing.objects.push((
-                        k.to_owned(),
-                        ObjMeta {
-                            size: o.size().unwrap_or(0).max(0) as u64,
-                            modified: to_system_time(o.last_modified()),
-                        },
-                    ));
-                }
-            }
-            for p in out.common_prefixes() {
-                if let Some(p) = p.prefix() {
-                    listing.prefixes.push(p.to_owned());
-                }
-            }
+            add_to_listing(&mut listing, &out);
             let more = out.is_truncated() == Some(true);
             match out.next_continuation_token() {
                 Some(t) if more && listing.objects.len() + listing.prefixes.len() < want => {
@@ -354,15 +352,7 @@ impl ObjectBackend for S3Backend {
     async fn list_all(&self, prefix: &str) -> Result<Vec<(String, ObjMeta)>> {
         let mut keys = Vec::new();
         self.list_pages(prefix, None, |out| {
-            keys.extend(out.contents().iter().filter_map(|o| {
-                Some((
-                    o.key()?.to_owned(),
-                    ObjMeta {
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                        modified: to_system_time(o.last_modified()),
-                    },
-                ))
-            }));
+            keys.extend(page_objects(out));
         })
         .await?;
         Ok(keys)
