@@ -114,7 +114,7 @@ fn print_report(r: &GcReport, json: bool) -> anyhow::Result<()> {
         println!("warning: manifest {m} has no content; the blobs it referenced are unknown");
     }
     println!(
-        "{}: {} repositories, {} tags, {} manifests, {} blobs; {verb} {} tags, {} manifests, {} blobs ({}), {} layer links, {} repositories; kept {} young, {} claimed by pushes; {:.1}s",
+        "{}: {} repositories, {} tags, {} manifests, {} blobs; {verb} {} tags, {} manifests, {} blobs ({}), {} layer links, {} repositories; kept {} young, {} claimed by pushes; {:.1}s ({:.1}s of it safety waits)",
         if r.dry_run { "dry run" } else { "done" },
         r.repositories,
         r.tags,
@@ -128,7 +128,8 @@ fn print_report(r: &GcReport, json: bool) -> anyhow::Result<()> {
         r.repositories_deleted,
         r.young_kept,
         r.reclaimed_by_pushes,
-        r.seconds
+        r.seconds,
+        r.waited_seconds
     );
     Ok(())
 }
