@@ -37,9 +37,10 @@ unset AWS_CA_BUNDLE http_proxy https_proxy HTTP_PROXY HTTPS_PROXY || true
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost AWS_EC2_METADATA_DISABLED=true
 
 if [ "$PROFILE" = release ]; then
-  cargo build --release -p image-registry -p loadgen
+  # One package per build: together they unify features differently and rebuild every dependency.
+  cargo build --release -p image-registry && cargo build --release -p loadgen
 else
-  cargo build -p image-registry -p loadgen
+  cargo build -p image-registry && cargo build -p loadgen
 fi
 LG=target/$PROFILE/loadgen
 OURS=target/$PROFILE/image-registry

@@ -12,5 +12,5 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-cargo build --release -p image-registry -p loadgen
+cargo build --release -p image-registry && cargo build --release -p loadgen # one each: together they rebuild the deps
 exec target/release/loadgen compare --out target/side-by-side.md "$@"
