@@ -129,6 +129,11 @@ fn ensure_map(v: &mut Value) -> &mut Mapping {
     }
 }
 
+/// A deserializer path in the overrides' spelling: `a.b[0].c` is `a.b.0.c`.
+fn dotted_key(path: &str) -> String {
+    path.replace('[', ".").replace(']', "")
+}
+
 fn unknown_field(msg: &str) -> Option<&str> {
     let rest = msg.strip_prefix("unknown field `")?;
     rest.split('`').next()
@@ -164,11 +169,12 @@ pub fn deserialize_with_overrides(
             }
             None => path.clone(),
         };
+        let dotted = dotted_key(&key);
         if unknown_field(&msg).is_some() {
-            let prefix = format!("{key}.");
+            let prefix = format!("{dotted}.");
             let (dropped, kept): (Vec<_>, Vec<_>) = overrides
                 .into_iter()
-                .partition(|o| o.dotted() == key || o.dotted().starts_with(&prefix));
+                .partition(|o| o.dotted() == dotted || o.dotted().starts_with(&prefix));
             overrides = kept;
             if !dropped.is_empty() {
                 for o in dropped {
@@ -183,7 +189,7 @@ pub fn deserialize_with_overrides(
         }
         let from_env = overrides
             .iter()
-            .find(|o| o.dotted() == key)
+            .find(|o| o.dotted() == dotted)
             .map(|o| format!(" (from {})", o.var))
             .unwrap_or_default();
         return Err(ConfigError::Key {

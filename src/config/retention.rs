@@ -1,6 +1,15 @@
 //! `storage.maintenance.retention`: which tags (and old revisions) garbage collection may remove.
 //! Typed and checked here (patterns compiled, numbers and durations checked, unknown keys refused,
 //! each error naming its key); applied by `lifecycle::retention`.
+//!
+//! Environment forms, as `proxy.upstreams` and `notifications.endpoints` take them:
+//! `REGISTRY_STORAGE_MAINTENANCE_RETENTION_POLICIES_<i>_<FIELD>` sets a field of policy `i` (counting
+//! from 0; on a file's list it overrides that policy's field, the next free index adds one; without
+//! a file list the indexes must count from 0 without gaps), `<FIELD>` being the key lowercased
+//! (`REPOSITORIES`, `KEEPTAGS`, `KEEPTAGREVISIONS`, `KEEPYOUNGERTHAN`, `MOSTRECENTLYPUSHEDCOUNT`,
+//! `DELETEUNTAGGED`); the pattern lists take a comma-separated string. The whole list may also be
+//! given as YAML or JSON in `REGISTRY_STORAGE_MAINTENANCE_RETENTION_POLICIES` (the way to write a
+//! pattern holding a comma). Bad values name the key and the variable.
 
 use std::time::Duration;
 
@@ -11,7 +20,77 @@ use super::{flex, key_err, ConfigError};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
+    #[serde(deserialize_with = "policy_list")]
     pub policies: Vec<RetentionPolicyConfig>,
+}
+
+/// `policies`: a list; from the environment also a YAML/JSON string holding the list, or the
+/// indexed form `POLICIES_<i>_<FIELD>` on a file without policies (a mapping of indexes). A visitor
+/// rather than a detour through a `Value`, so an element's bad field keeps its path
+/// (`policies[0].keepyoungerthan` from the file, `policies.0.keepyoungerthan` from the environment).
+fn policy_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<RetentionPolicyConfig>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<RetentionPolicyConfig>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of retention policies")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(p) = seq.next_element()? {
+                out.push(p);
+            }
+            Ok(out)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            let mut v: serde_yaml::Value = serde_yaml::from_str(s).map_err(E::custom)?;
+            super::env::lowercase_keys(&mut v);
+            match v {
+                serde_yaml::Value::Sequence(_) | serde_yaml::Value::Null => {
+                    policy_list(v).map_err(E::custom)
+                }
+                _ => Err(E::custom("expected a list of retention policies")),
+            }
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            use serde::de::Error as _;
+            let mut out: Vec<(usize, RetentionPolicyConfig)> = Vec::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let i = k
+                    .parse::<usize>()
+                    .map_err(|_| A::Error::custom("expected a list of retention policies"))?;
+                out.push((i, map.next_value()?));
+            }
+            out.sort_by_key(|(i, _)| *i);
+            if out.iter().enumerate().any(|(n, (i, _))| n != *i) {
+                return Err(A::Error::custom(
+                    "the indexes of REGISTRY_STORAGE_MAINTENANCE_RETENTION_POLICIES_<i>_* must count from 0 without gaps",
+                ));
+            }
+            Ok(out.into_iter().map(|(_, p)| p).collect())
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// One policy (keys are case-insensitive: `keepTags` = `keeptags`).

@@ -378,3 +378,122 @@ fn upstreams_and_their_sync_lists_take_the_environment() {
     .unwrap_err();
     assert!(e.contains("proxy.upstreams"), "{e}");
 }
+
+#[test]
+fn retention_policies_take_the_environment() {
+    const P: &str = "REGISTRY_STORAGE_MAINTENANCE_RETENTION_POLICIES";
+    let v = |s: &str| format!("{P}_{s}");
+    let file = "storage:\n  maintenance:\n    retention:\n      policies:\n        - repositories: [team/*]\n          keepTags: [latest]\n          keepTagRevisions: 1\n";
+    // On a file's list: a field of policy 0 overridden (the others kept), policy 1 added.
+    let (k0, k1, k2, k3, k4, k5) = (
+        v("0_KEEPTAGS"),
+        v("0_KEEPYOUNGERTHAN"),
+        v("1_REPOSITORIES"),
+        v("1_MOSTRECENTLYPUSHEDCOUNT"),
+        v("1_DELETEUNTAGGED"),
+        v("1_KEEPTAGREVISIONS"),
+    );
+    let c = load(
+        file,
+        &[
+            (&k0, "latest, regex:v[0-9]+"),
+            (&k1, "72h"),
+            (&k2, "a/*,b/**"),
+            (&k3, "5"),
+            (&k4, "true"),
+            (&k5, "3"),
+        ],
+    )
+    .unwrap();
+    let p = &c.storage.maintenance.retention.policies;
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0].repositories, ["team/*"]);
+    assert_eq!(p[0].keeptags, ["latest", "regex:v[0-9]+"]);
+    assert_eq!(p[0].keeptagrevisions, 1);
+    assert_eq!(p[0].keepyoungerthan, Duration::from_secs(72 * 3600));
+    assert_eq!(p[1].repositories, ["a/*", "b/**"]);
+    assert_eq!(
+        (p[1].mostrecentlypushedcount, p[1].keeptagrevisions),
+        (5, 3)
+    );
+    assert!(p[1].deleteuntagged && !p[0].deleteuntagged);
+    let compiled = c.storage.maintenance.retention.compile().unwrap();
+    assert!(compiled[0].keep_tags[1].matches("v12"));
+    // No file: indexed variables alone make the list.
+    let c = load(
+        "",
+        &[(&v("0_REPOSITORIES"), "x/*"), (&v("0_KEEPTAGS"), "v*")],
+    )
+    .unwrap();
+    let p = &c.storage.maintenance.retention.policies;
+    assert_eq!(
+        (p.len(), p[0].keeptags.as_slice()),
+        (1, &["v*".to_owned()][..])
+    );
+    // The whole list in one variable (the way to write a pattern with a comma).
+    let c = load(
+        "",
+        &[(
+            P,
+            r#"[{"repositories": ["a/*"], "keepTags": ["regex:v{1,3}"], "keepYoungerThan": "1h"}]"#,
+        )],
+    )
+    .unwrap();
+    let p = &c.storage.maintenance.retention.policies;
+    assert_eq!(p[0].keeptags, ["regex:v{1,3}"]);
+    assert_eq!(p[0].keepyoungerthan, Duration::from_secs(3600));
+    // Bad duration and bad number name the key and the variable, on a file's list or without.
+    for (yaml, var, val, key) in [
+        (
+            file,
+            v("0_KEEPYOUNGERTHAN"),
+            "soon",
+            "policies[0].keepyoungerthan",
+        ),
+        (
+            file,
+            v("0_KEEPTAGREVISIONS"),
+            "three",
+            "policies[0].keeptagrevisions",
+        ),
+        (
+            "",
+            v("0_KEEPYOUNGERTHAN"),
+            "soon",
+            "policies.0.keepyoungerthan",
+        ),
+        (
+            "",
+            v("0_MOSTRECENTLYPUSHEDCOUNT"),
+            "ten",
+            "policies.0.mostrecentlypushedcount",
+        ),
+    ] {
+        let e = load(yaml, &[(&v("0_REPOSITORIES"), "a/*"), (&var, val)]).unwrap_err();
+        assert!(e.contains(key) && e.contains(&var), "{var}={val}: {e}");
+    }
+    // Checked as the file's are: a negative count, a bad pattern, a policy without repositories.
+    let e = load(file, &[(&v("0_KEEPTAGREVISIONS"), "-1")]).unwrap_err();
+    assert!(e.contains("policies[0].keepTagRevisions"), "{e}");
+    let e = load(file, &[(&v("1_KEEPTAGS"), "latest")]).unwrap_err();
+    assert!(e.contains("policies[1].repositories"), "{e}");
+    // A gap in the indexes is refused; an unknown field is ignored with a warning.
+    let e = load(
+        "",
+        &[(&v("0_REPOSITORIES"), "a"), (&v("2_REPOSITORIES"), "b")],
+    )
+    .unwrap_err();
+    assert!(e.contains("without gaps"), "{e}");
+    for yaml in [file, ""] {
+        let (c, w) = Config::from_yaml(
+            yaml,
+            &env(&[(&v("0_REPOSITORIES"), "a/*"), (&v("0_KEEPTAG"), "latest")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage.maintenance.retention.policies[0].repositories,
+            ["a/*"]
+        );
+        assert!(w.iter().any(|m| m.contains(&v("0_KEEPTAG"))), "{w:?}");
+    }
+}

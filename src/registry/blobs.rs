@@ -55,9 +55,10 @@ impl Registry {
     /// holds no tombstone on it. A blob older than `refresh_after` (and not refreshed since) gets
     /// its `lastused` file rewritten, so a collection that has not tombstoned it yet leaves it.
     pub(crate) async fn present_for_push(&self, digest: &Digest) -> Result<Option<u64>> {
-        let info = match self.driver.stat(&layout::blob_data(digest)).await {
-            Ok(info) if !info.is_dir => info,
-            Ok(_) => return Ok(None),
+        // Two metadata requests on object stores (the data, the tombstone), no listing: both are
+        // files written whole.
+        let info = match self.driver.stat_file(&layout::blob_data(digest)).await {
+            Ok(info) => info,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
@@ -78,7 +79,7 @@ impl Registry {
             return Ok(());
         }
         let path = layout::blob_last_used(digest);
-        match self.driver.stat(&path).await {
+        match self.driver.stat_file(&path).await {
             Ok(i) if !old(i.modified) => return Ok(()),
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
@@ -101,11 +102,11 @@ impl Registry {
             .await?)
     }
 
-    /// Size of a blob in the shared blob store, whoever links it.
+    /// Size of a blob in the shared blob store, whoever links it. The data is a file written whole
+    /// (a finished rename, commit or `put_content`): one metadata request on object stores.
     pub(crate) async fn stat_global_blob(&self, digest: &Digest) -> Result<Option<u64>> {
-        match self.driver.stat(&layout::blob_data(digest)).await {
-            Ok(info) if !info.is_dir => Ok(Some(info.size)),
-            Ok(_) => Ok(None),
+        match self.driver.stat_file(&layout::blob_data(digest)).await {
+            Ok(info) => Ok(Some(info.size)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }

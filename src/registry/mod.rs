@@ -252,7 +252,18 @@ impl Registry {
         Ok(found)
     }
 
+    /// Whether a file written whole is there (links, tombstones): on object stores one HEAD, a
+    /// missing one costing no listing (see [`StorageDriver::stat_file`]).
     async fn exists(&self, path: &str) -> Result<bool> {
+        match self.driver.stat_file(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a folder (or a file) is there.
+    async fn dir_exists(&self, path: &str) -> Result<bool> {
         match self.driver.stat(path).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
@@ -285,7 +296,7 @@ impl Registry {
     /// exists as soon as `a/b` does, but `a` is no repository then.
     pub async fn repository_exists(&self, name: &RepositoryName) -> Result<bool> {
         for dir in layout::repo_content_dirs(name) {
-            if self.exists(&dir).await? {
+            if self.dir_exists(&dir).await? {
                 return Ok(true);
             }
         }

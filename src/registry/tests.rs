@@ -571,3 +571,146 @@ impl crate::storage::instrumented::StorageObserver for WriteCalls {
         }
     }
 }
+
+/// The blob `HEAD` of a push (`stat_blob_for_push`) costs two file stats when the link is cached
+/// (the data, the tombstone) and three when not: no folder `stat`, no listing; a tombstoned blob
+/// is absent, and so is an unknown one.
+#[tokio::test]
+async fn blob_head_for_push_stats_two_files() {
+    let calls = Arc::new(Calls::default());
+    let driver = crate::storage::instrumented::Instrumented::wrap(
+        Arc::new(MemoryDriver::new()),
+        calls.clone(),
+    );
+    let r = registry(driver.clone(), "s");
+    let layer = b"a layer pushed once";
+    push_image(&r, "t", layer).await;
+    let d = Digest::sha256_of(layer);
+    let fresh = registry(driver.clone(), "s");
+    for (reg, files) in [(&fresh, 3), (&fresh, 2)] {
+        calls.clear();
+        assert_eq!(
+            reg.stat_blob_for_push(&name(), &d).await.unwrap(),
+            layer.len() as u64
+        );
+        assert_eq!(
+            (
+                calls.take("stat_file"),
+                calls.take("stat"),
+                calls.take("list")
+            ),
+            (files, 0, 0),
+            "link (uncached), data, tombstone"
+        );
+    }
+    driver
+        .put_content(&layout::blob_tombstone(&d), Bytes::new())
+        .await
+        .unwrap();
+    calls.clear();
+    assert!(matches!(
+        fresh.stat_blob_for_push(&name(), &d).await,
+        Err(RegistryError::BlobUnknown(_))
+    ));
+    assert_eq!((calls.take("stat_file"), calls.take("stat")), (2, 0));
+    let unknown = Digest::sha256_of(b"never pushed");
+    assert!(matches!(
+        fresh.stat_blob_for_push(&name(), &unknown).await,
+        Err(RegistryError::BlobUnknown(_))
+    ));
+    assert_eq!(
+        (calls.take("stat_file"), calls.take("stat")),
+        (2, 0),
+        "the layer link, the manifest revision link"
+    );
+}
+
+/// The same on S3 (moto, when `IMAGE_REGISTRY_S3_ENDPOINT` is set), counted in requests to the
+/// store: a blob `HEAD` is one `HEAD` per file (link when uncached, data, tombstone) and no
+/// listing, whether the tombstone is there or not, and an old blob's `lastused` check is one more.
+#[tokio::test]
+async fn blob_head_for_push_on_s3_is_heads_only() {
+    let Some(ep) = std::env::var("IMAGE_REGISTRY_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        assert_ne!(
+            std::env::var("IMAGE_REGISTRY_STORAGE_E2E").as_deref(),
+            Ok("1"),
+            "IMAGE_REGISTRY_S3_ENDPOINT must be set with IMAGE_REGISTRY_STORAGE_E2E=1"
+        );
+        eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
+        return;
+    };
+    let bucket = format!("head-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let cfg = crate::config::S3Config {
+        bucket: Some(bucket.clone()),
+        region: Some("us-east-1".into()),
+        regionendpoint: Some(ep),
+        accesskey: Some("test".into()),
+        secretkey: Some("test".into()),
+        ..Default::default()
+    };
+    let b = crate::storage::s3::S3Backend::new(&cfg).unwrap();
+    b.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let (backend, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
+    let driver: Arc<dyn StorageDriver> = Arc::new(crate::storage::object::ObjectDriver::new(
+        backend, "/", false,
+    ));
+    let r = registry(driver.clone(), "s");
+    let layer = b"a layer on s3";
+    push_image(&r, "t", layer).await;
+    let d = Digest::sha256_of(layer);
+    let head = |reg: &Registry| {
+        let reg = reg.clone();
+        let d = d.clone();
+        async move { reg.stat_blob_for_push(&name(), &d).await }
+    };
+    let fresh = registry(driver.clone(), "s");
+    counts.take();
+    assert_eq!(head(&fresh).await.unwrap(), layer.len() as u64);
+    let first = counts.take();
+    assert_eq!(head(&fresh).await.unwrap(), layer.len() as u64);
+    let cached = counts.take();
+    eprintln!("blob HEAD on S3: uncached link {first:?}, cached link {cached:?}");
+    assert_eq!(first.into_iter().collect::<Vec<_>>(), [("head", 3)]);
+    assert_eq!(cached.into_iter().collect::<Vec<_>>(), [("head", 2)]);
+    driver
+        .put_content(&layout::blob_tombstone(&d), Bytes::new())
+        .await
+        .unwrap();
+    counts.take();
+    assert!(matches!(
+        head(&fresh).await,
+        Err(RegistryError::BlobUnknown(_))
+    ));
+    let tombstoned = counts.take();
+    eprintln!("blob HEAD on S3, tombstoned: {tombstoned:?}");
+    assert_eq!(tombstoned.into_iter().collect::<Vec<_>>(), [("head", 2)]);
+    // An old blob (refresh_after zero-free: every blob is old): its `lastused` is checked, and
+    // written when missing.
+    driver
+        .delete_files(&[layout::blob_tombstone(&d)])
+        .await
+        .unwrap();
+    let old = Registry::new(
+        driver.clone(),
+        RegistryOptions {
+            refresh_after: std::time::Duration::from_nanos(1),
+            ..RegistryOptions::new(UploadSecret::new("s"))
+        },
+    );
+    counts.take();
+    assert_eq!(head(&old).await.unwrap(), layer.len() as u64);
+    let refreshed = counts.take();
+    eprintln!("blob HEAD on S3, old blob without lastused: {refreshed:?}");
+    assert_eq!(
+        refreshed.into_iter().collect::<Vec<_>>(),
+        [("head", 4), ("put", 1)]
+    );
+}

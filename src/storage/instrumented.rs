@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
+//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -97,6 +97,16 @@ impl StorageDriver for Instrumented {
     async fn stat(&self, path: &str) -> Result<FileInfo> {
         let t = Instant::now();
         record(&*self.observer, "stat", t, self.inner.stat(path).await)
+    }
+
+    async fn stat_file(&self, path: &str) -> Result<FileInfo> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "stat_file",
+            t,
+            self.inner.stat_file(path).await,
+        )
     }
 
     async fn list(&self, path: &str) -> Result<Vec<String>> {

@@ -38,6 +38,8 @@ pub mod azure;
 pub mod cloud;
 #[cfg(test)]
 mod cloud_tests;
+#[cfg(test)]
+pub mod counting;
 pub mod fs;
 pub mod gcs;
 pub mod instrumented;
@@ -211,6 +213,17 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Streams `len` bytes (or to the end) of a file from `offset`.
     async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream>;
     async fn stat(&self, path: &str) -> Result<FileInfo>;
+    /// [`stat`](Self::stat) of a file written whole (`put_content`, or a finished `rename` or
+    /// `commit`: links, tombstones, `lastused`, blob data), NotFound for a folder or nothing.
+    /// Object stores answer with one metadata request: a missing key costs no listing for a
+    /// folder or a file still in segments (which such a file never is). The default is `stat`,
+    /// a folder answered as NotFound.
+    async fn stat_file(&self, path: &str) -> Result<FileInfo> {
+        match self.stat(path).await? {
+            i if i.is_dir => Err(StorageError::NotFound(path.to_owned())),
+            i => Ok(i),
+        }
+    }
     /// Names (not paths) of the direct children of a directory, in any order.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
     /// One page of [`list`](Self::list): the names after `after`, sorted bytewise, at most `limit`

@@ -451,6 +451,20 @@ impl StorageDriver for ObjectDriver {
         Err(StorageError::NotFound(path.to_owned()))
     }
 
+    /// One HEAD: a file written whole is one object (never segments; a folder has no object).
+    async fn stat_file(&self, path: &str) -> Result<FileInfo> {
+        let key = self.key(path)?;
+        match self.backend.head(&key).await {
+            Ok(m) => Ok(FileInfo {
+                size: m.size,
+                is_dir: false,
+                modified: m.modified,
+            }),
+            Err(e) if e.is_not_found() => Err(StorageError::NotFound(path.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         let key = self.key(path)?;
         let prefix = format!("{key}/");
