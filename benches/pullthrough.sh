@@ -36,7 +36,9 @@ trap cleanup EXIT
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://$1/v2/" && return 0; sleep 0.1; done; echo "$1 did not start" >&2; exit 1; }
-clean_env() { env -u AWS_CA_BUNDLE $(compgen -e | grep '^REGISTRY_' | sed 's/^/-u /') "$@"; }
+# Only ever run in the background (`clean_env CMD &`): the exec makes $! the server itself, so the
+# cleanup stops it (without it the subshell dies and the server lives on).
+clean_env() { exec env -u AWS_CA_BUNDLE $(compgen -e | grep '^REGISTRY_' | sed 's/^/-u /') "$@"; }
 
 UP=127.0.0.1:$(free_port)
 cat >"$TMP/up.yml" <<YAML

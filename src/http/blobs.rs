@@ -210,6 +210,20 @@ async fn session(
     Ok(state.registry.resume_upload(name, uuid, token).await?)
 }
 
+/// [`session`] for a request whose offset comes from the writer it opens (a `PATCH`, a `PUT`
+/// without a body, a `DELETE`): no `stat` of the upload's data.
+async fn session_for_write(
+    state: &AppState,
+    name: &RepositoryName,
+    uuid: &str,
+    token: Option<&str>,
+) -> Result<UploadSession> {
+    Ok(state
+        .registry
+        .resume_upload_for_write(name, uuid, token)
+        .await?)
+}
+
 pub async fn upload_status(
     state: &AppState,
     name: &RepositoryName,
@@ -228,7 +242,7 @@ pub async fn patch_upload(
     req: &Parts,
     body: ReqBody,
 ) -> Result<Response> {
-    let mut s = session(state, name, uuid, token).await?;
+    let mut s = session_for_write(state, name, uuid, token).await?;
     let start = chunk_start(&req.headers)?;
     state
         .registry
@@ -246,7 +260,12 @@ pub async fn put_upload(
     req: &Parts,
     body: ReqBody,
 ) -> Result<Response> {
-    let mut s = session(state, name, uuid, token).await?;
+    // With a body, the offset decides whether it may go straight to the blob's key.
+    let mut s = if has_body(&req.headers) {
+        session(state, name, uuid, token).await?
+    } else {
+        session_for_write(state, name, uuid, token).await?
+    };
     let Some(digest) = digest else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -269,7 +288,7 @@ pub async fn cancel_upload(
     uuid: &str,
     token: Option<&str>,
 ) -> Result<Response> {
-    let s = session(state, name, uuid, token).await?;
+    let s = session_for_write(state, name, uuid, token).await?;
     state.registry.cancel_upload(&s).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

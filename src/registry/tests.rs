@@ -714,3 +714,126 @@ async fn blob_head_for_push_on_s3_is_heads_only() {
         [("head", 4), ("put", 1)]
     );
 }
+
+/// The storage calls of a chunked push on S3 (moto, when `IMAGE_REGISTRY_S3_ENDPOINT` is set),
+/// counted at the backend: each `PATCH` of less than two parts costs one listing (the segment
+/// chain), one `HEAD` (a whole object at the data's key), two `GET`s (the start time, the hash
+/// state at the offset) and two `PUT`s (its segment in one piece, the hash state), no multipart
+/// upload and no `stat` of the data; a larger one streams as a multipart upload; the commit is
+/// one compose of the segments and at most 19 other calls (as measured, so a regression fails). The blob reads back whole,
+/// and the upload continues on another instance (no state in process memory).
+#[tokio::test]
+async fn chunked_push_on_s3_costs_few_storage_calls() {
+    let Some(ep) = std::env::var("IMAGE_REGISTRY_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        assert_ne!(
+            std::env::var("IMAGE_REGISTRY_STORAGE_E2E").as_deref(),
+            Ok("1"),
+            "IMAGE_REGISTRY_S3_ENDPOINT must be set with IMAGE_REGISTRY_STORAGE_E2E=1"
+        );
+        eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
+        return;
+    };
+    let bucket = format!(
+        "chunked-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let cfg = crate::config::S3Config {
+        bucket: Some(bucket.clone()),
+        region: Some("us-east-1".into()),
+        regionendpoint: Some(ep),
+        accesskey: Some("test".into()),
+        secretkey: Some("test".into()),
+        ..Default::default()
+    };
+    let b = crate::storage::s3::S3Backend::new(&cfg)
+        .unwrap()
+        .with_part_size(5 << 20);
+    b.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let (counting, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
+    // Calls by kind, the listings of every form counted as one kind.
+    let take = || {
+        let mut m = std::collections::BTreeMap::<&'static str, u32>::new();
+        for (k, n) in counts.take() {
+            let k = match k {
+                "list_dir" | "list_window" | "list_all" => "list",
+                "delete_many" => "delete",
+                k => k,
+            };
+            *m.entry(k).or_default() += n as u32;
+        }
+        m
+    };
+    let driver = || -> Arc<dyn StorageDriver> {
+        Arc::new(crate::storage::object::ObjectDriver::new(
+            counting.clone(),
+            "/",
+            false,
+        ))
+    };
+    let (r1, r2) = (registry(driver(), "s"), registry(driver(), "s"));
+    // 4 chunks of 6 MiB (one part and a bit: held, then one put each), one of 12 MiB (more than
+    // two parts: a multipart upload), on alternating instances.
+    let chunk = 6usize << 20;
+    let data: Vec<u8> = (0..(chunk * 6) as u32).map(|i| (i % 253) as u8).collect();
+    let d = Digest::sha256_of(&data);
+    let s = r1.start_upload(&name()).await.unwrap();
+    let token = r1.upload_state_token(&s);
+    take();
+    let mut at = 0;
+    for (i, len) in [chunk, chunk, chunk, 2 * chunk, chunk]
+        .into_iter()
+        .enumerate()
+    {
+        let r = if i % 2 == 0 { &r1 } else { &r2 };
+        let mut s = r
+            .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+            .await
+            .unwrap();
+        let end = r
+            .append_upload(&mut s, Some(at as u64), body(&data[at..at + len]))
+            .await
+            .unwrap();
+        at += len;
+        assert_eq!(end, at as u64);
+        let calls = take();
+        let n = |c: &str| calls.get(c).copied().unwrap_or(0);
+        assert_eq!(n("list"), 1, "PATCH {i}: the segment chain only: {calls:?}");
+        assert_eq!(n("head"), 1, "PATCH {i}: {calls:?}");
+        assert_eq!(
+            n("get"),
+            1 + u32::from(i > 0),
+            "PATCH {i}: start time, hash state: {calls:?}"
+        );
+        let (puts, parts) = if len == 2 * chunk { (1, 1) } else { (2, 0) };
+        assert_eq!(n("put"), puts, "PATCH {i}: segment, hash state: {calls:?}");
+        assert_eq!(n("start_parts"), parts, "PATCH {i}: {calls:?}");
+        assert_eq!(
+            calls.values().sum::<u32>(),
+            n("list") + n("head") + n("get") + n("put") + n("start_parts"),
+            "{calls:?}"
+        );
+    }
+    let mut s = r2
+        .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+        .await
+        .unwrap();
+    r2.complete_upload(&mut s, &d, None, None).await.unwrap();
+    let calls = take();
+    assert_eq!(calls.get("compose"), Some(&1), "{calls:?}");
+    // Measured: 7 listings (the chain, twice the blob's absence, the link, the upload folder),
+    // 5 HEADs, 3 GETs, 1 compose, 3 deletes (tombstone, segments, upload folder), 1 PUT (link).
+    assert!(
+        calls.get("list").copied().unwrap_or(0) <= 7,
+        "commit: {calls:?}"
+    );
+    assert!(calls.values().sum::<u32>() <= 20, "commit: {calls:?}");
+    assert!(read_blob(&r1, &d).await == data);
+}

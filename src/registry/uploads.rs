@@ -67,12 +67,36 @@ impl Registry {
         })
     }
 
-    /// Finds an upload from its URL and optional `_state` token.
+    /// Finds an upload from its URL and optional `_state` token, with its offset (the size of
+    /// its data).
     pub async fn resume_upload(
         &self,
         name: &RepositoryName,
         uuid: &str,
         state: Option<&str>,
+    ) -> Result<UploadSession> {
+        self.find_upload(name, uuid, state, true).await
+    }
+
+    /// [`resume_upload`](Self::resume_upload) for a request that appends to the upload, cancels
+    /// it, or completes it without a body: the offset is left at 0, since the append reads it
+    /// from the writer it opens anyway (on an object store a `stat` of the data costs a `HEAD`
+    /// and listings, per request).
+    pub async fn resume_upload_for_write(
+        &self,
+        name: &RepositoryName,
+        uuid: &str,
+        state: Option<&str>,
+    ) -> Result<UploadSession> {
+        self.find_upload(name, uuid, state, false).await
+    }
+
+    async fn find_upload(
+        &self,
+        name: &RepositoryName,
+        uuid: &str,
+        state: Option<&str>,
+        with_offset: bool,
     ) -> Result<UploadSession> {
         self.refuse_push(name)?;
         if !valid_uuid(uuid) {
@@ -104,10 +128,14 @@ impl Registry {
             Err(e) if e.is_not_found() => return Err(RegistryError::BlobUploadUnknown),
             Err(e) => return Err(e.into()),
         };
-        let offset = match self.driver.stat(&layout::upload_data(name, uuid)).await {
-            Ok(info) => info.size,
-            Err(e) if e.is_not_found() => 0,
-            Err(e) => return Err(e.into()),
+        let offset = if !with_offset {
+            0
+        } else {
+            match self.driver.stat(&layout::upload_data(name, uuid)).await {
+                Ok(info) => info.size,
+                Err(e) if e.is_not_found() => 0,
+                Err(e) => return Err(e.into()),
+            }
         };
         Ok(UploadSession {
             name: name.clone(),
@@ -122,6 +150,20 @@ impl Registry {
     async fn restore_hasher(&self, s: &UploadSession, size: u64) -> Result<ResumableSha256> {
         if size == 0 {
             return Ok(ResumableSha256::new());
+        }
+        // The state the last append saved is at the current size: one read, no listing.
+        match self
+            .driver
+            .get_content(&layout::upload_hashstate(&s.name, &s.uuid, size))
+            .await
+        {
+            Ok(b) => {
+                if let Some(h) = ResumableSha256::unmarshal(&b).filter(|h| h.len() == size) {
+                    return Ok(h);
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
         let dir = layout::upload_hashstates_dir(&s.name, &s.uuid);
         let mut offsets: Vec<u64> = match self.driver.list(&dir).await {

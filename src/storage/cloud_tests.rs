@@ -90,7 +90,9 @@ async fn s3_suite(endpoint: &str, ak: &str, sk: &str) {
 /// (what upload purging calls); one below another folder is not touched.
 async fn stale_multipart_uploads_are_aborted(d: &ObjectDriver) {
     let mut w = d.writer("/up/stale/data", true).await.unwrap();
-    w.write(Bytes::from(vec![7u8; 6 << 20])).await.unwrap();
+    // More than two parts: the first is held back until a second fills (a writer that dies
+    // before that leaves no native upload at all).
+    w.write(Bytes::from(vec![7u8; 11 << 20])).await.unwrap();
     // The writer dies: its multipart upload stays open.
     std::mem::forget(w);
     // moto reports every multipart upload as initiated in 2010, so the age filter (uploads younger
@@ -139,12 +141,15 @@ async fn dead_direct_writer_is_aborted(d: &ObjectDriver) {
     );
 }
 
-/// A writer that dies after its first part (of `part` bytes) left a native write open on
-/// `/up/<dir>/data`; returns the path (what upload purging names before deleting the folder).
+/// A writer that dies after its first two parts (of `part` bytes; the first is held back until
+/// the second fills) left a native write open on `/up/<dir>/data`; returns the path (what
+/// upload purging names before deleting the folder).
 async fn dead_writer(d: &ObjectDriver, dir: &str, part: usize) -> String {
     let path = format!("/up/{dir}/data");
     let mut w = d.writer(&path, true).await.unwrap();
-    w.write(Bytes::from(vec![7u8; part + 1024])).await.unwrap();
+    w.write(Bytes::from(vec![7u8; 2 * part + 1024]))
+        .await
+        .unwrap();
     std::mem::forget(w);
     path
 }

@@ -10,6 +10,9 @@
 //!   of a native multipart upload (a few in flight), so memory stays at a few buffers per writer, and
 //!   all writers of the process share one budget of buffers ([`ObjectDriver::with_buffer_budget`]):
 //!   a writer waits for a free buffer (back-pressure on its client) rather than grow memory.
+//!   The first full buffer is held back until a second one fills, so a session of less than two
+//!   parts (a chunked push's `PATCH`) is one `put` of its segment at `close`, not a multipart
+//!   upload's create, parts and complete.
 //! - `close` completes that segment. A segment smaller than `part_size` (the rest of a small PATCH)
 //!   is the *tail*: the next writer, in this process or any other, reads the tail back into its
 //!   buffer and rewrites it, longer, under the same key. So every segment but the last is at least
@@ -634,6 +637,7 @@ impl StorageDriver for ObjectDriver {
             flushed: 0,
             buf: BytesMut::new(),
             permit: None,
+            held: None,
             sink: None,
             replaces_object: false,
             exists: true,
@@ -714,14 +718,17 @@ impl StorageDriver for ObjectDriver {
                 self.backend.delete(&from_key).await
             }
             Err(e) if e.is_not_found() => {
-                let segs = self.segments(&from_key).await?;
+                // One listing names the chain and everything deleted after the copy (a segment
+                // a racing writer adds after it stays, as debris of the folder above).
+                let listing = self.backend.list_dir(&Self::seg_prefix(&from_key)).await?;
+                let all: Vec<String> = listing.objects.iter().map(|(k, _)| k.clone()).collect();
+                let segs = Self::chain(listing.objects);
                 if segs.is_empty() {
                     return Err(StorageError::NotFound(from.to_owned()));
                 }
                 let sources: Vec<(String, u64)> =
                     segs.iter().map(|s| (s.key.clone(), s.size)).collect();
                 self.backend.compose(&to_key, &sources).await?;
-                let all = self.list_keys(&Self::seg_prefix(&from_key)).await?;
                 self.backend.delete_many(all).await
             }
             Err(e) => Err(e),
@@ -840,6 +847,11 @@ struct ObjectWriter {
     flushed: u64,
     buf: BytesMut,
     permit: Option<OwnedSemaphorePermit>,
+    /// The segment's first full part, held back (with its buffer permit) until a second one
+    /// fills: a segment of less than two parts (a 16 MiB `PATCH` with 10 MiB parts) is then one
+    /// `put` at `close` instead of a multipart upload (create, parts, complete). Never held
+    /// while `sink` is open, nor while this writer waits for a buffer (see `write`).
+    held: Option<(Bytes, OwnedSemaphorePermit)>,
     sink: Option<Box<dyn PartSink>>,
     /// The file existed as a whole object that this session's segments supersede.
     replaces_object: bool,
@@ -848,6 +860,35 @@ struct ObjectWriter {
 }
 
 impl ObjectWriter {
+    /// Opens the segment's multipart upload if need be and sends the held part first.
+    async fn open_sink(&mut self) -> Result<()> {
+        if self.sink.is_none() {
+            let seg = ObjectDriver::seg_key(&self.key, self.start);
+            self.sink = Some(self.driver.backend.start_parts(&seg).await?);
+        }
+        if let Some((part, permit)) = self.held.take() {
+            let n = part.len() as u64;
+            if let Some(sink) = self.sink.as_mut() {
+                sink.put_part(part, permit).await?;
+            }
+            self.flushed += n;
+        }
+        Ok(())
+    }
+
+    /// A buffer permit for the next part. While a part is held, one that is not free at once
+    /// sends the held part out first: a writer never waits for a buffer while sitting on one
+    /// (writers each holding one and waiting for another would stall for good).
+    async fn next_permit(&mut self) -> Result<OwnedSemaphorePermit> {
+        if self.held.is_some() {
+            if let Ok(p) = self.driver.buffers.clone().try_acquire_owned() {
+                return Ok(p);
+            }
+            self.open_sink().await?;
+        }
+        self.driver.acquire().await
+    }
+
     async fn flush_part(&mut self) -> Result<()> {
         // Take the buffer whole: an emptied `split()` view would keep the part's allocation
         // alive (without a permit) while this writer waits for its next buffer.
@@ -856,10 +897,11 @@ impl ObjectWriter {
             Some(p) => p,
             None => self.driver.acquire().await?,
         };
-        if self.sink.is_none() {
-            let seg = ObjectDriver::seg_key(&self.key, self.start);
-            self.sink = Some(self.driver.backend.start_parts(&seg).await?);
+        if self.sink.is_none() && self.held.is_none() {
+            self.held = Some((part, permit));
+            return Ok(());
         }
+        self.open_sink().await?;
         let n = part.len() as u64;
         if let Some(sink) = self.sink.as_mut() {
             sink.put_part(part, permit).await?;
@@ -875,7 +917,7 @@ impl FileWriter for ObjectWriter {
         let part = self.driver.part_size;
         while !data.is_empty() {
             if self.permit.is_none() {
-                self.permit = Some(self.driver.acquire().await?);
+                self.permit = Some(self.next_permit().await?);
             }
             if self.buf.capacity() < part {
                 self.buf.reserve(part - self.buf.len());
@@ -890,12 +932,19 @@ impl FileWriter for ObjectWriter {
     }
 
     fn size(&self) -> u64 {
-        self.start + self.flushed + self.buf.len() as u64
+        let held = self.held.as_ref().map_or(0, |(p, _)| p.len());
+        self.start + self.flushed + (held + self.buf.len()) as u64
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
         let seg = ObjectDriver::seg_key(&self.key, self.start);
-        let rest = std::mem::take(&mut self.buf).freeze();
+        let mut rest = std::mem::take(&mut self.buf).freeze();
+        if let Some((part, _permit)) = self.held.take() {
+            let mut whole = BytesMut::with_capacity(part.len() + rest.len());
+            whole.extend_from_slice(&part);
+            whole.extend_from_slice(&rest);
+            rest = whole.freeze();
+        }
         match self.sink.take() {
             Some(sink) => sink.finish(rest).await?,
             None if !rest.is_empty() || self.replaces_object || !self.exists => {

@@ -4,7 +4,8 @@
 #   1. installs (once, cached in $EMU_CACHE) and starts moto (S3), s3s-fs (S3 with SigV4 checks),
 #      Azurite (Azure Blob) and fake-gcs-server (GCS);
 #   2. runs the driver suite against each (`cargo test --lib storage::cloud_tests`, and the
-#      registry's direct blob writes on moto, `registry::tests::direct_writes_on_s3`, with
+#      registry's direct blob writes and the call counts of a blob HEAD and a chunked push on moto,
+#      `registry::tests::{direct_writes_on_s3,blob_head_for_push_on_s3_is_heads_only,chunked_push_on_s3_costs_few_storage_calls}`, with
 #      IMAGE_REGISTRY_STORAGE_E2E=1 so a missing emulator fails);
 #   3. runs the conformance runner against the registry on S3 (moto) and on Azure (Azurite);
 #   4. the replica test: two registry processes sharing one bucket and http.secret — an upload
@@ -338,7 +339,7 @@ fi
 if [ -z "${STORAGE_E2E_SKIP_SUITE:-}" ]; then
   section "driver suite against the emulators"
   step "driver suite on moto, s3s-fs, azurite, fake-gcs-server" \
-    cargo test --lib -- --test-threads=2 storage::cloud_tests registry::tests::direct_writes_on_s3 || :
+    cargo test --lib -- --test-threads=2 storage::cloud_tests registry::tests::direct_writes_on_s3 registry::tests::blob_head_for_push_on_s3_is_heads_only registry::tests::chunked_push_on_s3_costs_few_storage_calls || :
   grep -E '^test |test result' "$STEP_OUT" | sed 's/^/      /' || :
 fi
 
