@@ -594,14 +594,16 @@ async fn gcs_markers(d: &ObjectDriver, file_key: &str) -> Vec<String> {
 /// no marker; a dead writer's session is cancelled by `abort_unfinished` (fake-gcs-server
 /// answers the DELETE with 499 as GCS does) and its marker deleted.
 async fn gcs_sessions_are_cancelled(d: &ObjectDriver) {
+    // Two parts and a bit: a writer holds its first part back until a second fills (a write
+    // under two parts is one plain upload), so the session starts with the second.
     let mut w = d.writer("/up/alive/data", true).await.unwrap();
-    w.write(Bytes::from(vec![1u8; (1 << 20) + 1]))
+    w.write(Bytes::from(vec![1u8; (2 << 20) + 1]))
         .await
         .unwrap();
     assert_eq!(gcs_markers(d, "root/up/alive/data").await.len(), 1);
     w.close().await.unwrap();
     assert!(gcs_markers(d, "root/up/alive/data").await.is_empty());
-    assert_eq!(d.stat("/up/alive/data").await.unwrap().size, (1 << 20) + 1);
+    assert_eq!(d.stat("/up/alive/data").await.unwrap().size, (2 << 20) + 1);
     let path = dead_writer(d, "dead", 1 << 20).await;
     let markers = gcs_markers(d, "root/up/dead/data").await;
     assert_eq!(markers.len(), 1, "{markers:?}");
