@@ -40,8 +40,9 @@ async fn delete_if_exists(driver: &dyn StorageDriver, path: &str) -> Result<bool
     }
 }
 
+/// Whether a file written whole (a tombstone) is there: one metadata request on object stores.
 async fn exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
-    match driver.stat(path).await {
+    match driver.stat_file(path).await {
         Ok(_) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e),
@@ -98,8 +99,11 @@ pub async fn tombstone(
     progress.phase("tombstone", plan.blobs.len() as u64);
     futures::stream::iter(plan.blobs.iter().cloned())
         .map(|d| async move {
+            // Unsynced: a tombstone lost in a crash only spares its blob (the run that wrote it
+            // died with it, and a later run tombstones again); the hide that follows the grace
+            // makes every surviving one durable before anything is deleted.
             let r = driver
-                .put_content(&layout::blob_tombstone(&d), Bytes::new())
+                .put_content_unsynced(&layout::blob_tombstone(&d), Bytes::new())
                 .await;
             progress.step(1);
             r
@@ -390,11 +394,17 @@ async fn delete_blobs(
         driver.put_content(&path, link(d)).await?;
     }
     driver.delete_files(&doomed).await?;
-    for ((d, _), size) in blobs.iter().zip(&out) {
-        if size.is_some() {
-            driver.prune_empty_dirs(&layout::blob_dir(d)).await?;
-        }
-    }
+    let emptied: Vec<String> = blobs
+        .iter()
+        .zip(&out)
+        .filter(|(_, size)| size.is_some())
+        .map(|((d, _), _)| layout::blob_dir(d))
+        .collect();
+    futures::stream::iter(emptied)
+        .map(|dir| async move { driver.prune_empty_dirs(&dir).await })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(out)
 }
 
