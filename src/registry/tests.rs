@@ -404,13 +404,11 @@ async fn delete_by_digest_reads_only_the_tags_that_may_point_at_it() {
     assert!(left.iter().all(|t| t.starts_with("other")));
 }
 
-/// The direct write (digest known before the bytes) on S3 (moto, when
-/// `IMAGE_REGISTRY_S3_ENDPOINT` is set; `tests/e2e/storage-emulators.sh` sets it): `POST ?digest=`
-/// and `PUT ?digest=` with the body after a `POST` land at the blob's key with no staging copy;
-/// a mismatch or a body that breaks off leaves nothing visible and no multipart upload open; a
-/// re-push of a present blob keeps it; a chunked upload still takes the staged path.
-#[tokio::test]
-async fn direct_writes_on_s3() {
+/// A fresh bucket on the S3 emulator at `IMAGE_REGISTRY_S3_ENDPOINT` (moto; set by
+/// `tests/e2e/storage-emulators.sh`) named `<prefix>-<random>`: a backend on it (`part`
+/// overrides the part size). None when the variable is unset, which fails under
+/// `IMAGE_REGISTRY_STORAGE_E2E=1`.
+async fn moto_bucket(prefix: &str, part: Option<usize>) -> Option<crate::storage::s3::S3Backend> {
     let Some(ep) = std::env::var("IMAGE_REGISTRY_S3_ENDPOINT")
         .ok()
         .filter(|e| !e.is_empty())
@@ -421,10 +419,10 @@ async fn direct_writes_on_s3() {
             "IMAGE_REGISTRY_S3_ENDPOINT must be set with IMAGE_REGISTRY_STORAGE_E2E=1"
         );
         eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
-        return;
+        return None;
     };
     let bucket = format!(
-        "direct-{}",
+        "{prefix}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     let cfg = crate::config::S3Config {
@@ -435,15 +433,29 @@ async fn direct_writes_on_s3() {
         secretkey: Some("test".into()),
         ..Default::default()
     };
-    let b = crate::storage::s3::S3Backend::new(&cfg)
-        .unwrap()
-        .with_part_size(5 << 20);
+    let mut b = crate::storage::s3::S3Backend::new(&cfg).unwrap();
+    if let Some(part) = part {
+        b = b.with_part_size(part);
+    }
     b.client()
         .create_bucket()
         .bucket(&bucket)
         .send()
         .await
         .unwrap();
+    Some(b)
+}
+
+/// The direct write (digest known before the bytes) on S3 (moto, when
+/// `IMAGE_REGISTRY_S3_ENDPOINT` is set; `tests/e2e/storage-emulators.sh` sets it): `POST ?digest=`
+/// and `PUT ?digest=` with the body after a `POST` land at the blob's key with no staging copy;
+/// a mismatch or a body that breaks off leaves nothing visible and no multipart upload open; a
+/// re-push of a present blob keeps it; a chunked upload still takes the staged path.
+#[tokio::test]
+async fn direct_writes_on_s3() {
+    let Some(b) = moto_bucket("direct", Some(5 << 20)).await else {
+        return;
+    };
     let calls = Arc::new(WriteCalls::default());
     let driver = crate::storage::instrumented::Instrumented::wrap(
         Arc::new(crate::storage::object::ObjectDriver::new(
@@ -630,34 +642,9 @@ async fn blob_head_for_push_stats_two_files() {
 /// listing, whether the tombstone is there or not, and an old blob's `lastused` check is one more.
 #[tokio::test]
 async fn blob_head_for_push_on_s3_is_heads_only() {
-    let Some(ep) = std::env::var("IMAGE_REGISTRY_S3_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-    else {
-        assert_ne!(
-            std::env::var("IMAGE_REGISTRY_STORAGE_E2E").as_deref(),
-            Ok("1"),
-            "IMAGE_REGISTRY_S3_ENDPOINT must be set with IMAGE_REGISTRY_STORAGE_E2E=1"
-        );
-        eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
+    let Some(b) = moto_bucket("head", None).await else {
         return;
     };
-    let bucket = format!("head-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let cfg = crate::config::S3Config {
-        bucket: Some(bucket.clone()),
-        region: Some("us-east-1".into()),
-        regionendpoint: Some(ep),
-        accesskey: Some("test".into()),
-        secretkey: Some("test".into()),
-        ..Default::default()
-    };
-    let b = crate::storage::s3::S3Backend::new(&cfg).unwrap();
-    b.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
     let (backend, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
     let driver: Arc<dyn StorageDriver> = Arc::new(crate::storage::object::ObjectDriver::new(
         backend, "/", false,
@@ -724,39 +711,9 @@ async fn blob_head_for_push_on_s3_is_heads_only() {
 /// and the upload continues on another instance (no state in process memory).
 #[tokio::test]
 async fn chunked_push_on_s3_costs_few_storage_calls() {
-    let Some(ep) = std::env::var("IMAGE_REGISTRY_S3_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-    else {
-        assert_ne!(
-            std::env::var("IMAGE_REGISTRY_STORAGE_E2E").as_deref(),
-            Ok("1"),
-            "IMAGE_REGISTRY_S3_ENDPOINT must be set with IMAGE_REGISTRY_STORAGE_E2E=1"
-        );
-        eprintln!("skipped: IMAGE_REGISTRY_S3_ENDPOINT is not set");
+    let Some(b) = moto_bucket("chunked", Some(5 << 20)).await else {
         return;
     };
-    let bucket = format!(
-        "chunked-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let cfg = crate::config::S3Config {
-        bucket: Some(bucket.clone()),
-        region: Some("us-east-1".into()),
-        regionendpoint: Some(ep),
-        accesskey: Some("test".into()),
-        secretkey: Some("test".into()),
-        ..Default::default()
-    };
-    let b = crate::storage::s3::S3Backend::new(&cfg)
-        .unwrap()
-        .with_part_size(5 << 20);
-    b.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
     let (counting, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
     // Calls by kind, the listings of every form counted as one kind.
     let take = || {
