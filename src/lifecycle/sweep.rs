@@ -40,15 +40,6 @@ async fn delete_if_exists(driver: &dyn StorageDriver, path: &str) -> Result<bool
     }
 }
 
-/// Whether a file written whole (a tombstone) is there: one metadata request on object stores.
-async fn exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
-    match driver.stat_file(path).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Whether a folder holds anything (one listing; a `stat` of a folder costs more on object stores).
 async fn dir_exists(driver: &dyn StorageDriver, path: &str) -> Result<bool> {
     match driver.list(path).await {
@@ -363,7 +354,7 @@ async fn delete_blobs(
         .map(|(d, _)| layout::blob_tombstone(d))
         .collect();
     let tombstoned: Vec<bool> = futures::stream::iter(tombstones)
-        .map(|p| async move { exists(driver, &p).await })
+        .map(|p| async move { driver.file_exists(&p).await })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;

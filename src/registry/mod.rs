@@ -255,11 +255,7 @@ impl Registry {
     /// Whether a file written whole is there (links, tombstones): on object stores one HEAD, a
     /// missing one costing no listing (see [`StorageDriver::stat_file`]).
     async fn exists(&self, path: &str) -> Result<bool> {
-        match self.driver.stat_file(path).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.driver.file_exists(path).await?)
     }
 
     /// Whether a folder (or a file) is there.

@@ -224,6 +224,14 @@ pub trait StorageDriver: Send + Sync + 'static {
             i => Ok(i),
         }
     }
+    /// Whether a file written whole (see [`stat_file`](Self::stat_file)) is there.
+    async fn file_exists(&self, path: &str) -> Result<bool> {
+        match self.stat_file(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Names (not paths) of the direct children of a directory, in any order.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
     /// One page of [`list`](Self::list): the names after `after`, sorted bytewise, at most `limit`
