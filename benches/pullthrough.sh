@@ -15,6 +15,9 @@
 #        BENCH_UPSTREAM_MIBS=N: put the upstream behind benches/throttle.py, a relay that sends at
 #        most N MiB/s back (all connections together), as a remote registry's link would; the
 #        direct pull and both caches then go through it. Unset: plain loopback.
+#        BENCH_UPSTREAM_SHAPE=N: shape what the upstream sends to N MiB/s in the kernel instead
+#        (tc htb on lo, matched on the upstream's port; needs root; removed on exit): no relay
+#        process on the 2 cores, so the link is the limit rather than the relay's CPU.
 # Needs: docker-registry (apt-get install -y docker-registry), curl, jq, openssl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,8 +29,10 @@ BIN=$ROOT/target/$PROFILE/image-registry
 command -v docker-registry >/dev/null || { echo "docker-registry is missing" >&2; exit 2; }
 TMP=$(mktemp -d /tmp/pullthrough-bench.XXXXXX)
 PIDS=()
+SHAPED=
 cleanup() {
   local p
+  [ -n "$SHAPED" ] && tc qdisc del dev lo root 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -n "${BENCH_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
@@ -60,6 +65,15 @@ if [ -n "${BENCH_UPSTREAM_MIBS:-}" ]; then
   PIDS+=($!)
   wait_up "$UPSTREAM"
   LINK="upstream throttled to $BENCH_UPSTREAM_MIBS MiB/s (benches/throttle.py)"
+elif [ -n "${BENCH_UPSTREAM_SHAPE:-}" ]; then
+  if tc qdisc show dev lo | grep -qv noqueue; then echo "lo already has a qdisc: not touching it" >&2; exit 2; fi
+  bits=$((BENCH_UPSTREAM_SHAPE * 8 * 1048576))
+  # Unclassified traffic (everything but the upstream's answers) is not shaped: no default class.
+  tc qdisc add dev lo root handle 1: htb
+  SHAPED=1
+  tc class add dev lo parent 1: classid 1:10 htb rate "${bits}bit" ceil "${bits}bit" burst 4mb cburst 4mb
+  tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "${UP#*:}" 0xffff flowid 1:10
+  LINK="upstream shaped to $BENCH_UPSTREAM_SHAPE MiB/s (tc htb on lo)"
 fi
 
 OURS=127.0.0.1:$(free_port)
@@ -143,6 +157,7 @@ concurrent() {
   echo "|---|---|---|---|"
   row "direct from the upstream" "$(pull "http://$UPSTREAM/v2/bench/app/blobs/$A")"
   row "cold via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
+  sleep 2 # the blob may still be being stored after the client has it
   row "warm via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
   sleep 2
   row "cold via distribution 2.8 proxy" "$(pull "http://$DIST/v2/bench/app/blobs/$A")"

@@ -151,6 +151,8 @@ struct FlightState {
     spool: Option<Arc<Spool>>,
     /// Bytes in the spool that subscribers may read.
     written: u64,
+    /// The bytes matched the digest (all `written` of them; they may still be being stored).
+    verified: bool,
     /// Verified (and stored, unless read-only): its size; or why it failed.
     done: Option<std::result::Result<u64, FlightError>>,
 }
@@ -677,8 +679,19 @@ impl Registry {
                 .begin_upload(name)
                 .await
                 .map_err(|e| FlightError::Other(e.to_string()))?;
-            let (pumped, stored) =
-                tokio::join!(pump, self.complete_upload(&mut s, digest, None, Some(body)));
+            // Once the upload has verified the bytes, the subscribers get their last byte: they
+            // do not wait for the bytes to be synced, moved into the blob store and linked.
+            let (said, heard) = tokio::sync::oneshot::channel();
+            let hear = async {
+                if heard.await.is_ok() {
+                    flight.state.send_modify(|s| s.verified = true);
+                }
+            };
+            let (pumped, stored, ()) = tokio::join!(
+                pump,
+                self.complete_upload_telling(&mut s, digest, None, Some(body), Some(said)),
+                hear
+            );
             match (pumped, stored) {
                 (Ok(_), Ok(size)) => Ok(size),
                 (p, Err(e)) => {
@@ -840,7 +853,7 @@ fn blob_err(e: UpstreamError, digest: &Digest) -> RegistryError {
 
 /// A subscriber's view of a fetch: the spool from byte 0, following the fetch as it writes. The
 /// last byte is held back until the fetch says the digest matched (a client never receives a
-/// complete wrong blob); a failed fetch ends the stream with an error.
+/// complete wrong blob), but not until it is stored; a failed fetch ends the stream with an error.
 fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStream {
     struct St {
         spool: Arc<Spool>,
@@ -868,6 +881,9 @@ fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStre
                 match &s.done {
                     Some(Ok(size)) => (*size, true),
                     Some(Err(_)) => (0, false),
+                    // Verified: the spool is whole (the fetch writes it before the upload sees
+                    // the bytes), the storing may go on.
+                    None if s.verified => (s.written, true),
                     None => (s.written.saturating_sub(1), false),
                 }
             };
@@ -902,4 +918,182 @@ fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStre
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fetch's hand-over to its clients, on the in-memory driver with a fake upstream (one
+    //! blob, no HTTP): what a client receives does not wait for the blob to be stored.
+
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::registry::{RegistryOptions, UploadSecret};
+    use crate::storage::memory::MemoryDriver;
+    use crate::storage::{ByteStream, FileInfo, FileWriter, StorageDriver, WalkEntry};
+
+    /// An upstream with one blob, sent in 64 KiB chunks.
+    struct OneBlob(Bytes);
+
+    #[async_trait]
+    impl PullThrough for OneBlob {
+        fn ttl_for(&self, _: &RepositoryName) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
+        }
+        async fn manifest(
+            &self,
+            _: &RepositoryName,
+            r: &Reference,
+        ) -> Result<UpstreamManifest, UpstreamError> {
+            Err(UpstreamError::NotFound(r.to_string()))
+        }
+        async fn manifest_digest(
+            &self,
+            _: &RepositoryName,
+            r: &Reference,
+        ) -> Result<Digest, UpstreamError> {
+            Err(UpstreamError::NotFound(r.to_string()))
+        }
+        async fn blob(
+            &self,
+            _: &RepositoryName,
+            _: &Digest,
+        ) -> Result<UpstreamBlob, UpstreamError> {
+            let chunks: Vec<std::io::Result<Bytes>> = (0..self.0.len())
+                .step_by(64 << 10)
+                .map(|i| Ok(self.0.slice(i..(i + (64 << 10)).min(self.0.len()))))
+                .collect();
+            Ok(UpstreamBlob {
+                size: Some(self.0.len() as u64),
+                stream: Box::pin(futures::stream::iter(chunks)),
+            })
+        }
+        async fn blob_size(&self, _: &RepositoryName, _: &Digest) -> Result<u64, UpstreamError> {
+            Ok(self.0.len() as u64)
+        }
+    }
+
+    /// The in-memory driver whose renames (an upload moving into the blob store) wait until the
+    /// test lets them go: a disk that is slow to take the blob.
+    struct SlowToStore {
+        inner: MemoryDriver,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl StorageDriver for SlowToStore {
+        fn name(&self) -> &'static str {
+            "slow-to-store"
+        }
+        async fn get_content(&self, path: &str) -> crate::storage::Result<Bytes> {
+            self.inner.get_content(path).await
+        }
+        async fn put_content(&self, path: &str, data: Bytes) -> crate::storage::Result<()> {
+            self.inner.put_content(path, data).await
+        }
+        async fn read(
+            &self,
+            path: &str,
+            offset: u64,
+            len: Option<u64>,
+        ) -> crate::storage::Result<ByteStream> {
+            self.inner.read(path, offset, len).await
+        }
+        async fn stat(&self, path: &str) -> crate::storage::Result<FileInfo> {
+            self.inner.stat(path).await
+        }
+        async fn list(&self, path: &str) -> crate::storage::Result<Vec<String>> {
+            self.inner.list(path).await
+        }
+        async fn writer(
+            &self,
+            path: &str,
+            append: bool,
+        ) -> crate::storage::Result<Box<dyn FileWriter>> {
+            self.inner.writer(path, append).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> crate::storage::Result<()> {
+            let _go = self.gate.acquire().await;
+            self.inner.rename(from, to).await
+        }
+        async fn delete(&self, path: &str) -> crate::storage::Result<()> {
+            self.inner.delete(path).await
+        }
+        async fn walk(&self, path: &str) -> crate::storage::Result<Vec<WalkEntry>> {
+            self.inner.walk(path).await
+        }
+    }
+
+    fn cache(driver: Arc<SlowToStore>, blob: &Bytes) -> Registry {
+        Registry::new(driver, RegistryOptions::new(UploadSecret::new("s")))
+            .with_pull_through(Arc::new(OneBlob(blob.clone())))
+    }
+
+    /// A cold pull's client gets every byte once the digest matched, while the blob is still
+    /// being stored; the blob becomes visible only after that, and a wrong blob never completes.
+    #[tokio::test]
+    async fn a_cold_pull_ends_when_the_bytes_are_verified_not_when_they_are_stored() {
+        let blob = Bytes::from(
+            (0..3_000_000u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        let digest = Digest::sha256_of(&blob);
+        let driver = Arc::new(SlowToStore {
+            inner: MemoryDriver::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let reg = cache(driver.clone(), &blob);
+        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
+        let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
+            PulledBlob::Streaming { stream, .. } => stream,
+            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
+        };
+        let got: Vec<Bytes> = tokio::time::timeout(Duration::from_secs(10), stream.try_collect())
+            .await
+            .expect("the client waited for the blob to be stored")
+            .unwrap();
+        assert_eq!(got.concat(), blob);
+        // Not visible until stored.
+        assert_eq!(reg.stat_global_blob(&digest).await.unwrap(), None);
+        driver.gate.add_permits(1000);
+        let stored = async {
+            while reg.stat_global_blob(&digest).await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), stored)
+            .await
+            .expect("the fetch stored the blob once let go");
+        assert_eq!(read_all(&reg, &digest).await, blob);
+
+        // Bytes that do not match their digest: the client's stream fails, nothing is stored.
+        let wrong = Digest::sha256_of(b"something else");
+        let reg = cache(driver.clone(), &blob);
+        let stream = match reg.pull_blob(&name, &wrong, false).await.unwrap() {
+            PulledBlob::Streaming { stream, .. } => stream,
+            PulledBlob::Stored(_) => panic!("stored"),
+        };
+        let r: std::io::Result<Vec<Bytes>> =
+            tokio::time::timeout(Duration::from_secs(10), stream.try_collect())
+                .await
+                .unwrap();
+        assert!(r.is_err(), "a wrong blob completed");
+        assert_eq!(reg.stat_global_blob(&wrong).await.unwrap(), None);
+    }
+
+    async fn read_all(reg: &Registry, d: &Digest) -> Bytes {
+        let chunks: Vec<Bytes> = reg
+            .read_blob(d, 0, None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        Bytes::from(chunks.concat())
+    }
 }

@@ -216,20 +216,26 @@ impl Registry {
         start: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let (_, size) = self.append_inner(s, start, Some(body), false).await?;
-        Ok(size)
+        self.append_inner(s, start, Some(body), None, &mut None)
+            .await
     }
 
     /// Streams `body` (if any) onto the upload's data while hashing it, then closes the writer (or,
-    /// with `finalize`, commits it). The hash state is saved for the new offset even when the body
-    /// broke off, so the next request continues from whatever arrived.
+    /// with `finalize`, the digest the upload is completed under, commits it). The hash state is
+    /// saved for the new offset even when the body broke off, so the next request continues from
+    /// whatever arrived.
+    ///
+    /// A sha256 `finalize` digest is verified before the commit (its `fsync`): a mismatch closes the
+    /// data unsynced and answers `DigestInvalid`; a match is told to `verified` first, so whoever
+    /// waits for the bytes (a pull-through client) need not wait for the disk.
     async fn append_inner(
         &self,
         s: &mut UploadSession,
         start: Option<u64>,
         body: Option<ByteStream>,
-        finalize: bool,
-    ) -> Result<(ResumableSha256, u64)> {
+        finalize: Option<&Digest>,
+        verified: &mut Option<Verified>,
+    ) -> Result<u64> {
         let path = layout::upload_data(&s.name, &s.uuid);
         let mut writer = self.driver.writer(&path, true).await?;
         let size = writer.size();
@@ -252,7 +258,18 @@ impl Registry {
             None => Ok(()),
         };
         let new_size = writer.size();
-        if finalize && copied.is_ok() {
+        let completed = finalize.is_some() && copied.is_ok();
+        let mismatch = match finalize {
+            Some(d) if completed && d.algorithm() == Algorithm::Sha256 => {
+                let actual = Digest::from_raw(Algorithm::Sha256, &hasher.finish());
+                (&actual != d).then_some(actual)
+            }
+            _ => None,
+        };
+        if completed && mismatch.is_none() {
+            if finalize.is_some_and(|d| d.algorithm() == Algorithm::Sha256) {
+                tell(verified);
+            }
             writer.commit().await?;
         } else {
             writer.close().await?;
@@ -260,7 +277,6 @@ impl Registry {
         s.offset = new_size;
         // A completed upload's state is never needed again (its folder is removed next; after a
         // digest mismatch the hash is restored by re-reading): saving it would cost a synced write.
-        let completed = finalize && copied.is_ok();
         if hasher.len() == new_size && new_size > size && !completed {
             // Unsynced, like the data until commit: after a crash a state that is missing, torn or
             // ahead of the data is skipped and the hash rebuilt from the data.
@@ -272,7 +288,10 @@ impl Registry {
                 .await?;
         }
         copied?;
-        Ok((hasher, new_size))
+        if let (Some(actual), Some(want)) = (mismatch, finalize) {
+            return Err(digest_mismatch(&actual, want));
+        }
+        Ok(new_size)
     }
 
     /// Finishes an upload: appends the optional final body, verifies `digest`, moves the bytes into
@@ -283,6 +302,21 @@ impl Registry {
         digest: &Digest,
         start: Option<u64>,
         body: Option<ByteStream>,
+    ) -> Result<u64> {
+        self.complete_upload_telling(s, digest, start, body, None)
+            .await
+    }
+
+    /// [`complete_upload`](Registry::complete_upload), telling `verified` as soon as the bytes are
+    /// known to match `digest`: before they are synced, moved and linked (a pull-through fetch
+    /// releases its clients' last byte then, while the commit goes on).
+    pub(crate) async fn complete_upload_telling(
+        &self,
+        s: &mut UploadSession,
+        digest: &Digest,
+        start: Option<u64>,
+        body: Option<ByteStream>,
+        mut verified: Option<Verified>,
     ) -> Result<u64> {
         let body = match body {
             // The whole blob in this request, its digest known before its bytes: straight to
@@ -299,7 +333,7 @@ impl Registry {
                 {
                     Some(writer) => {
                         return self
-                            .write_direct(&s.name, Some(&s.uuid), digest, body, writer)
+                            .write_direct(&s.name, Some(&s.uuid), digest, body, writer, verified)
                             .await
                     }
                     None => Some(body),
@@ -308,15 +342,15 @@ impl Registry {
             body => body,
         };
         let data = layout::upload_data(&s.name, &s.uuid);
-        let (hasher, size) = self.append_inner(s, start, body, true).await?;
-        let actual = match digest.algorithm() {
-            Algorithm::Sha256 => Digest::from_raw(Algorithm::Sha256, &hasher.finish()),
-            Algorithm::Sha512 => self.sha512_of_file(&data).await?,
-        };
-        if &actual != digest {
-            return Err(RegistryError::DigestInvalid(format!(
-                "content has digest {actual}, not {digest}"
-            )));
+        let size = self
+            .append_inner(s, start, body, Some(digest), &mut verified)
+            .await?;
+        if digest.algorithm() == Algorithm::Sha512 {
+            let actual = self.sha512_of_file(&data).await?;
+            if &actual != digest {
+                return Err(digest_mismatch(&actual, digest));
+            }
+            tell(&mut verified);
         }
         let target = layout::blob_data(digest);
         // The event's journal write runs beside the commit (an intent, resolved after it).
@@ -353,6 +387,7 @@ impl Registry {
         digest: &Digest,
         mut body: ByteStream,
         mut writer: Box<dyn FileWriter>,
+        mut verified: Option<Verified>,
     ) -> Result<u64> {
         let mut hasher = ResumableSha256::new();
         if let Err(e) = copy_hashing(&mut body, writer.as_mut(), &mut hasher).await {
@@ -363,10 +398,9 @@ impl Registry {
         let actual = Digest::from_raw(Algorithm::Sha256, &hasher.finish());
         if &actual != digest {
             writer.cancel().await?;
-            return Err(RegistryError::DigestInvalid(format!(
-                "content has digest {actual}, not {digest}"
-            )));
+            return Err(digest_mismatch(&actual, digest));
         }
+        tell(&mut verified);
         let pending = self
             .begin_event(|| {
                 super::blobs::blob_event(super::events::Action::Push, name, digest, size)
@@ -434,7 +468,9 @@ impl Registry {
                 .await?
             {
                 // No upload session at all: nothing to record, nothing to clean up.
-                return self.write_direct(name, None, digest, body, writer).await;
+                return self
+                    .write_direct(name, None, digest, body, writer, None)
+                    .await;
             }
         }
         let mut s = self.start_upload(name).await?;
@@ -445,6 +481,20 @@ impl Registry {
         }
         r
     }
+}
+
+/// Told once a completed upload's bytes are known to match its digest (see
+/// [`Registry::complete_upload_telling`]).
+pub(crate) type Verified = tokio::sync::oneshot::Sender<()>;
+
+fn tell(verified: &mut Option<Verified>) {
+    if let Some(v) = verified.take() {
+        let _ = v.send(());
+    }
+}
+
+fn digest_mismatch(actual: &Digest, want: &Digest) -> RegistryError {
+    RegistryError::DigestInvalid(format!("content has digest {actual}, not {want}"))
 }
 
 /// Bytes hashed per blocking task: the batch a fast body fills before it is hashed.
