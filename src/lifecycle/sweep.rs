@@ -312,10 +312,8 @@ pub async fn sweep(
 async fn delete_links(driver: &dyn StorageDriver, links: &[(String, String)]) -> Result<()> {
     let files: Vec<String> = links.iter().map(|(f, _)| f.clone()).collect();
     driver.delete_files(&files).await?;
-    for (_, dir) in links {
-        driver.prune_empty_dirs(dir).await?;
-    }
-    Ok(())
+    let dirs: Vec<String> = links.iter().map(|(_, d)| d.clone()).collect();
+    driver.prune_empty_dirs_of(&dirs).await
 }
 
 /// Deletes blobs (each with its `_layers` links in the repositories given), a chunk at a time
@@ -353,11 +351,7 @@ async fn delete_blobs(
         .iter()
         .map(|(d, _)| layout::blob_tombstone(d))
         .collect();
-    let tombstoned: Vec<bool> = futures::stream::iter(tombstones)
-        .map(|p| async move { driver.file_exists(&p).await })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    let tombstoned = driver.files_exist(&tombstones).await?;
     let mut doomed = Vec::new();
     let mut back = Vec::new();
     let mut relink = Vec::new();
@@ -391,11 +385,7 @@ async fn delete_blobs(
         .filter(|(_, size)| size.is_some())
         .map(|((d, _), _)| layout::blob_dir(d))
         .collect();
-    futures::stream::iter(emptied)
-        .map(|dir| async move { driver.prune_empty_dirs(&dir).await })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
+    driver.prune_empty_dirs_of(&emptied).await?;
     Ok(out)
 }
 

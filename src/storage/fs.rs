@@ -117,6 +117,35 @@ impl FsDriver {
     }
 }
 
+/// Removes `dir` and the folders below it that hold no file, bottom-up with `rmdir(2)`; whether
+/// `dir` is gone (or was never there).
+fn prune_dir(dir: &Path) -> io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut empty = true;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            empty &= prune_dir(&entry.path())?;
+        } else {
+            empty = false;
+        }
+    }
+    if empty {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Not empty any more: someone wrote into it meanwhile.
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(empty)
+}
+
 async fn blocking<T: Send + 'static>(
     path: &str,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
@@ -405,34 +434,77 @@ impl StorageDriver for FsDriver {
     /// process creates meanwhile is never lost (its writer re-creates a folder removed under it).
     async fn prune_empty_dirs(&self, path: &str) -> Result<()> {
         let p = self.full(path)?;
-        blocking(path, move || {
-            fn prune(dir: &Path) -> io::Result<bool> {
-                let entries = match std::fs::read_dir(dir) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-                    Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(false),
-                    Err(e) => return Err(e),
-                };
-                let mut empty = true;
-                for entry in entries {
-                    let entry = entry?;
-                    if entry.file_type()?.is_dir() {
-                        empty &= prune(&entry.path())?;
-                    } else {
-                        empty = false;
-                    }
-                }
-                if empty {
-                    match std::fs::remove_dir(dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        // Not empty any more: someone wrote into it meanwhile.
-                        Err(_) => return Ok(false),
-                    }
-                }
-                Ok(empty)
+        blocking(path, move || prune_dir(&p).map(|_| ())).await
+    }
+
+    /// The batch in one blocking task (a collection prunes thousands of blob folders at once).
+    async fn prune_empty_dirs_of(&self, paths: &[String]) -> Result<()> {
+        let Some(first) = paths.first() else {
+            return Ok(());
+        };
+        let dirs = paths
+            .iter()
+            .map(|p| self.full(p))
+            .collect::<Result<Vec<_>>>()?;
+        blocking(first, move || {
+            for d in &dirs {
+                prune_dir(d)?;
             }
-            prune(&p).map(|_| ())
+            Ok(())
+        })
+        .await
+    }
+
+    /// The batch in one blocking task, `unlink(2)` each (no sync: a delete lost in a crash leaves
+    /// garbage the next collection takes).
+    async fn delete_files(&self, paths: &[String]) -> Result<()> {
+        let Some(first) = paths.first() else {
+            return Ok(());
+        };
+        let files = paths
+            .iter()
+            .map(|p| self.full(p))
+            .collect::<Result<Vec<_>>>()?;
+        blocking(first, move || {
+            for f in &files {
+                match std::fs::remove_file(f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(io::Error::new(e.kind(), format!("{}: {e}", f.display())))
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The batch in one blocking task: a regular file at each path.
+    async fn files_exist(&self, paths: &[String]) -> Result<Vec<bool>> {
+        let Some(first) = paths.first() else {
+            return Ok(Vec::new());
+        };
+        let files = paths
+            .iter()
+            .map(|p| self.full(p))
+            .collect::<Result<Vec<_>>>()?;
+        blocking(first, move || {
+            files
+                .iter()
+                .map(|f| match std::fs::metadata(f) {
+                    Ok(m) => Ok(!m.is_dir()),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                })
+                .collect()
         })
         .await
     }

@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `abort_stale_writes`, `abort_unfinished`, `writer`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
+//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `prune_empty_dirs_of`, `files_exist`, `abort_stale_writes`, `abort_unfinished`, `writer`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -186,6 +186,26 @@ impl StorageDriver for Instrumented {
             "delete_files",
             t,
             self.inner.delete_files(paths).await,
+        )
+    }
+
+    async fn files_exist(&self, paths: &[String]) -> Result<Vec<bool>> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "files_exist",
+            t,
+            self.inner.files_exist(paths).await,
+        )
+    }
+
+    async fn prune_empty_dirs_of(&self, paths: &[String]) -> Result<()> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "prune_empty_dirs_of",
+            t,
+            self.inner.prune_empty_dirs_of(paths).await,
         )
     }
 

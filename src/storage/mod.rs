@@ -232,6 +232,16 @@ pub trait StorageDriver: Send + Sync + 'static {
             Err(e) => Err(e),
         }
     }
+    /// [`file_exists`](Self::file_exists) of each of `paths`, in order. The default asks 8 at a
+    /// time; the filesystem answers a batch in one blocking task.
+    async fn files_exist(&self, paths: &[String]) -> Result<Vec<bool>> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(paths.iter().cloned())
+            .map(|p| async move { self.file_exists(&p).await })
+            .buffered(8)
+            .try_collect()
+            .await
+    }
     /// Names (not paths) of the direct children of a directory, in any order.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
     /// One page of [`list`](Self::list): the names after `after`, sorted bytewise, at most `limit`
@@ -335,6 +345,17 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Removes the empty directories at and below `path` (see the contract above). The default
     /// does nothing: right for backends whose directories are implied by their files.
     async fn prune_empty_dirs(&self, _path: &str) -> Result<()> {
+        Ok(())
+    }
+    /// [`prune_empty_dirs`](Self::prune_empty_dirs) of each of `paths`. The default prunes 8 at a
+    /// time; the filesystem prunes a batch in one blocking task.
+    async fn prune_empty_dirs_of(&self, paths: &[String]) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(paths.iter().cloned())
+            .map(|p| async move { self.prune_empty_dirs(&p).await })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
     /// Aborts the backend's unfinished writes below `path` (S3 multipart uploads a writer that died

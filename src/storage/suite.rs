@@ -55,6 +55,13 @@ async fn delete_and_move_files(d: &dyn StorageDriver) {
     assert_eq!(&d.get_content("/f/b/other").await.unwrap()[..], b"keep");
     // Again: nothing there any more is still no error.
     d.delete_files(&gone.map(String::from)).await.unwrap();
+    // `files_exist` answers in order; a folder, a missing file or one below a file is absent.
+    assert!(d.files_exist(&[]).await.unwrap().is_empty());
+    let asked = ["/f/b/other", "/f/a/link", "/f/b", "/f/e", "/f/c/below", "/f/c"];
+    assert_eq!(
+        d.files_exist(&asked.map(String::from)).await.unwrap(),
+        [true, false, false, true, false, true]
+    );
 
     let mut w = d.writer("/f/seg/data", true).await.unwrap();
     w.write(Bytes::from_static(b"12345")).await.unwrap();
@@ -278,8 +285,14 @@ async fn walk_and_prune(d: &dyn StorageDriver) {
     assert!(d.stat("/k/a/b").await.is_err_and(|e| e.is_not_found()));
     d.delete("/k/a/1").await.unwrap();
     d.delete("/k/c").await.unwrap();
+    // The batch form: folders that hold a file stay, missing ones are no error.
+    d.prune_empty_dirs_of(&["/k/a".into(), "/k/up".into(), "/k/none".into()])
+        .await
+        .unwrap();
+    assert_eq!(read_all(d, "/k/up/data", 0, None).await, b"12345");
+    assert!(d.stat("/k/a").await.is_err_and(|e| e.is_not_found()));
     d.delete("/k/up").await.unwrap();
-    d.prune_empty_dirs("/k").await.unwrap();
+    d.prune_empty_dirs_of(&["/k".into()]).await.unwrap();
     assert!(d.stat("/k").await.is_err_and(|e| e.is_not_found()));
     assert!(d.walk("/k").await.unwrap().is_empty());
     d.delete("/kk").await.unwrap();
