@@ -11,12 +11,14 @@
 //! - Concurrent clients needing the same manifest from upstream make one request (a gate per
 //!   repository and reference); an upstream failure answers those that waited for it.
 //! - Blobs: one upstream fetch per digest in this process however many clients ask ([`Flight`]).
-//!   The fetch writes into an unlinked spool file that every client reads from byte 0 at its own
-//!   pace, following the fetch (a late joiner tails it; a slow one holds up no one; none buffers
-//!   more than [`READ_CHUNK`]). It is written through the upload path, so the digest is verified
-//!   before the blob becomes visible; the fetch runs in its own task, so a client that disconnects
-//!   aborts nothing. A blob already in the blob store (fetched by another repository or replica)
-//!   is only confirmed with a `HEAD` upstream and linked, never fetched again.
+//!   The fetch writes into an unlinked spool file, hashing on the way, and never waits for a
+//!   reader. Every client reads the spool from byte 0 at its own pace, following the fetch (a
+//!   late joiner tails it; a slow one holds up no one; none buffers more than [`READ_CHUNK`]); its
+//!   last byte waits only for the fetch's digest check, not for the blob to be stored. The store
+//!   is one more reader of the spool: a one-shot upload that hashes and verifies again before the
+//!   blob becomes visible, at the disk's pace. The fetch runs in its own task, so a client that
+//!   disconnects aborts nothing. A blob already in the blob store (fetched by another repository
+//!   or replica) is only confirmed with a `HEAD` upstream and linked, never fetched again.
 //! - Read-only mode ([`Registry::with_read_only_pull_through`]): the same, but nothing is written;
 //!   what is not stored is verified and served through.
 //! - A cached tag the upstream answers 404 for stays served (the answer counts as a revalidation).
@@ -31,6 +33,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::hasher::ResumableSha256;
 use super::{ByteStream, Manifest, Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName};
 use crate::storage::layout;
@@ -137,10 +140,10 @@ impl PullState {
 
 /// Bytes a subscriber reads from the spool at a time (its only buffer).
 const READ_CHUNK: u64 = 256 << 10;
+/// The least a subscriber reads at a time while the fetch goes on.
+const READ_MIN: u64 = 64 << 10;
 /// Upstream chunks written to the spool in one go (those that have already arrived).
 const SPOOL_BATCH: usize = 64;
-/// Chunks queued between the spool and the upload (hashing, storage).
-const UPLOAD_QUEUE: usize = 16;
 
 /// Where one upstream blob fetch stands, as every subscriber sees it.
 #[derive(Debug, Clone, Default)]
@@ -151,8 +154,9 @@ struct FlightState {
     spool: Option<Arc<Spool>>,
     /// Bytes in the spool that subscribers may read.
     written: u64,
-    /// The bytes matched the digest (all `written` of them; they may still be being stored).
-    verified: bool,
+    /// The fetch's end: every byte is `written` and matched the digest (`Ok`; it may still be
+    /// being stored), or why not.
+    fetched: Option<std::result::Result<(), FlightError>>,
     /// Verified (and stored, unless read-only): its size; or why it failed.
     done: Option<std::result::Result<u64, FlightError>>,
 }
@@ -168,13 +172,17 @@ struct Flight {
     state: watch::Sender<FlightState>,
 }
 
-/// The bytes of one fetch in an unlinked temporary file: the fetch writes it, every subscriber
-/// reads it at its own pace (a client joining late starts at byte 0, a slow one holds up nobody,
-/// and none holds more than [`READ_CHUNK`] in memory). The file has no name once created, so
-/// the space is freed when the fetch and the last subscriber drop it, also after a crash.
+/// The bytes of one fetch in a file with no name: the fetch writes it, every subscriber reads it
+/// at its own pace (a client joining late starts at byte 0, a slow one holds up nobody, and none
+/// holds more than [`READ_CHUNK`] in memory). Where the storage's files are local
+/// ([`StorageDriver::unnamed_file`](crate::storage::StorageDriver::unnamed_file): the filesystem)
+/// it is the upload's own data file, named once verified: the bytes are written once. Elsewhere
+/// it is a temporary file the upload copies into the store. Either way the space is freed when
+/// the fetch and the last subscriber drop it, also after a crash, unless it was named.
 #[derive(Debug)]
-struct Spool {
-    file: std::fs::File,
+enum Spool {
+    Temp(std::fs::File),
+    InStore(crate::storage::UnnamedFile),
 }
 
 impl Spool {
@@ -189,10 +197,17 @@ impl Spool {
                 .mode(0o600)
                 .open(&path)?;
             std::fs::remove_file(&path)?;
-            Ok(Arc::new(Spool { file }))
+            Ok(Arc::new(Spool::Temp(file)))
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+
+    fn file(&self) -> &std::fs::File {
+        match self {
+            Spool::Temp(f) => f,
+            Spool::InStore(u) => u.file(),
+        }
     }
 }
 
@@ -567,7 +582,18 @@ impl Registry {
             .clone()
             .ok_or_else(|| RegistryError::Internal("no pull-through upstream".into()))?;
         let started = std::time::Instant::now();
-        if let Some(size) = self.stat_global_blob(digest).await? {
+        // A fetch in flight is joined first: its clients may be served before it has linked
+        // the blob, and asking upstream again for a blob it is storing would be a waste.
+        let in_flight = state
+            .flights
+            .lock()
+            .map_err(|_| RegistryError::Internal("pull-through state poisoned".into()))?
+            .contains_key(digest);
+        let stored = match in_flight {
+            true => None,
+            false => self.stat_global_blob(digest).await?,
+        };
+        if let Some(size) = stored {
             let confirmed = state.upstream.blob_size(name, digest).await;
             match confirmed {
                 Ok(_) => {
@@ -645,9 +671,13 @@ impl Registry {
         }
     }
 
-    /// The fetch itself: upstream `GET`; the bytes go into the spool (for the subscribers) and
-    /// through a one-shot upload (hashed, verified, moved into the blob store, linked) or, in
-    /// read-only mode, only through a hash that verifies them.
+    /// The fetch itself: upstream `GET`; the bytes go into the spool, hashed on the way
+    /// ([`pump`]), which the subscribers read at their own pace. Unless read-only, they are
+    /// stored through a one-shot upload: on the filesystem the spool is the upload's data file,
+    /// named once verified (with the fetch's hash state, so the commit reads nothing back);
+    /// elsewhere the upload is one more reader of the spool (hashed again, verified, copied). The
+    /// commit (sync, claim, move into the blob store, link) is the normal one, and the fetch, so
+    /// the clients, never wait for it.
     async fn run_flight(
         &self,
         name: &RepositoryName,
@@ -655,85 +685,102 @@ impl Registry {
         flight: &Arc<Flight>,
         state: &Arc<PullState>,
     ) -> std::result::Result<u64, FlightError> {
+        let other = |e: RegistryError| FlightError::Other(e.to_string());
         let blob = state
             .upstream
             .blob(name, digest)
             .await
             .map_err(FlightError::Upstream)?;
-        let spool = Spool::create(state.spool_dir.clone()).await.map_err(|e| {
-            FlightError::Other(format!(
-                "cannot create a spool file in {}: {e}",
-                state.spool_dir.display()
-            ))
-        })?;
+        let mut session = match state.store {
+            true => Some(self.begin_upload(name).await.map_err(other)?),
+            false => None,
+        };
+        let unnamed = match &session {
+            Some(s) => self
+                .driver
+                .unnamed_file(&layout::upload_data(name, &s.uuid))
+                .await
+                .map_err(|e| other(e.into()))?,
+            None => None,
+        };
+        let spool = match unnamed {
+            Some(u) => Arc::new(Spool::InStore(u)),
+            None => Spool::create(state.spool_dir.clone()).await.map_err(|e| {
+                FlightError::Other(format!(
+                    "cannot create a spool file in {}: {e}",
+                    state.spool_dir.display()
+                ))
+            })?,
+        };
         let expected = blob.size;
         flight.state.send_modify(|s| {
             s.size = blob.size;
             s.spool = Some(spool.clone());
         });
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_QUEUE);
-        let pump = pump(blob.stream, spool, flight, state.upstream.clone(), tx);
-        let r = if state.store {
-            let body: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-            let mut s = self
-                .begin_upload(name)
-                .await
-                .map_err(|e| FlightError::Other(e.to_string()))?;
-            // Once the upload has verified the bytes, the subscribers get their last byte: they
-            // do not wait for the bytes to be synced, moved into the blob store and linked.
-            let (said, heard) = tokio::sync::oneshot::channel();
-            let hear = async {
-                if heard.await.is_ok() {
-                    flight.state.send_modify(|s| s.verified = true);
-                }
-            };
-            let (pumped, stored, ()) = tokio::join!(
-                pump,
-                self.complete_upload_telling(&mut s, digest, None, Some(body), Some(said)),
-                hear
-            );
-            match (pumped, stored) {
-                (Ok(_), Ok(size)) => Ok(size),
-                (p, Err(e)) => {
-                    let _ = self.cancel_upload(&s).await;
-                    Err(p.err().unwrap_or(match e {
-                        RegistryError::BodyRead(io) => {
-                            FlightError::Upstream(UpstreamError::BadGateway(format!(
-                                "reading the blob from upstream failed: {io}"
-                            )))
-                        }
-                        RegistryError::DigestInvalid(m) => FlightError::Upstream(
-                            UpstreamError::BadGateway(format!("upstream sent a wrong blob: {m}")),
-                        ),
-                        other => FlightError::Other(other.to_string()),
-                    }))
-                }
-                (Err(e), Ok(_)) => Err(e),
-            }
-        } else {
-            let verify = async move {
-                let mut h = StreamHash::new(digest.algorithm());
-                let mut n = 0u64;
-                while let Some(c) = rx.recv().await {
-                    let c = c.map_err(|e| {
-                        FlightError::Upstream(UpstreamError::BadGateway(format!(
-                            "reading the blob from upstream failed: {e}"
-                        )))
+        let reader = spool_reader(spool.clone(), flight.state.subscribe());
+        let pump = pump(
+            blob.stream,
+            spool.clone(),
+            flight,
+            state.upstream.clone(),
+            digest,
+        );
+        let r = match (&mut session, &*spool) {
+            (None, _) => pump.await.map(|(n, _)| n),
+            (Some(s), Spool::InStore(_)) => {
+                let stored = async {
+                    let (size, hash) = pump.await?;
+                    let sp = spool.clone();
+                    tokio::task::spawn_blocking(move || match &*sp {
+                        Spool::InStore(u) => u.name(),
+                        Spool::Temp(_) => Ok(()),
+                    })
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| {
+                        FlightError::Other(format!("naming the fetched blob's file failed: {e}"))
                     })?;
-                    n += c.len() as u64;
-                    h.update(&c);
+                    if let Some(h) = hash.resumable() {
+                        self.driver
+                            .put_content_unsynced(
+                                &layout::upload_hashstate(name, &s.uuid, size),
+                                Bytes::from(h.marshal()),
+                            )
+                            .await
+                            .map_err(|e| other(e.into()))?;
+                    }
+                    self.complete_upload(s, digest, None, None)
+                        .await
+                        .map_err(|e| {
+                            FlightError::Other(format!("storing the fetched blob failed: {e}"))
+                        })
                 }
-                Ok::<_, FlightError>((h.finish(), n))
-            };
-            let (pumped, verified) = tokio::join!(pump, verify);
-            pumped?;
-            let (actual, size) = verified?;
-            if &actual != digest {
-                Err(FlightError::Upstream(UpstreamError::BadGateway(format!(
-                    "upstream sent a wrong blob: content has digest {actual}, not {digest}"
-                ))))
-            } else {
-                Ok(size)
+                .await;
+                if stored.is_err() {
+                    let _ = self.cancel_upload(s).await;
+                }
+                stored
+            }
+            (Some(s), Spool::Temp(_)) => {
+                let (pumped, stored) =
+                    tokio::join!(pump, self.complete_upload(s, digest, None, Some(reader)));
+                match (pumped, stored) {
+                    (Ok(_), Ok(size)) => Ok(size),
+                    (Err(e), stored) => {
+                        if stored.is_err() {
+                            let _ = self.cancel_upload(s).await;
+                        }
+                        Err(e)
+                    }
+                    (Ok(_), Err(e)) => {
+                        // The clients have their verified bytes; only storing them failed.
+                        let _ = self.cancel_upload(s).await;
+                        Err(FlightError::Other(format!(
+                            "storing the fetched blob failed: {e}"
+                        )))
+                    }
+                }
             }
         };
         if let (Ok(size), Some(e)) = (&r, expected) {
@@ -746,21 +793,47 @@ impl Registry {
     }
 }
 
-/// Copies the upstream's bytes into the spool (publishing how far it got) and on to `tx`. An
-/// upstream error goes on to `tx` too (the upload fails with it); the consumer going away (the
-/// upload failed) ends the copy. Never waits for a subscriber.
+/// Copies the upstream's bytes into the spool, hashing them on the way, and publishes how far
+/// it got; at the end, whether they match `digest` (`fetched`). Never waits for a reader: the
+/// spool is the only buffer (the page cache's to keep or write back).
 async fn pump(
     upstream: ByteStream,
     spool: Arc<Spool>,
     flight: &Arc<Flight>,
     up: Arc<dyn PullThrough>,
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-) -> std::result::Result<u64, FlightError> {
+    digest: &Digest,
+) -> std::result::Result<(u64, StreamHash), FlightError> {
+    let r = pump_inner(upstream, spool, flight, up, digest).await;
+    flight.state.send_modify(|s| {
+        s.fetched = Some(r.as_ref().map(|_| ()).map_err(|e| e.clone()));
+    });
+    r
+}
+
+async fn pump_inner(
+    upstream: ByteStream,
+    spool: Arc<Spool>,
+    flight: &Arc<Flight>,
+    up: Arc<dyn PullThrough>,
+    digest: &Digest,
+) -> std::result::Result<(u64, StreamHash), FlightError> {
+    type Job<T> = tokio::task::JoinHandle<std::io::Result<T>>;
+    async fn finish<T>(job: Job<T>) -> std::result::Result<T, FlightError> {
+        job.await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| FlightError::Other(format!("writing the spool file failed: {e}")))
+    }
+    // Three stages overlap: the next batch arrives from upstream while the last one is written
+    // (one blocking task) and hashed (another); each waits only for its own predecessor.
     let mut batches = upstream.ready_chunks(SPOOL_BATCH);
     let mut offset = 0u64;
+    let mut hash = Some(StreamHash::new(digest.algorithm()));
+    let mut hashing: Option<Job<StreamHash>> = None;
+    let mut writing: Option<(Job<()>, u64)> = None;
+    let mut failed = None;
     while let Some(batch) = batches.next().await {
         let mut ok = Vec::with_capacity(batch.len());
-        let mut failed = None;
         for c in batch {
             match c {
                 Ok(c) => ok.push(c),
@@ -772,51 +845,63 @@ async fn pump(
         }
         let len: u64 = ok.iter().map(|c| c.len() as u64).sum();
         up.observe_bytes(len);
-        let sp = spool.clone();
-        let at = offset;
-        let ok = tokio::task::spawn_blocking(move || {
+        if let Some((w, end)) = writing.take() {
+            finish(w).await?;
+            flight.state.send_modify(|s| s.written = end);
+        }
+        let prev = match hashing.take() {
+            Some(h) => Some(finish(h).await?),
+            None => hash.take(),
+        };
+        let (sp, at, chunks) = (spool.clone(), offset, ok.clone());
+        let w = tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
             let mut o = at;
-            for c in &ok {
-                sp.file.write_all_at(c, o)?;
+            for c in &chunks {
+                sp.file().write_all_at(c, o)?;
                 o += c.len() as u64;
             }
-            Ok::<_, std::io::Error>(ok)
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|e| FlightError::Other(format!("writing the spool file failed: {e}")));
-        let ok = match ok {
-            Ok(ok) => ok,
-            Err(e) => {
-                let _ = tx
-                    .send(Err(std::io::Error::other("the spool file failed")))
-                    .await;
-                return Err(e);
-            }
-        };
+            Ok(())
+        });
         offset += len;
-        flight.state.send_modify(|s| s.written = offset);
-        for c in ok {
-            if tx.send(Ok(c)).await.is_err() {
-                return Ok(offset);
+        writing = Some((w, offset));
+        hashing = Some(tokio::task::spawn_blocking(move || {
+            let mut h = prev.ok_or_else(|| std::io::Error::other("the fetch lost its hash"))?;
+            for c in &ok {
+                h.update(c);
             }
-        }
-        if let Some(e) = failed {
-            let msg = e.to_string();
-            let _ = tx.send(Err(e)).await;
-            return Err(FlightError::Upstream(UpstreamError::BadGateway(format!(
-                "reading the blob from upstream failed: {msg}"
-            ))));
+            Ok(h)
+        }));
+        if failed.is_some() {
+            break;
         }
     }
-    Ok(offset)
+    if let Some((w, end)) = writing.take() {
+        finish(w).await?;
+        flight.state.send_modify(|s| s.written = end);
+    }
+    let hash = match hashing.take() {
+        Some(h) => finish(h).await?,
+        None => hash.ok_or_else(|| FlightError::Other("the fetch lost its hash".into()))?,
+    };
+    if let Some(e) = failed {
+        return Err(FlightError::Upstream(UpstreamError::BadGateway(format!(
+            "reading the blob from upstream failed: {e}"
+        ))));
+    }
+    let actual = hash.finish();
+    if &actual != digest {
+        return Err(FlightError::Upstream(UpstreamError::BadGateway(format!(
+            "upstream sent a wrong blob: content has digest {actual}, not {digest}"
+        ))));
+    }
+    Ok((offset, hash))
 }
 
-/// A streaming hash of either algorithm (the read-only path verifies without storing).
+/// A streaming hash of either algorithm; the sha256 one resumable, so a fetch that is the
+/// upload's own file hands its state to the commit.
 enum StreamHash {
-    Sha256(sha2::Sha256),
+    Sha256(ResumableSha256),
     Sha512(sha2::Sha512),
 }
 
@@ -824,7 +909,7 @@ impl StreamHash {
     fn new(a: Algorithm) -> StreamHash {
         use sha2::Digest as _;
         match a {
-            Algorithm::Sha256 => StreamHash::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha256 => StreamHash::Sha256(ResumableSha256::new()),
             Algorithm::Sha512 => StreamHash::Sha512(sha2::Sha512::new()),
         }
     }
@@ -835,11 +920,17 @@ impl StreamHash {
             StreamHash::Sha512(h) => h.update(data),
         }
     }
-    fn finish(self) -> Digest {
+    fn finish(&self) -> Digest {
         use sha2::Digest as _;
         match self {
-            StreamHash::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.finalize()),
-            StreamHash::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.finalize()),
+            StreamHash::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.finish()),
+            StreamHash::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.clone().finalize()),
+        }
+    }
+    fn resumable(&self) -> Option<&ResumableSha256> {
+        match self {
+            StreamHash::Sha256(h) => Some(h),
+            StreamHash::Sha512(_) => None,
         }
     }
 }
@@ -851,9 +942,10 @@ fn blob_err(e: UpstreamError, digest: &Digest) -> RegistryError {
     }
 }
 
-/// A subscriber's view of a fetch: the spool from byte 0, following the fetch as it writes. The
-/// last byte is held back until the fetch says the digest matched (a client never receives a
-/// complete wrong blob), but not until it is stored; a failed fetch ends the stream with an error.
+/// A reader of a fetch (a client, or the upload that stores it): the spool from byte 0,
+/// following the fetch as it writes. The last byte is held back until the fetch says the digest
+/// matched (a client never receives a complete wrong blob), but not until it is stored; a failed
+/// fetch ends the stream with an error.
 fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStream {
     struct St {
         spool: Arc<Spool>,
@@ -876,27 +968,27 @@ fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStre
             return None;
         }
         loop {
-            let (limit, end) = {
+            let (limit, end, failed) = {
                 let s = st.rx.borrow_and_update();
-                match &s.done {
-                    Some(Ok(size)) => (*size, true),
-                    Some(Err(_)) => (0, false),
-                    // Verified: the spool is whole (the fetch writes it before the upload sees
-                    // the bytes), the storing may go on.
-                    None if s.verified => (s.written, true),
-                    None => (s.written.saturating_sub(1), false),
+                match (&s.fetched, &s.done) {
+                    (Some(Ok(())), _) => (s.written, true, false),
+                    (Some(Err(_)), _) | (None, Some(Err(_))) => (0, false, true),
+                    (None, Some(Ok(size))) => (*size, true, false),
+                    (None, None) => (s.written.saturating_sub(1), false, false),
                 }
             };
-            if matches!(&st.rx.borrow().done, Some(Err(_))) {
+            if failed {
                 return fail(st, "the upstream fetch failed".into());
             }
-            if st.pos < limit {
+            // Reads of at least READ_MIN unless the end is known: a fast fetch publishes
+            // progress in small steps, and a read per step costs more than the bytes.
+            if st.pos < limit && (end || limit - st.pos >= READ_MIN) {
                 let n = (limit - st.pos).min(READ_CHUNK);
                 let (sp, at) = (st.spool.clone(), st.pos);
                 let r = tokio::task::spawn_blocking(move || {
                     use std::os::unix::fs::FileExt;
                     let mut buf = vec![0u8; n as usize];
-                    sp.file.read_exact_at(&mut buf, at)?;
+                    sp.file().read_exact_at(&mut buf, at)?;
                     Ok::<_, std::io::Error>(Bytes::from(buf))
                 })
                 .await
@@ -1084,6 +1176,44 @@ mod tests {
                 .unwrap();
         assert!(r.is_err(), "a wrong blob completed");
         assert_eq!(reg.stat_global_blob(&wrong).await.unwrap(), None);
+    }
+
+    /// On the filesystem the fetch writes the upload's own file once (no temporary spool): the
+    /// client gets the bytes, the blob is stored whole, and no upload or unnamed file is left.
+    #[tokio::test]
+    async fn on_the_filesystem_a_cold_pull_is_stored_from_its_spool_in_place() {
+        let blob = Bytes::from(
+            (0..5_000_000u32)
+                .map(|i| (i % 253) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        let digest = Digest::sha256_of(&blob);
+        let dir = tempfile::tempdir().unwrap();
+        let driver = Arc::new(crate::storage::fs::FsDriver::new(dir.path()).unwrap());
+        assert!(driver
+            .unnamed_file("/docker/registry/v2/probe/data")
+            .await
+            .unwrap()
+            .is_some());
+        let reg = Registry::new(driver.clone(), RegistryOptions::new(UploadSecret::new("s")))
+            .with_pull_through(Arc::new(OneBlob(blob.clone())));
+        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
+        let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
+            PulledBlob::Streaming { stream, .. } => stream,
+            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
+        };
+        let got: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(got.concat(), blob);
+        match reg.pull_blob(&name, &digest, true).await.unwrap() {
+            PulledBlob::Stored(n) => assert_eq!(n, blob.len() as u64),
+            PulledBlob::Streaming { .. } => panic!("waited, yet streaming"),
+        }
+        assert_eq!(read_all(&reg, &digest).await, blob);
+        let uploads = driver
+            .list(&format!("{}/_uploads", layout::repo_root(&name)))
+            .await
+            .unwrap_or_default();
+        assert!(uploads.is_empty(), "left behind: {uploads:?}");
     }
 
     async fn read_all(reg: &Registry, d: &Digest) -> Bytes {

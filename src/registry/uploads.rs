@@ -216,8 +216,7 @@ impl Registry {
         start: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        self.append_inner(s, start, Some(body), None, &mut None)
-            .await
+        self.append_inner(s, start, Some(body), None).await
     }
 
     /// Streams `body` (if any) onto the upload's data while hashing it, then closes the writer (or,
@@ -226,15 +225,13 @@ impl Registry {
     /// whatever arrived.
     ///
     /// A sha256 `finalize` digest is verified before the commit (its `fsync`): a mismatch closes the
-    /// data unsynced and answers `DigestInvalid`; a match is told to `verified` first, so whoever
-    /// waits for the bytes (a pull-through client) need not wait for the disk.
+    /// data unsynced and answers `DigestInvalid`.
     async fn append_inner(
         &self,
         s: &mut UploadSession,
         start: Option<u64>,
         body: Option<ByteStream>,
         finalize: Option<&Digest>,
-        verified: &mut Option<Verified>,
     ) -> Result<u64> {
         let path = layout::upload_data(&s.name, &s.uuid);
         let mut writer = self.driver.writer(&path, true).await?;
@@ -267,9 +264,6 @@ impl Registry {
             _ => None,
         };
         if completed && mismatch.is_none() {
-            if finalize.is_some_and(|d| d.algorithm() == Algorithm::Sha256) {
-                tell(verified);
-            }
             writer.commit().await?;
         } else {
             writer.close().await?;
@@ -303,21 +297,6 @@ impl Registry {
         start: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<u64> {
-        self.complete_upload_telling(s, digest, start, body, None)
-            .await
-    }
-
-    /// [`complete_upload`](Registry::complete_upload), telling `verified` as soon as the bytes are
-    /// known to match `digest`: before they are synced, moved and linked (a pull-through fetch
-    /// releases its clients' last byte then, while the commit goes on).
-    pub(crate) async fn complete_upload_telling(
-        &self,
-        s: &mut UploadSession,
-        digest: &Digest,
-        start: Option<u64>,
-        body: Option<ByteStream>,
-        mut verified: Option<Verified>,
-    ) -> Result<u64> {
         let body = match body {
             // The whole blob in this request, its digest known before its bytes: straight to
             // the blob's own key where the backend can (one write of the bytes, no copy).
@@ -333,7 +312,7 @@ impl Registry {
                 {
                     Some(writer) => {
                         return self
-                            .write_direct(&s.name, Some(&s.uuid), digest, body, writer, verified)
+                            .write_direct(&s.name, Some(&s.uuid), digest, body, writer)
                             .await
                     }
                     None => Some(body),
@@ -342,15 +321,12 @@ impl Registry {
             body => body,
         };
         let data = layout::upload_data(&s.name, &s.uuid);
-        let size = self
-            .append_inner(s, start, body, Some(digest), &mut verified)
-            .await?;
+        let size = self.append_inner(s, start, body, Some(digest)).await?;
         if digest.algorithm() == Algorithm::Sha512 {
             let actual = self.sha512_of_file(&data).await?;
             if &actual != digest {
                 return Err(digest_mismatch(&actual, digest));
             }
-            tell(&mut verified);
         }
         let target = layout::blob_data(digest);
         // The event's journal write runs beside the commit (an intent, resolved after it).
@@ -387,7 +363,6 @@ impl Registry {
         digest: &Digest,
         mut body: ByteStream,
         mut writer: Box<dyn FileWriter>,
-        mut verified: Option<Verified>,
     ) -> Result<u64> {
         let mut hasher = ResumableSha256::new();
         if let Err(e) = copy_hashing(&mut body, writer.as_mut(), &mut hasher).await {
@@ -400,7 +375,6 @@ impl Registry {
             writer.cancel().await?;
             return Err(digest_mismatch(&actual, digest));
         }
-        tell(&mut verified);
         let pending = self
             .begin_event(|| {
                 super::blobs::blob_event(super::events::Action::Push, name, digest, size)
@@ -468,9 +442,7 @@ impl Registry {
                 .await?
             {
                 // No upload session at all: nothing to record, nothing to clean up.
-                return self
-                    .write_direct(name, None, digest, body, writer, None)
-                    .await;
+                return self.write_direct(name, None, digest, body, writer).await;
             }
         }
         let mut s = self.start_upload(name).await?;
@@ -480,16 +452,6 @@ impl Registry {
             let _ = self.cancel_upload(&s).await;
         }
         r
-    }
-}
-
-/// Told once a completed upload's bytes are known to match its digest (see
-/// [`Registry::complete_upload_telling`]).
-pub(crate) type Verified = tokio::sync::oneshot::Sender<()>;
-
-fn tell(verified: &mut Option<Verified>) {
-    if let Some(v) = verified.take() {
-        let _ = v.send(());
     }
 }
 

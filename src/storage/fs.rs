@@ -35,7 +35,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{
-    check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, WalkEntry,
+    check_path, ByteStream, FileInfo, FileWriter, Result, StorageDriver, StorageError, UnnamedFile,
+    WalkEntry,
 };
 
 /// Size of read blocks.
@@ -435,6 +436,32 @@ impl StorageDriver for FsDriver {
     async fn prune_empty_dirs(&self, path: &str) -> Result<()> {
         let p = self.full(path)?;
         blocking(path, move || prune_dir(&p).map(|_| ())).await
+    }
+
+    /// `O_TMPFILE` in the folder of `path` (created if missing); `None` where the filesystem
+    /// cannot make one.
+    async fn unnamed_file(&self, path: &str) -> Result<Option<UnnamedFile>> {
+        let p = self.full(path)?;
+        blocking(path, move || {
+            use rustix::fs::{Mode, OFlags};
+            let dir = p
+                .parent()
+                .ok_or_else(|| io::Error::other("no parent folder"))?;
+            std::fs::create_dir_all(dir)?;
+            match rustix::fs::open(
+                dir,
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => Ok(Some(UnnamedFile::new(std::fs::File::from(fd), p))),
+                // Not supported here (EOPNOTSUPP; EISDIR on kernels without it).
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::ISDIR => {
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     /// The batch in one blocking task (a collection prunes thousands of blob folders at once).

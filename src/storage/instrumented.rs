@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `prune_empty_dirs_of`, `files_exist`, `abort_stale_writes`, `abort_unfinished`, `writer`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
+//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `prune_empty_dirs_of`, `files_exist`, `abort_stale_writes`, `abort_unfinished`, `writer`, `unnamed_file`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    ByteStream, FileInfo, FileWriter, NamePage, Result, StorageDriver, StorageError, WalkEntry,
+    ByteStream, FileInfo, FileWriter, NamePage, Result, StorageDriver, StorageError, UnnamedFile,
+    WalkEntry,
 };
 
 /// Receives one observation per driver call.
@@ -146,6 +147,16 @@ impl StorageDriver for Instrumented {
             inner: w,
             observer: self.observer.clone(),
         }))
+    }
+
+    async fn unnamed_file(&self, path: &str) -> Result<Option<UnnamedFile>> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "unnamed_file",
+            t,
+            self.inner.unnamed_file(path).await,
+        )
     }
 
     async fn direct_writer(&self, path: &str) -> Result<Option<Box<dyn FileWriter>>> {

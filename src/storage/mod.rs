@@ -152,6 +152,61 @@ impl FaultKind {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// What [`StorageDriver::unnamed_file`] gives: a local file with no name yet and the path it is
+/// to have.
+pub struct UnnamedFile {
+    file: std::fs::File,
+    target: std::path::PathBuf,
+}
+
+impl UnnamedFile {
+    /// For a backend: `file` (made with `O_TMPFILE`, so it can be linked) is to become `target`.
+    pub fn new(file: std::fs::File, target: std::path::PathBuf) -> UnnamedFile {
+        UnnamedFile { file, target }
+    }
+}
+
+impl std::fmt::Debug for UnnamedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnnamedFile")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl UnnamedFile {
+    /// The open file, to write and read at offsets (`FileExt`).
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// Gives the file its name, durably: `fsync` of the data, `linkat(2)` at the path it was
+    /// made for (refused if a file is there), `fsync` of the folder. Blocking.
+    pub fn name(&self) -> std::io::Result<()> {
+        use rustix::fs::{linkat, AtFlags, CWD};
+        use std::os::fd::AsRawFd;
+        self.file.sync_all()?;
+        let proc = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        if let Err(e) = linkat(
+            CWD,
+            proc.as_str(),
+            CWD,
+            &self.target,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            // No /proc: the same by descriptor (needs CAP_DAC_READ_SEARCH).
+            if e != rustix::io::Errno::NOENT {
+                return Err(e.into());
+            }
+            linkat(&self.file, "", CWD, &self.target, AtFlags::EMPTY_PATH)?;
+        }
+        match self.target.parent() {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What `stat` reports.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
@@ -270,6 +325,15 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// ends. `None` (the default): the backend has nothing cheaper than staging the bytes in
     /// another file and [`rename`](Self::rename)-ing it (the filesystem, where `rename(2)` moves
     /// no bytes), and the caller does that.
+    /// A local file with no name yet that is to become the file at `path` (in a folder that
+    /// exists), where the backend's files are local ones (the filesystem: `O_TMPFILE` beside
+    /// `path`). The caller writes and reads it in place, then gives it its name with
+    /// [`UnnamedFile::name`]: one write of the bytes where a local spool followed by a copy
+    /// into the store would make two. A crash before the name leaves nothing behind. `None` (the
+    /// default, and a filesystem without `O_TMPFILE`): the caller spools locally and copies.
+    async fn unnamed_file(&self, _path: &str) -> Result<Option<UnnamedFile>> {
+        Ok(None)
+    }
     async fn direct_writer(&self, _path: &str) -> Result<Option<Box<dyn FileWriter>>> {
         Ok(None)
     }

@@ -57,7 +57,14 @@ async fn delete_and_move_files(d: &dyn StorageDriver) {
     d.delete_files(&gone.map(String::from)).await.unwrap();
     // `files_exist` answers in order; a folder, a missing file or one below a file is absent.
     assert!(d.files_exist(&[]).await.unwrap().is_empty());
-    let asked = ["/f/b/other", "/f/a/link", "/f/b", "/f/e", "/f/c/below", "/f/c"];
+    let asked = [
+        "/f/b/other",
+        "/f/a/link",
+        "/f/b",
+        "/f/e",
+        "/f/c/below",
+        "/f/c",
+    ];
     assert_eq!(
         d.files_exist(&asked.map(String::from)).await.unwrap(),
         [true, false, false, true, false, true]
