@@ -11,10 +11,7 @@ use super::inventory::Inventory;
 use super::mark::{ManifestCache, Plan};
 use super::{Deletion, Progress};
 use crate::oci::{Digest, RepositoryName, Tag};
-use crate::storage::{layout, Result, StorageDriver};
-
-/// Storage calls in flight while sweeping.
-const CONCURRENCY: usize = 8;
+use crate::storage::{layout, Result, StorageDriver, StorageError};
 
 /// Blobs deleted together: their links, moves and deletes go out in batches (S3 deletes 1,000
 /// keys a call).
@@ -88,18 +85,18 @@ pub async fn tombstone(
     progress: &dyn Progress,
 ) -> Result<()> {
     progress.phase("tombstone", plan.blobs.len() as u64);
-    futures::stream::iter(plan.blobs.iter().cloned())
-        .map(|d| async move {
-            // Unsynced: a tombstone lost in a crash only spares its blob (the run that wrote it
-            // died with it, and a later run tombstones again); the hide that follows the grace
-            // makes every surviving one durable before anything is deleted.
-            let r = driver
-                .put_content_unsynced(&layout::blob_tombstone(&d), Bytes::new())
-                .await;
-            progress.step(1);
-            r
+    // Unsynced: a tombstone lost in a crash only spares its blob (the run that wrote it died
+    // with it, and a later run tombstones again); the hide that follows the grace makes every
+    // surviving one durable before anything is deleted.
+    let paths: Vec<String> = plan.blobs.iter().map(layout::blob_tombstone).collect();
+    let chunks: Vec<Vec<String>> = paths.chunks(BLOB_CHUNK).map(<[String]>::to_vec).collect();
+    futures::stream::iter(chunks)
+        .map(|c| async move {
+            driver.put_empty_files_unsynced(&c).await?;
+            progress.step(c.len() as u64);
+            Ok::<(), StorageError>(())
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(2)
         .try_collect::<Vec<()>>()
         .await?;
     progress.done();

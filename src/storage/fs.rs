@@ -25,7 +25,8 @@
 //! `put_content_unsynced` (hash states, upload start times) skips the syncs: losing them in a
 //! crash costs a re-hash of the data, never a wrong answer. An upload's data before its final
 //! `PUT` is not synced either (a crash loses the unsynced tail; the file's size is the offset a
-//! client resumes from).
+//! client resumes from). The collector's tombstones (`put_empty_files_unsynced`) are empty files
+//! created in place, a batch per blocking task: an empty file has no partial content to hide.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -115,6 +116,24 @@ impl FsDriver {
             r
         })
         .await
+    }
+
+    /// Runs `f` over the full paths of a batch in one blocking task (the batch methods of the
+    /// sweep); `empty` for no paths.
+    async fn batch<T: Send + 'static>(
+        &self,
+        paths: &[String],
+        empty: T,
+        f: impl FnOnce(Vec<PathBuf>) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let Some(first) = paths.first() else {
+            return Ok(empty);
+        };
+        let full = paths
+            .iter()
+            .map(|p| self.full(p))
+            .collect::<Result<Vec<_>>>()?;
+        blocking(first, move || f(full)).await
     }
 }
 
@@ -466,14 +485,7 @@ impl StorageDriver for FsDriver {
 
     /// The batch in one blocking task (a collection prunes thousands of blob folders at once).
     async fn prune_empty_dirs_of(&self, paths: &[String]) -> Result<()> {
-        let Some(first) = paths.first() else {
-            return Ok(());
-        };
-        let dirs = paths
-            .iter()
-            .map(|p| self.full(p))
-            .collect::<Result<Vec<_>>>()?;
-        blocking(first, move || {
+        self.batch(paths, (), |dirs| {
             for d in &dirs {
                 prune_dir(d)?;
             }
@@ -485,14 +497,7 @@ impl StorageDriver for FsDriver {
     /// The batch in one blocking task, `unlink(2)` each (no sync: a delete lost in a crash leaves
     /// garbage the next collection takes).
     async fn delete_files(&self, paths: &[String]) -> Result<()> {
-        let Some(first) = paths.first() else {
-            return Ok(());
-        };
-        let files = paths
-            .iter()
-            .map(|p| self.full(p))
-            .collect::<Result<Vec<_>>>()?;
-        blocking(first, move || {
+        self.batch(paths, (), |files| {
             for f in &files {
                 match std::fs::remove_file(f) {
                     Ok(()) => {}
@@ -509,14 +514,7 @@ impl StorageDriver for FsDriver {
 
     /// The batch in one blocking task: a regular file at each path.
     async fn files_exist(&self, paths: &[String]) -> Result<Vec<bool>> {
-        let Some(first) = paths.first() else {
-            return Ok(Vec::new());
-        };
-        let files = paths
-            .iter()
-            .map(|p| self.full(p))
-            .collect::<Result<Vec<_>>>()?;
-        blocking(first, move || {
+        self.batch(paths, Vec::new(), |files| {
             files
                 .iter()
                 .map(|f| match std::fs::metadata(f) {
@@ -532,6 +530,19 @@ impl StorageDriver for FsDriver {
                     Err(e) => Err(e),
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// The batch in one blocking task, each file created (or truncated) in place: an empty file
+    /// has no partial state to hide behind a rename, and no sync is asked for.
+    async fn put_empty_files_unsynced(&self, paths: &[String]) -> Result<()> {
+        self.batch(paths, (), |files| {
+            for f in &files {
+                in_parent(f, false, || std::fs::File::create(f).map(drop))
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", f.display())))?;
+            }
+            Ok(())
         })
         .await
     }

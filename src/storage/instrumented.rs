@@ -4,7 +4,7 @@
 //! errors, same streams.
 //!
 //! Operation names are the driver method names (`get_content`, `put_content`, `read`, `stat`,
-//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `prune_empty_dirs_of`, `files_exist`, `abort_stale_writes`, `abort_unfinished`, `writer`, `unnamed_file`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
+//! `stat_file`, `list`, `list_page`, `list_layout_folders_page`, `walk`, `prune_empty_dirs`, `prune_empty_dirs_of`, `files_exist`, `put_empty_files_unsynced`, `abort_stale_writes`, `abort_unfinished`, `writer`, `unnamed_file`, `direct_writer`, `rename`, `delete`, `delete_files`, `rename_files`, `health`) and, for writers, `writer.write`,
 //! `writer.close`, `writer.commit`, `writer.cancel`. `read` times opening the stream, not
 //! draining it.
 
@@ -207,6 +207,16 @@ impl StorageDriver for Instrumented {
             "files_exist",
             t,
             self.inner.files_exist(paths).await,
+        )
+    }
+
+    async fn put_empty_files_unsynced(&self, paths: &[String]) -> Result<()> {
+        let t = Instant::now();
+        record(
+            &*self.observer,
+            "put_empty_files_unsynced",
+            t,
+            self.inner.put_empty_files_unsynced(paths).await,
         )
     }
 

@@ -297,6 +297,18 @@ pub trait StorageDriver: Send + Sync + 'static {
             .try_collect()
             .await
     }
+    /// An empty file at each of `paths` (replacing any), with no durability asked for: markers
+    /// whose loss in a crash is harmless (the collector's tombstones). The default is
+    /// [`put_content_unsynced`](Self::put_content_unsynced), 8 at a time.
+    async fn put_empty_files_unsynced(&self, paths: &[String]) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(paths.iter().cloned())
+            .map(|p| async move { self.put_content_unsynced(&p, Bytes::new()).await })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
     /// Names (not paths) of the direct children of a directory, in any order.
     async fn list(&self, path: &str) -> Result<Vec<String>>;
     /// One page of [`list`](Self::list): the names after `after`, sorted bytewise, at most `limit`

@@ -70,6 +70,28 @@ async fn delete_and_move_files(d: &dyn StorageDriver) {
         [true, false, false, true, false, true]
     );
 
+    // `put_empty_files_unsynced`: new files (parents made), one replacing a file with content.
+    d.put_empty_files_unsynced(&[]).await.unwrap();
+    let marks = ["/f/m/one/tomb", "/f/m/two/tomb", "/f/b/other"];
+    d.put_empty_files_unsynced(&marks.map(String::from))
+        .await
+        .unwrap();
+    for p in marks {
+        assert_eq!(d.stat_file(p).await.unwrap().size, 0, "{p}");
+        assert!(d.get_content(p).await.unwrap().is_empty(), "{p}");
+    }
+    assert_eq!(
+        d.files_exist(&marks.map(String::from)).await.unwrap(),
+        [true, true, true]
+    );
+    d.put_content("/f/b/other", Bytes::from_static(b"keep"))
+        .await
+        .unwrap();
+    d.delete_files(&["/f/m/one/tomb".into(), "/f/m/two/tomb".into()])
+        .await
+        .unwrap();
+    d.prune_empty_dirs("/f/m").await.unwrap();
+
     let mut w = d.writer("/f/seg/data", true).await.unwrap();
     w.write(Bytes::from_static(b"12345")).await.unwrap();
     w.commit().await.unwrap();
