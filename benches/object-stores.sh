@@ -8,7 +8,9 @@
 #      32 and 64 concurrent 100 MiB pushes (peak RSS);
 #   3. the S3 requests of ONE 1 GiB monolithic push and ONE 256 MiB chunked push per server
 #      (moto's request log, classified by benches/object-stores.py; load-independent).
-# Prints the tables and writes them to target/object-stores.md.
+# Prints the tables and writes them to target/object-stores.md. Before each server's turn at a
+# scenario 3 GiB are written and deleted (BENCH_PREWARM_MIB; 0 turns it off): on these VMs the
+# first touch of fresh memory costs ~1.5 s per GiB, which otherwise lands on whoever runs first.
 #
 # Usage: benches/object-stores.sh [--quick] [--servers distribution,ours] [--profile release|debug]
 #   --quick      smaller sizes (256M mono / 64M chunked / 16 x 10M concurrent), for a check run
@@ -73,7 +75,7 @@ if [ "$TIMED" = 1 ]; then
   say
   "$LG" compare --storage "s3=$EP" --servers "$SERVERS" --ours "$OURS" --sizes "$MONO,$CHUNKED" \
     --chunk 16M --scenarios "push-mono-$MONO,push-chunked-$CHUNKED,pull-$PULL,$CONC_SCEN" \
-    --workdir "$T" --out "$T/table.md"
+    --workdir "$T" --out "$T/table.md" --prewarm-mib "${BENCH_PREWARM_MIB:-3072}"
   cat "$T/table.md" >>"$OUT"
   own2=$("$PY" benches/object-stores.py put "$EP" own-put2 "$OWN_MIB" 16 4)
   curl -fsS -X POST -o /dev/null "$EP/moto-api/reset"

@@ -13,4 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 cargo build --release -p image-registry && cargo build --release -p loadgen # one each: together they rebuild the deps
-exec target/release/loadgen compare --out target/side-by-side.md "$@"
+# Before each server's turn at a scenario, 3 GiB are written and deleted (BENCH_PREWARM_MIB; 0
+# turns it off): on these VMs the first touch of fresh memory costs ~1.5 s per GiB, which would
+# otherwise land on whichever server runs first.
+exec target/release/loadgen compare --out target/side-by-side.md --prewarm-mib "${BENCH_PREWARM_MIB:-3072}" "$@"

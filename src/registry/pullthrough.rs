@@ -1024,6 +1024,7 @@ mod tests {
     use futures::TryStreamExt;
 
     use super::*;
+    use crate::registry::tests::read_blob;
     use crate::registry::{RegistryOptions, UploadSecret};
     use crate::storage::memory::MemoryDriver;
     use crate::storage::{ByteStream, FileInfo, FileWriter, StorageDriver, WalkEntry};
@@ -1161,7 +1162,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), stored)
             .await
             .expect("the fetch stored the blob once let go");
-        assert_eq!(read_all(&reg, &digest).await, blob);
+        assert_eq!(read_blob(&reg, &digest).await, blob);
 
         // Bytes that do not match their digest: the client's stream fails, nothing is stored.
         let wrong = Digest::sha256_of(b"something else");
@@ -1208,22 +1209,11 @@ mod tests {
             PulledBlob::Stored(n) => assert_eq!(n, blob.len() as u64),
             PulledBlob::Streaming { .. } => panic!("waited, yet streaming"),
         }
-        assert_eq!(read_all(&reg, &digest).await, blob);
+        assert_eq!(read_blob(&reg, &digest).await, blob);
         let uploads = driver
             .list(&format!("{}/_uploads", layout::repo_root(&name)))
             .await
             .unwrap_or_default();
         assert!(uploads.is_empty(), "left behind: {uploads:?}");
-    }
-
-    async fn read_all(reg: &Registry, d: &Digest) -> Bytes {
-        let chunks: Vec<Bytes> = reg
-            .read_blob(d, 0, None)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        Bytes::from(chunks.concat())
     }
 }

@@ -26,7 +26,8 @@ fn name() -> RepositoryName {
     "ns/app".parse().unwrap()
 }
 
-async fn read_blob(r: &Registry, d: &Digest) -> Vec<u8> {
+/// The whole blob `d` as `r` serves it (also for the pull-through tests).
+pub(super) async fn read_blob(r: &Registry, d: &Digest) -> Vec<u8> {
     let chunks: Vec<Bytes> = r
         .read_blob(d, 0, None)
         .await

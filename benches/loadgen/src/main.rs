@@ -72,6 +72,11 @@ enum Cmd {
         /// Also write the table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Before each server's turn at a scenario, write and delete this many MiB in the work
+        /// folder (0: never). On VMs whose first touch of fresh guest memory is expensive (~1.5 s
+        /// per GiB here), it keeps the order of the servers from deciding large-blob results.
+        #[arg(long, default_value_t = 0)]
+        prewarm_mib: u64,
         /// Where both servers keep their data: `filesystem` (fresh folders under --workdir) or
         /// `s3=http://HOST:PORT` (moto: a fresh bucket per server and scenario, redirects off for
         /// both, the store reset between scenarios; adds the `push-100M-x32`/`-x64` scenarios).
@@ -160,6 +165,7 @@ fn main() -> Result<()> {
                 wait_max,
                 reuse_servers,
                 out,
+                prewarm_mib,
                 storage,
                 common,
             } => {
@@ -185,16 +191,13 @@ fn main() -> Result<()> {
                         },
                     });
                 }
-                let (table, errors) = compare(
-                    &kinds,
-                    workdir,
+                let pacing = Pacing {
                     wait_load,
                     wait_max,
                     reuse_servers,
-                    &storage,
-                    &common,
-                )
-                .await?;
+                    prewarm_mib,
+                };
+                let (table, errors) = compare(&kinds, workdir, &pacing, &storage, &common).await?;
                 print!("{table}");
                 if let Some(out) = out {
                     std::fs::write(&out, &table)?;
@@ -306,15 +309,44 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores{mem}, Linux {kernel}")
 }
 
-async fn compare(
-    kinds: &[(Kind, String, PathBuf)],
-    workdir: Option<PathBuf>,
+/// Writes `mib` MiB of zeros into a file in `dir`, then deletes it (see `--prewarm-mib`).
+async fn prewarm(dir: &std::path::Path, mib: u64) -> Result<()> {
+    let path = dir.join(format!(".loadgen-prewarm-{}", std::process::id()));
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        let block = vec![0u8; 1 << 20];
+        let mut f = std::fs::File::create(&path)?;
+        for _ in 0..mib {
+            f.write_all(&block)?;
+        }
+        drop(f);
+        std::fs::remove_file(&path)
+    })
+    .await??;
+    Ok(())
+}
+
+/// How `compare` paces its turns (the options of the same names).
+struct Pacing {
     wait_load: f64,
     wait_max: u64,
     reuse_servers: bool,
+    prewarm_mib: u64,
+}
+
+async fn compare(
+    kinds: &[(Kind, String, PathBuf)],
+    workdir: Option<PathBuf>,
+    pacing: &Pacing,
     storage: &servers::Storage,
     common: &Common,
 ) -> Result<(String, u64)> {
+    let &Pacing {
+        wait_load,
+        wait_max,
+        reuse_servers,
+        prewarm_mib,
+    } = pacing;
     let work = workdir.unwrap_or_else(std::env::temp_dir);
     let scenarios = common.scenarios(storage.is_object())?;
     if wait_load > 0.0 {
@@ -347,6 +379,9 @@ async fn compare(
                 Some(server) => server,
                 None => servers::start(*kind, label, bin, &work, storage).await?,
             };
+            if prewarm_mib > 0 {
+                prewarm(&work, prewarm_mib).await?;
+            }
             let reg = Registry::new(&server.url)?;
             let o = scenario::run(&reg, s, Some(server.pid()), i as u64 * 1000)
                 .await
