@@ -420,21 +420,17 @@ mod tests {
 
     use super::*;
     use crate::lifecycle::NoProgress;
+    use crate::storage::memory::hooked::{Hooked, Hooks};
     use crate::storage::memory::MemoryDriver;
-    use crate::storage::{ByteStream, FileInfo, FileWriter, WalkEntry};
 
-    /// A memory store that logs the calls the sweep makes and, right after the move that hides
-    /// `claimed`'s bytes, deletes its tombstone: a push claiming the blob at the worst moment.
+    /// Hooks that log the calls the sweep makes and, right after the move that hides
+    /// `claimed`'s bytes, delete its tombstone: a push claiming the blob at the worst moment.
     struct Claiming {
-        inner: MemoryDriver,
         claimed: Digest,
         log: Mutex<Vec<(&'static str, Vec<String>)>>,
     }
 
     impl Claiming {
-        fn note(&self, op: &'static str, paths: Vec<String>) {
-            self.log.lock().unwrap().push((op, paths));
-        }
         /// Index of the first logged call `op` naming `path`.
         fn first(&self, op: &str, path: &str) -> usize {
             let log = self.log.lock().unwrap();
@@ -445,55 +441,18 @@ mod tests {
     }
 
     #[async_trait]
-    impl StorageDriver for Claiming {
-        fn name(&self) -> &'static str {
-            "claiming"
+    impl Hooks for Claiming {
+        async fn before(&self, _: &MemoryDriver, op: &'static str, paths: &[String]) {
+            self.log.lock().unwrap().push((op, paths.to_vec()));
         }
-        async fn get_content(&self, path: &str) -> Result<Bytes> {
-            self.inner.get_content(path).await
-        }
-        async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
-            self.note("put_content", vec![path.into()]);
-            self.inner.put_content(path, data).await
-        }
-        async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
-            self.inner.read(path, offset, len).await
-        }
-        async fn stat(&self, path: &str) -> Result<FileInfo> {
-            self.note("stat", vec![path.into()]);
-            self.inner.stat(path).await
-        }
-        async fn list(&self, path: &str) -> Result<Vec<String>> {
-            self.inner.list(path).await
-        }
-        async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
-            self.inner.writer(path, append).await
-        }
-        async fn rename(&self, from: &str, to: &str) -> Result<()> {
-            self.note("rename", vec![from.into()]);
-            self.inner.rename(from, to).await
-        }
-        async fn delete(&self, path: &str) -> Result<()> {
-            self.note("delete", vec![path.into()]);
-            self.inner.delete(path).await
-        }
-        async fn delete_files(&self, paths: &[String]) -> Result<()> {
-            self.note("delete_files", paths.to_vec());
-            self.inner.delete_files(paths).await
-        }
-        async fn rename_files(&self, moves: &[(String, String, u64)]) -> Result<Vec<bool>> {
-            self.note("rename_files", moves.iter().map(|m| m.0.clone()).collect());
-            let r = self.inner.rename_files(moves).await?;
+        async fn after(&self, inner: &MemoryDriver, op: &'static str, paths: &[String]) {
             let hidden = layout::blob_data(&self.claimed);
-            if moves.iter().any(|m| m.0 == hidden) {
-                self.inner
+            if op == "rename_files" && paths.contains(&hidden) {
+                inner
                     .delete(&layout::blob_tombstone(&self.claimed))
-                    .await?;
+                    .await
+                    .unwrap();
             }
-            Ok(r)
-        }
-        async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
-            self.inner.walk(path).await
         }
     }
 
@@ -506,11 +465,10 @@ mod tests {
     #[tokio::test]
     async fn links_go_before_the_bytes_are_hidden_and_a_claim_after_the_hide_restores() {
         let (kept, gone) = (digest("claimed"), digest("garbage"));
-        let d = Claiming {
-            inner: MemoryDriver::new(),
+        let d = Hooked::new(Claiming {
             claimed: kept.clone(),
             log: Mutex::new(Vec::new()),
-        };
+        });
         let app: RepositoryName = "app".parse().unwrap();
         for b in [&kept, &gone] {
             d.inner
@@ -560,9 +518,9 @@ mod tests {
             ]
         );
         for b in [&kept, &gone] {
-            let unlink = d.first("delete_files", &layout::layer_link(&app, b));
-            let hide = d.first("rename_files", &layout::blob_data(b));
-            let check = d.first("stat", &layout::blob_tombstone(b));
+            let unlink = d.hooks.first("delete_files", &layout::layer_link(&app, b));
+            let hide = d.hooks.first("rename_files", &layout::blob_data(b));
+            let check = d.hooks.first("stat", &layout::blob_tombstone(b));
             assert!(
                 unlink < hide && hide < check,
                 "{b}: {unlink} {hide} {check}"

@@ -1026,9 +1026,9 @@ mod tests {
     use super::*;
     use crate::registry::tests::read_blob;
     use crate::registry::{RegistryOptions, UploadSecret};
+    use crate::storage::memory::hooked::{Hooked, Hooks};
     use crate::storage::memory::MemoryDriver;
-    use crate::storage::{ByteStream, FileInfo, FileWriter, StorageDriver, WalkEntry};
-
+    use crate::storage::StorageDriver;
     /// An upstream with one blob, sent in 64 KiB chunks.
     struct OneBlob(Bytes);
 
@@ -1070,58 +1070,20 @@ mod tests {
         }
     }
 
-    /// The in-memory driver whose renames (an upload moving into the blob store) wait until the
-    /// test lets them go: a disk that is slow to take the blob.
-    struct SlowToStore {
-        inner: MemoryDriver,
-        gate: tokio::sync::Semaphore,
-    }
+    /// Hooks that make renames (an upload moving into the blob store) wait until the test lets
+    /// them go: a disk that is slow to take the blob.
+    struct SlowToStore(tokio::sync::Semaphore);
 
     #[async_trait]
-    impl StorageDriver for SlowToStore {
-        fn name(&self) -> &'static str {
-            "slow-to-store"
-        }
-        async fn get_content(&self, path: &str) -> crate::storage::Result<Bytes> {
-            self.inner.get_content(path).await
-        }
-        async fn put_content(&self, path: &str, data: Bytes) -> crate::storage::Result<()> {
-            self.inner.put_content(path, data).await
-        }
-        async fn read(
-            &self,
-            path: &str,
-            offset: u64,
-            len: Option<u64>,
-        ) -> crate::storage::Result<ByteStream> {
-            self.inner.read(path, offset, len).await
-        }
-        async fn stat(&self, path: &str) -> crate::storage::Result<FileInfo> {
-            self.inner.stat(path).await
-        }
-        async fn list(&self, path: &str) -> crate::storage::Result<Vec<String>> {
-            self.inner.list(path).await
-        }
-        async fn writer(
-            &self,
-            path: &str,
-            append: bool,
-        ) -> crate::storage::Result<Box<dyn FileWriter>> {
-            self.inner.writer(path, append).await
-        }
-        async fn rename(&self, from: &str, to: &str) -> crate::storage::Result<()> {
-            let _go = self.gate.acquire().await;
-            self.inner.rename(from, to).await
-        }
-        async fn delete(&self, path: &str) -> crate::storage::Result<()> {
-            self.inner.delete(path).await
-        }
-        async fn walk(&self, path: &str) -> crate::storage::Result<Vec<WalkEntry>> {
-            self.inner.walk(path).await
+    impl Hooks for SlowToStore {
+        async fn before(&self, _: &MemoryDriver, op: &'static str, _: &[String]) {
+            if op == "rename" {
+                let _go = self.0.acquire().await;
+            }
         }
     }
 
-    fn cache(driver: Arc<SlowToStore>, blob: &Bytes) -> Registry {
+    fn cache(driver: Arc<Hooked<SlowToStore>>, blob: &Bytes) -> Registry {
         Registry::new(driver, RegistryOptions::new(UploadSecret::new("s")))
             .with_pull_through(Arc::new(OneBlob(blob.clone())))
     }
@@ -1136,10 +1098,7 @@ mod tests {
                 .collect::<Vec<u8>>(),
         );
         let digest = Digest::sha256_of(&blob);
-        let driver = Arc::new(SlowToStore {
-            inner: MemoryDriver::new(),
-            gate: tokio::sync::Semaphore::new(0),
-        });
+        let driver = Arc::new(Hooked::new(SlowToStore(tokio::sync::Semaphore::new(0))));
         let reg = cache(driver.clone(), &blob);
         let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
         let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
@@ -1153,7 +1112,7 @@ mod tests {
         assert_eq!(got.concat(), blob);
         // Not visible until stored.
         assert_eq!(reg.stat_global_blob(&digest).await.unwrap(), None);
-        driver.gate.add_permits(1000);
+        driver.hooks.0.add_permits(1000);
         let stored = async {
             while reg.stat_global_blob(&digest).await.unwrap().is_none() {
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -208,3 +208,99 @@ impl FileWriter for MemWriter {
         Ok(())
     }
 }
+
+/// Test drivers: the in-memory driver with hooks around its calls, for tests that need a slow
+/// step, a record of the calls, or another process acting at the worst moment.
+#[cfg(test)]
+pub(crate) mod hooked {
+    use super::*;
+
+    /// What a test adds around the calls of a [`Hooked`] driver. `op` is the `StorageDriver`
+    /// method's name, `paths` the paths it names (a move's sources for `rename_files`); `inner`
+    /// is the memory driver beneath, for hooks that act on storage themselves.
+    #[async_trait]
+    pub(crate) trait Hooks: Send + Sync + 'static {
+        async fn before(&self, _inner: &MemoryDriver, _op: &'static str, _paths: &[String]) {}
+        async fn after(&self, _inner: &MemoryDriver, _op: &'static str, _paths: &[String]) {}
+    }
+
+    /// A [`MemoryDriver`] whose calls run between `hooks.before` and `hooks.after` (`after` only
+    /// when the call succeeded). Methods the trait provides defaults for go through these.
+    pub(crate) struct Hooked<H> {
+        pub inner: MemoryDriver,
+        pub hooks: H,
+    }
+
+    impl<H: Hooks> Hooked<H> {
+        pub(crate) fn new(hooks: H) -> Hooked<H> {
+            Hooked {
+                inner: MemoryDriver::new(),
+                hooks,
+            }
+        }
+
+        async fn around<T>(
+            &self,
+            op: &'static str,
+            paths: Vec<String>,
+            call: impl std::future::Future<Output = Result<T>>,
+        ) -> Result<T> {
+            self.hooks.before(&self.inner, op, &paths).await;
+            let r = call.await?;
+            self.hooks.after(&self.inner, op, &paths).await;
+            Ok(r)
+        }
+    }
+
+    #[async_trait]
+    impl<H: Hooks> StorageDriver for Hooked<H> {
+        fn name(&self) -> &'static str {
+            "hooked"
+        }
+        async fn get_content(&self, path: &str) -> Result<Bytes> {
+            let call = self.inner.get_content(path);
+            self.around("get_content", vec![path.into()], call).await
+        }
+        async fn put_content(&self, path: &str, data: Bytes) -> Result<()> {
+            let call = self.inner.put_content(path, data);
+            self.around("put_content", vec![path.into()], call).await
+        }
+        async fn read(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
+            let call = self.inner.read(path, offset, len);
+            self.around("read", vec![path.into()], call).await
+        }
+        async fn stat(&self, path: &str) -> Result<FileInfo> {
+            let call = self.inner.stat(path);
+            self.around("stat", vec![path.into()], call).await
+        }
+        async fn list(&self, path: &str) -> Result<Vec<String>> {
+            let call = self.inner.list(path);
+            self.around("list", vec![path.into()], call).await
+        }
+        async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+            let call = self.inner.writer(path, append);
+            self.around("writer", vec![path.into()], call).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<()> {
+            let call = self.inner.rename(from, to);
+            self.around("rename", vec![from.into()], call).await
+        }
+        async fn delete(&self, path: &str) -> Result<()> {
+            let call = self.inner.delete(path);
+            self.around("delete", vec![path.into()], call).await
+        }
+        async fn delete_files(&self, paths: &[String]) -> Result<()> {
+            let call = self.inner.delete_files(paths);
+            self.around("delete_files", paths.to_vec(), call).await
+        }
+        async fn rename_files(&self, moves: &[(String, String, u64)]) -> Result<Vec<bool>> {
+            let call = self.inner.rename_files(moves);
+            let from = moves.iter().map(|m| m.0.clone()).collect();
+            self.around("rename_files", from, call).await
+        }
+        async fn walk(&self, path: &str) -> Result<Vec<WalkEntry>> {
+            let call = self.inner.walk(path);
+            self.around("walk", vec![path.into()], call).await
+        }
+    }
+}
