@@ -7,6 +7,9 @@
       LAYERS small layers (so blobs = MANIFESTS * (LAYERS + 2) with the manifest blobs);
       GARBAGE_PCT percent (in steps of 10) of each repository's manifests are untagged (garbage for --delete-untagged, with their
       blobs). Every file is dated two days back. Prints progress lines and a JSON summary.
+  tags DIR REPO N
+      adds tags x00000..x(N-1) to REPO of a store `gen` wrote, each naming the manifest of its tag
+      t0 (for the listing bench, benches/listings.sh).
   upload DIR ENDPOINT BUCKET...  copies DIR's files into each S3 bucket (created) in parallel.
   push URL SECONDS THREADS       monolithic blob pushes (POST ?digest=) for SECONDS; prints pushes/s.
 """
@@ -84,6 +87,20 @@ def gen(root, manifests, layers, repos, garbage):
                       "garbage_blobs": garbage_m * (layers + 2), "repositories": repos}))
 
 
+def tags(root, repo, n):
+    base = os.path.join(root, "docker", "registry", "v2", "repositories", repo, "_manifests", "tags")
+    with open(os.path.join(base, "t0", "current", "link"), "rb") as f:
+        link = f.read()
+    h = link.decode().split(":", 1)[1]
+    for i in range(n):
+        for rel in ("current", f"index/sha256/{h}"):
+            d = os.path.join(base, f"x{i:05d}", rel)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "link"), "wb") as f:
+                f.write(link)
+    print(json.dumps({"repository": repo, "tags_added": n}))
+
+
 def upload(root, endpoint, buckets):
     import boto3  # from moto's venv
     from concurrent.futures import ThreadPoolExecutor
@@ -153,6 +170,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "gen":
         gen(sys.argv[2], *map(int, sys.argv[3:7]))
+    elif cmd == "tags":
+        tags(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "upload":
         upload(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif cmd == "push":

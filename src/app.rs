@@ -16,6 +16,7 @@ use crate::http::metrics::METRICS_PATH;
 use crate::http::{self, dispatch, AppState, Route, API_VERSION, API_VERSION_HEADER};
 use crate::layers::access_log::access_log;
 use crate::layers::framing::{framing, FramingLimits};
+use crate::layers::headers::ExtraHeaders;
 use crate::layers::limits::LimitLayer;
 use crate::layers::metrics::{track, RouteKind};
 use crate::layers::readonly::read_only;
@@ -51,6 +52,8 @@ pub struct AppOptions {
     pub tls: bool,
     /// Framing checks (Host, Transfer-Encoding, target and header sizes).
     pub framing: FramingLimits,
+    /// `http.headers`: added to every response that does not set the header itself.
+    pub extra_headers: Arc<ExtraHeaders>,
 }
 
 /// A server built from config: the router and the handles `main` and tests need.
@@ -178,6 +181,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             framing: FramingLimits {
                 max_header_bytes: config.connection_limits().max_header_bytes,
             },
+            extra_headers: Arc::new(ExtraHeaders::new(&config.http.headers)),
         },
     );
     Ok(Built {
@@ -313,7 +317,7 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         );
     }
     // Layers run outermost first:
-    //   access log -> metrics -> API version header -> framing (Host, Transfer-Encoding, sizes)
+    //   access log -> metrics -> `http.headers` -> API version header -> framing (Host, Transfer-Encoding, sizes)
     //   -> limits -> classify (URL -> Route)
     //   -> auth (401/403/503; grants into extensions) -> read-only -> handler.
     // The access log and metrics see every answer, 429s included, and measure to the last body
@@ -342,6 +346,10 @@ pub fn build_app(registry: Registry, options: AppOptions) -> Router {
         .layer(LimitLayer::new(&options.limits, &metrics))
         .layer(middleware::from_fn_with_state(options.framing, framing))
         .layer(middleware::map_response(api_version))
+        .layer(middleware::map_response_with_state(
+            options.extra_headers.clone(),
+            crate::layers::headers::add,
+        ))
         .layer(middleware::from_fn_with_state(metrics, track))
         .layer(middleware::from_fn(access_log))
         .layer(Extension(health))

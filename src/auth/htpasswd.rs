@@ -30,14 +30,47 @@ const RECHECK: Duration = Duration::from_secs(1);
 const REMEMBER: Duration = Duration::from_secs(60);
 
 impl Htpasswd {
-    /// Loads the file now; a missing or unreadable file is an error at start.
+    /// Loads the file now; an unreadable one (a folder, no permission) is an error at start. A
+    /// missing one is provisioned as distribution does: user `docker` with a random password,
+    /// logged once at `warn` (the only way the operator learns it), the file made mode 0600.
     pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<Htpasswd> {
         let h = Htpasswd {
             path: path.into(),
             state: Mutex::new(State::default()),
         };
+        if matches!(std::fs::symlink_metadata(&h.path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        {
+            let password = h.provision()?;
+            tracing::warn!(path = %h.path.display(), user = "docker", password = %password, "htpasswd is missing, provisioning with default user");
+        }
         h.reload(true)?;
         Ok(h)
+    }
+
+    /// Writes a new file with the default user (see [`open`](Self::open)); its password.
+    fn provision(&self) -> anyhow::Result<String> {
+        use base64::Engine;
+        use rand::RngCore;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let hash = bcrypt::hash(&password, bcrypt::DEFAULT_COST)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create htpasswd file {}: {e}", self.path.display())
+            })?;
+        f.write_all(format!("docker:{hash}\n").as_bytes())?;
+        f.sync_all()?;
+        Ok(password)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -181,5 +214,35 @@ mod tests {
         std::thread::sleep(RECHECK + Duration::from_millis(50));
         assert!(h.verify("carol", "pw2").await);
         assert!(!h.verify("alice", "pw1").await, "alice was removed");
+    }
+
+    /// As distribution: a missing file is made with user `docker` and a random password; an
+    /// existing one is never replaced; a folder is an error.
+    #[tokio::test]
+    async fn a_missing_file_is_provisioned_with_the_default_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth/htpasswd");
+        let h = Htpasswd::open(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("docker:$2"), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!h.verify("docker", "").await);
+        // The password it makes lets `docker` in.
+        let q = Htpasswd {
+            path: dir.path().join("other"),
+            state: Mutex::new(State::default()),
+        };
+        let pw = q.provision().unwrap();
+        assert!(pw.len() >= 40);
+        q.reload(true).unwrap();
+        assert!(q.verify("docker", &pw).await);
+        assert!(q.provision().is_err(), "never over an existing file");
+        Htpasswd::open(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        assert!(Htpasswd::open(dir.path()).is_err());
     }
 }

@@ -79,16 +79,114 @@ fn load(config: Option<&Path>) -> anyhow::Result<(Config, Vec<String>)> {
     Config::load(config, &env_vars()).context("invalid configuration")
 }
 
-/// Logging as configured (`log.level`, `log.format`; `RUST_LOG` wins), to stderr.
+/// Logging as configured (`log.level`, `log.format`, `log.fields`, `log.accesslog`; `RUST_LOG`
+/// wins over the level), to stderr.
 pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_filter()));
+    let json = config.log.format == LogFormat::Json;
+    let writer = FieldsWriter::new(&config.log.fields, json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text | LogFormat::Logstash => builder.init(),
+        .with_writer(writer);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
+}
+
+/// Writes log lines to stderr with `log.fields` added to each: inside the JSON object, or as
+/// `key=value` pairs at the end of a text line. The fmt layer formats an event whole and hands
+/// it over in one `write_all`, so each writer sees exactly one line.
+#[derive(Clone)]
+struct FieldsWriter {
+    /// `"k":"v",` (JSON) or ` k=v` (text); empty without fields.
+    extra: std::sync::Arc<str>,
+    json: bool,
+}
+
+impl FieldsWriter {
+    fn new(fields: &std::collections::BTreeMap<String, String>, json: bool) -> FieldsWriter {
+        let extra: String = fields
+            .iter()
+            .map(|(k, v)| {
+                if json {
+                    format!("{}:{},", serde_json::json!(k), serde_json::json!(v))
+                } else if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"') {
+                    format!(" {k}={v:?}")
+                } else {
+                    format!(" {k}={v}")
+                }
+            })
+            .collect();
+        FieldsWriter {
+            extra: extra.into(),
+            json,
+        }
+    }
+
+    /// `line` with the fields added.
+    fn decorate(&self, line: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(line.len() + self.extra.len());
+        if self.json {
+            match line.split_first() {
+                Some((b'{', rest)) if rest.first() != Some(&b'}') => {
+                    out.push(b'{');
+                    out.extend_from_slice(self.extra.as_bytes());
+                    out.extend_from_slice(rest);
+                }
+                _ => out.extend_from_slice(line),
+            }
+        } else {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            out.extend_from_slice(body);
+            out.extend_from_slice(self.extra.as_bytes());
+            if body.len() < line.len() {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for FieldsWriter {
+    type Writer = FieldsLine;
+    fn make_writer(&'a self) -> FieldsLine {
+        FieldsLine {
+            with: self.clone(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// One line on its way to stderr (written when dropped).
+struct FieldsLine {
+    with: FieldsWriter,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for FieldsLine {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.with.extra.is_empty() {
+            return std::io::stderr().write(b);
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let line = self.with.decorate(&std::mem::take(&mut self.buf));
+            std::io::stderr().write_all(&line)?;
+        }
+        std::io::stderr().flush()
+    }
+}
+
+impl Drop for FieldsLine {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = self.flush();
     }
 }
 
@@ -107,5 +205,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 config: std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from),
             },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldsWriter;
+
+    #[test]
+    fn log_fields_go_into_each_line() {
+        let fields = [("service", "registry"), ("note", "two words")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let text = FieldsWriter::new(&fields, false);
+        assert_eq!(
+            text.decorate(b"2026-12-03T12:00:00Z  INFO image_registry: started\n"),
+            b"2026-12-03T12:00:00Z  INFO image_registry: started note=\"two words\" service=registry\n"
+        );
+        let json = FieldsWriter::new(&fields, true);
+        let line = json.decorate(b"{\"level\":\"INFO\",\"fields\":{\"message\":\"started\"}}\n");
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["service"], "registry");
+        assert_eq!(v["note"], "two words");
+        assert_eq!(v["level"], "INFO");
+        assert!(line.ends_with(b"}\n"));
+        // An empty object or a line that is not one stays as it is.
+        assert_eq!(json.decorate(b"{}\n"), b"{}\n");
+        assert_eq!(json.decorate(b"plain\n"), b"plain\n");
     }
 }

@@ -1,6 +1,7 @@
 //! Deserializers that accept a value either natively or as a string, because `REGISTRY_*`
 //! environment overrides always arrive as strings (`REGISTRY_READONLY=true`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::de::Error;
@@ -80,4 +81,43 @@ pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     string(d).map(Some)
+}
+
+/// One string or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum StrOrList {
+    Str(String),
+    List(Vec<String>),
+}
+
+/// Header name -> values (`X-Content-Type-Options: [nosniff]`); a single string is one value.
+pub fn header_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    let m = Option::<BTreeMap<String, StrOrList>>::deserialize(d)?.unwrap_or_default();
+    Ok(m.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                StrOrList::Str(s) => vec![s],
+                StrOrList::List(l) => l,
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// A token as RFC 9110 defines field names.
+pub fn valid_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Name -> scalar as a string (`log.fields`: `service: registry`, `port: 5000`).
+pub fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    struct S(#[serde(deserialize_with = "string")] String);
+    let m = Option::<BTreeMap<String, S>>::deserialize(d)?.unwrap_or_default();
+    Ok(m.into_iter().map(|(k, S(v))| (k, v)).collect())
 }

@@ -20,6 +20,7 @@ pub mod retention;
 mod storage_cloud;
 pub mod upstream;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -105,6 +106,23 @@ pub struct LogConfig {
     /// `text` or `json` (distribution calls it `formatter`).
     #[serde(alias = "formatter")]
     pub format: LogFormat,
+    /// Fields added to every line (distribution's `log.fields`, e.g. `service: registry`; names
+    /// are read lower-case, like every key).
+    #[serde(deserialize_with = "flex::string_map")]
+    pub fields: BTreeMap<String, String>,
+    /// `log.accesslog.disabled: true` turns the access log's lines off.
+    pub accesslog: AccessLogConfig,
+    /// distribution's mail hooks: not supported, so a config that sets any is refused (an
+    /// operator counting on those mails must not get a silent server).
+    pub hooks: Vec<serde_yaml::Value>,
+}
+
+/// `log.accesslog`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    #[serde(deserialize_with = "flex::bool")]
+    pub disabled: bool,
 }
 
 impl Default for LogConfig {
@@ -112,6 +130,9 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
+            fields: BTreeMap::new(),
+            accesslog: AccessLogConfig::default(),
+            hooks: Vec::new(),
         }
     }
 }
@@ -347,6 +368,10 @@ pub struct HttpConfig {
     pub maxheaderbytes: i64,
     /// HTTP/2 settings.
     pub http2: Http2Config,
+    /// Headers added to every response that does not set them itself (distribution's
+    /// `http.headers`, e.g. `X-Content-Type-Options: [nosniff]`).
+    #[serde(deserialize_with = "flex::header_map")]
+    pub headers: BTreeMap<String, Vec<String>>,
 }
 
 /// `http.http2`: per-connection HTTP/2 limits.
@@ -385,6 +410,7 @@ impl Default for HttpConfig {
             maxconnections: 0,
             maxheaderbytes: 64 << 10,
             http2: Http2Config::default(),
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -472,6 +498,28 @@ impl Config {
                     self.log.level
                 ),
             ));
+        }
+        if !self.log.hooks.is_empty() {
+            return Err(key_err(
+                "log.hooks",
+                "distribution's mail hooks are not supported (alert from the logs or metrics instead)",
+            ));
+        }
+        for (k, v) in &self.http.headers {
+            if !flex::valid_header_name(k) {
+                return Err(key_err(
+                    &format!("http.headers.{k}"),
+                    "not a valid header name",
+                ));
+            }
+            // Visible ASCII, spaces and tabs: what every HTTP stack sends as it is.
+            let plain = |v: &&String| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+            if let Some(bad) = v.iter().find(|v| !plain(v)) {
+                return Err(key_err(
+                    &format!("http.headers.{k}"),
+                    format!("{bad:?} is not a valid header value"),
+                ));
+            }
         }
         if let Some(l) = &self.loglevel {
             if !["normal", "debug", "trace", "traceall"].contains(&l.to_ascii_lowercase().as_str())
@@ -695,8 +743,18 @@ impl Config {
         self.openshift.requests.as_ref().unwrap_or(&self.requests)
     }
 
-    /// The tracing filter directive for the configured level.
+    /// The tracing filter directive for the configured level (and the access log off when
+    /// `log.accesslog.disabled`).
     pub fn log_filter(&self) -> String {
+        let level = self.level_filter();
+        if self.log.accesslog.disabled {
+            format!("{level},image_registry::access=off")
+        } else {
+            level
+        }
+    }
+
+    fn level_filter(&self) -> String {
         match self
             .loglevel
             .as_deref()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
+use super::flex::StrOrList;
 use super::{flex, key_err, ConfigError};
 
 /// Defaults of an endpoint, as distribution's.
@@ -54,7 +55,7 @@ pub struct EndpointConfig {
     #[serde(deserialize_with = "flex::string")]
     pub url: String,
     /// Extra request headers, each a list of values.
-    #[serde(deserialize_with = "headers")]
+    #[serde(deserialize_with = "flex::header_map")]
     pub headers: BTreeMap<String, Vec<String>>,
     /// Per request.
     #[serde(deserialize_with = "flex::duration")]
@@ -208,7 +209,7 @@ impl NotificationsConfig {
                 }
             }
             for h in e.headers.keys() {
-                if !valid_header_name(h) {
+                if !flex::valid_header_name(h) {
                     return Err(key_err(
                         &format!("{}.{h}", key("headers")),
                         "not a valid header name",
@@ -218,13 +219,6 @@ impl NotificationsConfig {
         }
         Ok(())
     }
-}
-
-/// A token as RFC 9110 defines field names.
-fn valid_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<EndpointConfig>, D::Error> {
@@ -257,13 +251,6 @@ fn endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<EndpointConfig>, D::
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StrOrList {
-    Str(String),
-    List(Vec<String>),
-}
-
 /// A list of strings, or one comma-separated string (the environment form).
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(match Option::<StrOrList>::deserialize(d)? {
@@ -276,20 +263,6 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
             .map(str::to_owned)
             .collect(),
     })
-}
-
-/// Header name -> values; a single string is one value.
-fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
-    let m = Option::<BTreeMap<String, StrOrList>>::deserialize(d)?.unwrap_or_default();
-    Ok(m.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                StrOrList::Str(s) => vec![s],
-                StrOrList::List(l) => l,
-            };
-            (k, v)
-        })
-        .collect())
 }
 
 /// A byte size: a number, or a number with `K`/`M`/`G` (`KiB`, `MB`, ... all powers of 1024).

@@ -497,3 +497,74 @@ fn retention_policies_take_the_environment() {
         assert!(w.iter().any(|m| m.contains(&v("0_KEEPTAG"))), "{w:?}");
     }
 }
+
+/// Debian's `docker-registry` package ships this `/etc/docker/registry/config.yml`: a server
+/// replacing distribution must take it as it is.
+const DEBIAN_STOCK_CONFIG: &str = "version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/docker/registry
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+";
+
+#[test]
+fn debian_stock_distribution_config_loads() {
+    let c = load(DEBIAN_STOCK_CONFIG, &[]).unwrap();
+    assert_eq!(c.log.fields["service"], "registry");
+    assert_eq!(c.http.headers["x-content-type-options"], ["nosniff"]);
+    assert_eq!(c.listen_addr().unwrap().port(), 5000);
+    assert!(!c.log.accesslog.disabled);
+    assert!(!c.log_filter().contains("access"));
+}
+
+#[test]
+fn log_and_header_keys_of_distribution() {
+    let y = "log:\n  accesslog:\n    disabled: true\n  fields:\n    service: registry\n    port: 5000\n  hooks: []\nhttp:\n  headers:\n    X-Frame-Options: DENY\n    Cache-Control: [no-store, private]\n";
+    let c = load(y, &[]).unwrap();
+    assert!(c.log.accesslog.disabled);
+    assert!(c.log_filter().ends_with(",image_registry::access=off"));
+    assert_eq!(c.log.fields["port"], "5000");
+    assert_eq!(c.http.headers["x-frame-options"], ["DENY"]);
+    assert_eq!(c.http.headers["cache-control"], ["no-store", "private"]);
+    // The environment reaches the same keys.
+    let c = load(
+        "",
+        &[
+            ("REGISTRY_LOG_ACCESSLOG_DISABLED", "true"),
+            ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
+        ],
+    )
+    .unwrap();
+    assert!(c.log.accesslog.disabled);
+    assert_eq!(c.log.fields["service"], "registry");
+    // Mail hooks are refused, not ignored; so are headers no HTTP stack could send.
+    let e = load(
+        "log:\n  hooks:\n    - type: mail\n      levels: [panic]\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.contains("log.hooks"), "{e}");
+    let e = load("http:\n  headers:\n    \"Bad Name\": [x]\n", &[]).unwrap_err();
+    assert!(e.contains("http.headers.bad name"), "{e}");
+    let e = load("http:\n  headers:\n    X-Ok: [\"a\\nb\"]\n", &[]).unwrap_err();
+    assert!(e.contains("not a valid header value"), "{e}");
+}

@@ -1,5 +1,5 @@
 //! Cross-cutting tower layers of the HTTP stack, composed in one commented order in `app.rs`:
-//! access log, metrics, request limits, read-only. Each reads what it needs from the request (method,
+//! access log, metrics, `http.headers`, request limits, read-only. Each reads what it needs from the request (method,
 //! path, the typed `Route` in extensions) and never looks into handlers.
 //!
 //! Depends on `http` (errors, `Route`), `metrics` and `config`; `registry` and `storage` are out of
@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod auth;
 pub mod body;
 pub mod framing;
+pub mod headers;
 pub mod limits;
 pub mod metrics;
 pub mod readonly;

@@ -208,3 +208,36 @@ async fn read_only_refuses_every_write_with_a_readable_message() {
     let r = s.get("/v2/ns/app/tags/list").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// distribution's `http.headers`: on every response (errors and 404s included), and never over
+/// a header the response sets itself.
+#[tokio::test]
+async fn http_headers_go_on_every_response() {
+    let s = TestServer::builder()
+        .in_memory()
+        .http("headers:\n  X-Content-Type-Options: [nosniff]\n  Cache-Control: [no-store, private]\n  Docker-Distribution-Api-Version: [bogus]")
+        .start()
+        .await;
+    let blob = s.push_blob("ns/app", b"layer").await;
+    for (path, status) in [
+        ("/v2/".to_owned(), StatusCode::OK),
+        (format!("/v2/ns/app/blobs/{blob}"), StatusCode::OK),
+        (
+            "/v2/ns/app/manifests/missing".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/v2/BAD/tags/list".to_owned(), StatusCode::BAD_REQUEST),
+    ] {
+        let r = s.get(&path).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+        let cc: Vec<_> = r.headers().get_all("cache-control").iter().collect();
+        if path.contains("/blobs/") {
+            // A blob by digest sets its own (immutable content).
+            assert_eq!(cc, ["max-age=31536000"], "{path}");
+        } else {
+            assert_eq!(cc, ["no-store", "private"], "{path}");
+        }
+        assert_api_version(&r);
+    }
+}

@@ -108,3 +108,76 @@ async fn access_log_names_the_authenticated_user() {
     assert_eq!(lines[1]["fields"]["user"], "-", "{text}");
     assert!(!text.contains("alice-pw"), "{text}");
 }
+
+/// distribution's `log.fields` and `log.accesslog.disabled`, in the real binary (its own
+/// logging set-up): the fields on every line, text and JSON; the access log off, the rest on.
+#[tokio::test]
+async fn log_fields_on_every_line_and_the_access_log_can_be_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let root = root.to_str().unwrap();
+    let log = dir.path().join("json.log");
+    let p = Process::spawn(
+        &[
+            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root),
+            ("REGISTRY_LOG_LEVEL", "info"),
+            ("REGISTRY_LOG_FORMAT", "json"),
+            ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
+        ],
+        &log,
+    )
+    .await;
+    let r = client()
+        .get(format!("{}/v2/", p.base))
+        .header("x-request-id", "fields-1")
+        .send()
+        .await
+        .unwrap();
+    let _ = r.bytes().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let text = p.log();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    for l in &lines {
+        assert_eq!(l["service"], "registry", "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["request_id"] == "fields-1"),
+        "no access line: {text}"
+    );
+    drop(p);
+
+    let log = dir.path().join("text.log");
+    let p = Process::spawn(
+        &[
+            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root),
+            ("REGISTRY_LOG_LEVEL", "info"),
+            ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
+            ("REGISTRY_LOG_ACCESSLOG_DISABLED", "true"),
+        ],
+        &log,
+    )
+    .await;
+    let r = client()
+        .get(format!("{}/v2/", p.base))
+        .header("x-request-id", "fields-2")
+        .send()
+        .await
+        .unwrap();
+    let _ = r.bytes().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let text = p.log();
+    assert!(
+        !text.trim().is_empty(),
+        "the start-up lines are still logged"
+    );
+    for l in text.lines() {
+        assert!(l.ends_with(" service=registry"), "{l}");
+    }
+    assert!(!text.contains("fields-2"), "an access line: {text}");
+}
