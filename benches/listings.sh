@@ -114,11 +114,11 @@ mkdir -p target
   for k in catalog tags manifest; do
     case $k in
     catalog) what='`_catalog?n=100&last=<random>`' ;;
-    tags) what='`tags/list?n=100&last=<random>` (10,001 tags)' ;;
+    tags) what="\`tags/list?n=100&last=<random>\` ($((TAGS + 1)) tags)" ;;
     manifest) what='manifest GET by tag (random repository)' ;;
     esac
-    d=$(jq -r ".$k | \"\(.p50) / \(.p99) / \(.max) (\(.n)\(if .errors > 0 then \", \(.errors) wrong\" else \"\" end))\"" <<<"$DIST")
-    o=$(jq -r ".$k | \"\(.p50) / \(.p99) / \(.max) (\(.n)\(if .errors > 0 then \", \(.errors) wrong\" else \"\" end))\"" <<<"$OURS")
+    d=$(jq -r ".$k | \"\(.p50) / \(.p99) / \(.max) (\(.n)\(if .errors > 0 then \", \(.errors) wrong\" else \"\" end)\(if .whole > 0 then \", \(.whole) unpaged: the whole list\" else \"\" end))\"" <<<"$DIST")
+    o=$(jq -r ".$k | \"\(.p50) / \(.p99) / \(.max) (\(.n)\(if .errors > 0 then \", \(.errors) wrong\" else \"\" end)\(if .whole > 0 then \", \(.whole) unpaged: the whole list\" else \"\" end))\"" <<<"$OURS")
     met=$(jq -r "if .$k.p99 <= 100 and .$k.errors == 0 then \"met\" else \"not met\" end" <<<"$OURS")
     echo "| $what | $d | $o | $met |"
   done

@@ -120,8 +120,17 @@ fn set_path(root: &mut Value, o: &EnvOverride) {
 }
 
 fn ensure_map(v: &mut Value) -> &mut Mapping {
-    if !v.is_mapping() {
-        *v = Value::Mapping(Mapping::new());
+    // Not `is_mapping()`: that looks through a tag (`!t {}`), which the match below does not
+    // (a panic the config fuzz target found). A tagged mapping keeps its keys, untagged.
+    if !matches!(v, Value::Mapping(_)) {
+        let mut inner = std::mem::take(v);
+        while let Value::Tagged(t) = inner {
+            inner = t.value;
+        }
+        *v = match inner {
+            m @ Value::Mapping(_) => m,
+            _ => Value::Mapping(Mapping::new()),
+        };
     }
     match v {
         Value::Mapping(m) => m,

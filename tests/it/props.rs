@@ -248,3 +248,31 @@ fn deeply_nested_manifests_are_refused_not_overflowed() {
         assert!(ParsedManifest::parse(body.as_bytes(), None).is_err());
     }
 }
+
+/// Crashes the fuzz targets found (`fuzz/artifacts/`), kept as they were found and in their
+/// smallest form.
+#[test]
+fn fuzz_crashes_stay_fixed() {
+    // config: a tagged YAML mapping (`!t {}`) under an environment override panicked
+    // (`ensure_map`: "just made a mapping").
+    let found: &[u8] = b"!\x0d?\x0a---env\x0a\x0eJ\x0a\x0a'-\x09\x0a:R?\x0a---env\x0a\x0e\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00 \x00\x00\x00\x00\x00\x00\x00\x00\x00\xf3\xf3\xf3_\xf3\xf3\xf3\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf6\xff\xff\xff\xf3\xf3\xf3_\xf3\xf3\xf3\xf3\xf3-=FsLSEFsLSEn*--\x0a:\x0a\xf3\xf3\x00\x00?\x00\x00\x15\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf3\xf3\xf3_\xf3%\xf3\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf3\xf3\xf3_\xf3\xf3\xf3\xf3\xf3\x0d?-=FsLSEnv\x0a\x0e";
+    let text = String::from_utf8_lossy(found);
+    let (yaml, env) = text.split_once("\n---env\n").unwrap_or((&text, ""));
+    let env: Vec<(String, String)> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (format!("REGISTRY_{k}"), v.to_owned()))
+        .collect();
+    let _ = Config::from_yaml(yaml, &env);
+    let level = [("REGISTRY_LOG_LEVEL".to_owned(), "debug".to_owned())];
+    for yaml in [
+        "!t {}\n",
+        "!t\n",
+        "log: !t {}\n",
+        "log: !t {format: json}\n",
+    ] {
+        let _ = Config::from_yaml(yaml, &level);
+    }
+    let (c, _) = Config::from_yaml("log: !t {format: json}\n", &level).unwrap();
+    assert_eq!(c.log.level, "debug");
+}
