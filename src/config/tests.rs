@@ -551,11 +551,13 @@ fn log_and_header_keys_of_distribution() {
         &[
             ("REGISTRY_LOG_ACCESSLOG_DISABLED", "true"),
             ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
+            ("REGISTRY_HTTP_HEADERS_X-FRAME-OPTIONS", "DENY"),
         ],
     )
     .unwrap();
     assert!(c.log.accesslog.disabled);
     assert_eq!(c.log.fields["service"], "registry");
+    assert_eq!(c.http.headers["x-frame-options"], ["DENY"]);
     // Mail hooks are refused, not ignored; so are headers no HTTP stack could send.
     let e = load(
         "log:\n  hooks:\n    - type: mail\n      levels: [panic]\n",
