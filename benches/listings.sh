@@ -59,40 +59,33 @@ python3 benches/gc-store.py tags "$T/store" bench/r0000 "$TAGS"
 "$PY" benches/gc-store.py upload "$T/store" "$EP" listings | tail -1
 OBJECTS=$(find "$T/store" -type f | wc -l)
 
-s3_section() {
-  printf '  s3:\n    bucket: listings\n    region: us-east-1\n    regionendpoint: %s\n    accesskey: test\n    secretkey: test\n' "$EP"
-}
 DPORT=$(free_port) OPORT=$(free_port)
-cat >"$T/dist.yml" <<YML
+# One config for both (ours accepts distribution's blob descriptor cache key), on port $1.
+config_yml() {
+  cat <<YML
 version: 0.1
 log:
   level: warn
   accesslog:
     disabled: true
 storage:
-$(s3_section)
+  s3:
+    bucket: listings
+    region: us-east-1
+    regionendpoint: $EP
+    accesskey: test
+    secretkey: test
   redirect:
     disable: true
   cache:
     blobdescriptor: inmemory
 http:
-  addr: 127.0.0.1:$DPORT
+  addr: 127.0.0.1:$1
   secret: listings-bench
 YML
-cat >"$T/ours.yml" <<YML
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-$(s3_section)
-  redirect:
-    disable: true
-http:
-  addr: 127.0.0.1:$OPORT
-  secret: listings-bench
-YML
+}
+config_yml "$DPORT" >"$T/dist.yml"
+config_yml "$OPORT" >"$T/ours.yml"
 docker-registry serve "$T/dist.yml" >"$T/dist.log" 2>&1 &
 PIDS+=($!)
 "$IR_BIN" serve --config "$T/ours.yml" >"$T/ours.log" 2>&1 &

@@ -109,33 +109,37 @@ async fn access_log_names_the_authenticated_user() {
     assert!(!text.contains("alice-pw"), "{text}");
 }
 
-/// distribution's `log.fields` and `log.accesslog.disabled`, in the real binary (its own
-/// logging set-up): the fields on every line, text and JSON; the access log off, the rest on.
-#[tokio::test]
-async fn log_fields_on_every_line_and_the_access_log_can_be_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    let root = root.to_str().unwrap();
-    let log = dir.path().join("json.log");
-    let p = Process::spawn(
-        &[
-            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root),
-            ("REGISTRY_LOG_LEVEL", "info"),
-            ("REGISTRY_LOG_FORMAT", "json"),
-            ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
-        ],
-        &log,
-    )
-    .await;
+/// The binary on `dir`/data with `env` (plus `service=registry` fields, level
+/// info): its log after one `GET /v2/` with `X-Request-Id: id`.
+async fn log_of_one_request(dir: &std::path::Path, env: &[(&str, &str)], id: &str) -> String {
+    let root = dir.join("data");
+    let mut all = vec![
+        (
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            root.to_str().unwrap(),
+        ),
+        ("REGISTRY_LOG_LEVEL", "info"),
+        ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
+    ];
+    all.extend_from_slice(env);
+    let p = Process::spawn(&all, &dir.join(format!("{id}.log"))).await;
     let r = client()
         .get(format!("{}/v2/", p.base))
-        .header("x-request-id", "fields-1")
+        .header("x-request-id", id)
         .send()
         .await
         .unwrap();
     let _ = r.bytes().await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let text = p.log();
+    p.log()
+}
+
+/// distribution's `log.fields` and `log.accesslog.disabled`, in the real binary (its own
+/// logging set-up): the fields on every line, text and JSON; the access log off, the rest on.
+#[tokio::test]
+async fn log_fields_on_every_line_and_the_access_log_can_be_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = log_of_one_request(dir.path(), &[("REGISTRY_LOG_FORMAT", "json")], "fields-1").await;
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -150,28 +154,13 @@ async fn log_fields_on_every_line_and_the_access_log_can_be_off() {
             .any(|l| l["fields"]["request_id"] == "fields-1"),
         "no access line: {text}"
     );
-    drop(p);
 
-    let log = dir.path().join("text.log");
-    let p = Process::spawn(
-        &[
-            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root),
-            ("REGISTRY_LOG_LEVEL", "info"),
-            ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
-            ("REGISTRY_LOG_ACCESSLOG_DISABLED", "true"),
-        ],
-        &log,
+    let text = log_of_one_request(
+        dir.path(),
+        &[("REGISTRY_LOG_ACCESSLOG_DISABLED", "true")],
+        "fields-2",
     )
     .await;
-    let r = client()
-        .get(format!("{}/v2/", p.base))
-        .header("x-request-id", "fields-2")
-        .send()
-        .await
-        .unwrap();
-    let _ = r.bytes().await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let text = p.log();
     assert!(
         !text.trim().is_empty(),
         "the start-up lines are still logged"
