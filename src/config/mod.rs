@@ -466,6 +466,20 @@ impl Config {
         Config::from_yaml(&text, env)
     }
 
+    /// The config fuzz target's input form: YAML up to a line `---env`, then `KEY=value` lines
+    /// taken as `REGISTRY_KEY` variables. Shared by `fuzz/fuzz_targets/config.rs` and the
+    /// regression test of its crashes, so both read an input the same way.
+    #[doc(hidden)]
+    pub fn from_fuzz_input(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let (yaml, env) = text.split_once("\n---env\n").unwrap_or((text, ""));
+        let env: Vec<(String, String)> = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (format!("REGISTRY_{k}"), v.to_owned()))
+            .collect();
+        Config::from_yaml(yaml, &env)
+    }
+
     /// Parses YAML text plus overrides. Returns the config and warnings to log.
     pub fn from_yaml(
         text: &str,
