@@ -5,6 +5,9 @@
       The store's own multipart put throughput: one object of SIZE_MIB, parts of PART_MIB
       (default 16) with IN_FLIGHT (default 4) in flight, boto3 (same client machine, loopback).
       Prints one JSON line {"mib_s": ..., "seconds": ...}.
+  get ENDPOINT BUCKET
+      The store's own single-stream GET of the object `put` wrote: curl of a presigned URL to
+      /dev/null (a C client, so the client is not what limits it). Same JSON line.
   calls LOG FROM_LINE
       Classifies the S3 requests of moto's request log (werkzeug lines) after line FROM_LINE:
       prints one JSON object {"total": n, "by_call": {...}}.
@@ -16,11 +19,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 
-def put(endpoint, bucket, size_mib, part_mib=16, in_flight=4):
+def client(endpoint, in_flight=4):
     import boto3
     from botocore.config import Config
 
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id="test",
@@ -28,6 +31,10 @@ def put(endpoint, bucket, size_mib, part_mib=16, in_flight=4):
         region_name="us-east-1",
         config=Config(max_pool_connections=in_flight + 2, retries={"max_attempts": 1}),
     )
+
+
+def put(endpoint, bucket, size_mib, part_mib=16, in_flight=4):
+    s3 = client(endpoint, in_flight)
     try:
         s3.create_bucket(Bucket=bucket)
     except s3.exceptions.BucketAlreadyOwnedByYou:
@@ -51,6 +58,21 @@ def put(endpoint, bucket, size_mib, part_mib=16, in_flight=4):
     )
     dt = time.monotonic() - t0
     print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
+
+
+def get(endpoint, bucket):
+    import subprocess
+
+    s3 = client(endpoint)
+    size = s3.head_object(Bucket=bucket, Key="own-put")["ContentLength"]
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "own-put"}, ExpiresIn=600)
+    t0 = time.monotonic()
+    out = subprocess.run(["curl", "-fsS", "-o", "/dev/null", "-w", "%{size_download}", url],
+                         check=True, capture_output=True, text=True).stdout
+    dt = time.monotonic() - t0
+    if int(out) != size:
+        sys.exit(f"GET own-put: {out} bytes, wanted {size}")
+    print(json.dumps({"mib_s": round(size / (1 << 20) / dt, 1), "seconds": round(dt, 2)}))
 
 
 LINE = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/[\d.]+" (\d{3})')
@@ -109,6 +131,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "put":
         put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:7]))
+    elif cmd == "get":
+        get(sys.argv[2], sys.argv[3])
     elif cmd == "calls":
         calls(sys.argv[2], int(sys.argv[3]))
     else:

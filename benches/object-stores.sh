@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # benches/object-stores.sh — pushes and pulls on object storage, side by side, in one command
 # (issue 15): starts moto (S3) on a free loopback port, then
-#   1. the store's own multipart put throughput (boto3, 1 GiB, 16 MiB parts, 4 in flight);
+#   1. the store's own multipart put throughput (boto3, 1 GiB, 16 MiB parts, 4 in flight) and its
+#      single-stream GET of that object (curl of a presigned URL);
 #   2. `loadgen compare --storage s3=...`: our server and CNCF distribution 2.8 on a fresh bucket
 #      each (redirects off for both, so every byte passes the registry; the store reset between
 #      scenarios): 1 GiB monolithic push, 256 MiB chunked push (16 MiB PATCHes), 1 GiB pull,
-#      32 and 64 concurrent 100 MiB pushes (peak RSS);
+#      32 and 64 concurrent 100 MiB pushes (peak RSS); then, redirects on (the default of both),
+#      the 307 of a small blob GET at 64 connections (latency; not followed);
 #   3. the S3 requests of ONE 1 GiB monolithic push and ONE 256 MiB chunked push per server
 #      (moto's request log, classified by benches/object-stores.py; load-independent).
 # Prints the tables and writes them to target/object-stores.md. Before each server's turn at a
@@ -70,13 +72,20 @@ say
 
 if [ "$TIMED" = 1 ]; then
   own=$("$PY" benches/object-stores.py put "$EP" own-put "$OWN_MIB" 16 4)
+  own_get=$("$PY" benches/object-stores.py get "$EP" own-put)
   curl -fsS -X POST -o /dev/null "$EP/moto-api/reset"
-  say "The store alone (boto3 multipart put of $OWN_MIB MiB, 16 MiB parts, 4 in flight): $(jq -r .mib_s <<<"$own") MiB/s"
+  say "The store alone (boto3 multipart put of $OWN_MIB MiB, 16 MiB parts, 4 in flight): $(jq -r .mib_s <<<"$own") MiB/s;"
+  say "its single-stream GET (curl of a presigned URL): $(jq -r .mib_s <<<"$own_get") MiB/s"
   say
   "$LG" compare --storage "s3=$EP" --servers "$SERVERS" --ours "$OURS" --sizes "$MONO,$CHUNKED" \
     --chunk 16M --scenarios "push-mono-$MONO,push-chunked-$CHUNKED,pull-$PULL,$CONC_SCEN" \
     --workdir "$T" --out "$T/table.md" --prewarm-mib "${BENCH_PREWARM_MIB:-3072}"
   cat "$T/table.md" >>"$OUT"
+  say
+  say "Redirects on (both servers' default): the 307 of a blob GET at 64 connections, not followed:"
+  "$LG" compare --storage "s3-redirect=$EP" --servers "$SERVERS" --ours "$OURS" --conc 64 \
+    --duration 10 --scenarios blob-redirect-4K --workdir "$T" --out "$T/redirect.md"
+  cat "$T/redirect.md" >>"$OUT"
   own2=$("$PY" benches/object-stores.py put "$EP" own-put2 "$OWN_MIB" 16 4)
   curl -fsS -X POST -o /dev/null "$EP/moto-api/reset"
   say

@@ -14,6 +14,8 @@ pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub struct Registry {
     pub base: String,
     pub http: Client,
+    /// The same, but never following a redirect (to time the `307` itself).
+    pub nofollow: Client,
 }
 
 fn expect(resp: &Response, want: StatusCode, what: &str) -> Result<()> {
@@ -30,9 +32,16 @@ impl Registry {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1024)
             .build()?;
+        let nofollow = Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1024)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(Registry {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            nofollow,
         })
     }
 
@@ -122,6 +131,18 @@ impl Registry {
             n += c.len() as u64;
         }
         Ok(n)
+    }
+
+    /// `GET` of a blob answered with a redirect to the store (`307` with a `Location`), not
+    /// followed: what a pull costs the registry when the store serves the bytes.
+    pub async fn blob_redirect(&self, repo: &str, digest: &str) -> Result<()> {
+        let r = self
+            .nofollow
+            .get(format!("{}/v2/{repo}/blobs/{digest}", self.base))
+            .send()
+            .await?;
+        expect(&r, StatusCode::TEMPORARY_REDIRECT, "GET blob (redirect)")?;
+        self.location(&r).map(|_| ())
     }
 
     /// `HEAD` of a blob.

@@ -79,7 +79,9 @@ enum Cmd {
         prewarm_mib: u64,
         /// Where both servers keep their data: `filesystem` (fresh folders under --workdir) or
         /// `s3=http://HOST:PORT` (moto: a fresh bucket per server and scenario, redirects off for
-        /// both, the store reset between scenarios; adds the `push-100M-x32`/`-x64` scenarios).
+        /// both, the store reset between scenarios; adds the `push-100M-x32`/`-x64` scenarios), or
+        /// `s3-redirect=http://HOST:PORT`: the same with redirects on (both servers' default), which
+        /// adds `blob-redirect-4K` (the `307` of a blob GET, not followed).
         #[arg(long, default_value = "filesystem")]
         storage: String,
         #[command(flatten)]
@@ -114,7 +116,7 @@ struct Common {
 }
 
 impl Common {
-    fn scenarios(&self, object_store: bool) -> Result<Vec<Scenario>> {
+    fn scenarios(&self, object_store: bool, redirects: bool) -> Result<Vec<Scenario>> {
         let mut sizes = Vec::new();
         for s in &self.sizes {
             sizes.push(scenario::parse_size(s).with_context(|| format!("bad size {s:?}"))?);
@@ -131,6 +133,7 @@ impl Common {
             self.conc,
             chunk,
             object_store,
+            redirects,
         );
         Ok(all
             .into_iter()
@@ -257,7 +260,7 @@ async fn run_one(url: &str, pid: Option<u32>, common: &Common) -> Result<()> {
     )?;
     writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     let mut errors = 0;
-    for (i, s) in common.scenarios(false)?.iter().enumerate() {
+    for (i, s) in common.scenarios(false, false)?.iter().enumerate() {
         let o = scenario::run(&reg, s, pid, i as u64 * 1000).await?;
         errors += o.errors;
         report_error("", &o);
@@ -348,7 +351,7 @@ async fn compare(
         prewarm_mib,
     } = pacing;
     let work = workdir.unwrap_or_else(std::env::temp_dir);
-    let scenarios = common.scenarios(storage.is_object())?;
+    let scenarios = common.scenarios(storage.is_object(), storage.redirects())?;
     if wait_load > 0.0 {
         let deadline = Instant::now() + Duration::from_secs(wait_max);
         while let Some(l) = procstat::load1() {

@@ -34,6 +34,8 @@ pub enum Op {
     ManifestHead,
     BlobGet,
     BlobHead,
+    /// `GET` of the small blob answered `307` (redirects on), not followed.
+    BlobRedirect,
 }
 
 #[derive(Debug, Clone)]
@@ -75,13 +77,14 @@ pub fn parse_size(s: &str) -> Option<usize> {
 /// The standard set: per size, monolithic push, chunked push (`PATCH`es of `chunk`) and pull
 /// (one stream); mixed pull/push; the small requests at `small_conc` connections; concurrent
 /// 8 MiB pushes; and with `object_store`, one round of 32 and of 64 concurrent 100 MiB pushes
-/// (memory with concurrency).
+/// (memory with concurrency); with `redirects`, the `307` of a small blob GET at `small_conc`.
 pub fn standard(
     sizes: &[usize],
     duration: Duration,
     small_conc: usize,
     chunk: usize,
     object_store: bool,
+    redirects: bool,
 ) -> Vec<Scenario> {
     let mut v = Vec::new();
     let sc = |name: String, op, size, conc, min_ops, distinct| Scenario {
@@ -132,6 +135,16 @@ pub fn standard(
         (Op::BlobHead, "blob-head-4K"),
     ] {
         v.push(sc(name.into(), op, SMALL_BLOB, small_conc, 1, 1));
+    }
+    if redirects {
+        v.push(sc(
+            "blob-redirect-4K".into(),
+            Op::BlobRedirect,
+            SMALL_BLOB,
+            small_conc,
+            1,
+            1,
+        ));
     }
     let cs = 8 * MIB;
     for conc in [32, 64] {
@@ -219,7 +232,7 @@ async fn prepare(reg: &Registry, s: &Scenario, seed: u64) -> Result<Fixture> {
     .await?;
     let mut pull_digest = String::new();
     match s.op {
-        Op::Pull | Op::Mixed | Op::BlobGet | Op::BlobHead => {
+        Op::Pull | Op::Mixed | Op::BlobGet | Op::BlobHead | Op::BlobRedirect => {
             let p = &payloads[0];
             reg.push_monolithic(&repo, p).await?;
             pull_digest = p.digest.clone();
@@ -261,6 +274,7 @@ async fn one(reg: &Registry, s: &Scenario, f: &Fixture, i: u64) -> Result<u64> {
         Op::ManifestHead => reg.get_manifest(&f.repo, "latest", true).await,
         Op::BlobGet => reg.pull(&f.repo, &f.pull_digest).await,
         Op::BlobHead => reg.head_blob(&f.repo, &f.pull_digest).await.map(|()| 0),
+        Op::BlobRedirect => reg.blob_redirect(&f.repo, &f.pull_digest).await.map(|()| 0),
     }
 }
 
@@ -342,7 +356,7 @@ pub async fn run(reg: &Registry, s: &Scenario, pid: Option<u32>, seed: u64) -> R
         cpu,
         bulk: !matches!(
             s.op,
-            Op::ManifestGet | Op::ManifestHead | Op::BlobGet | Op::BlobHead
+            Op::ManifestGet | Op::ManifestHead | Op::BlobGet | Op::BlobHead | Op::BlobRedirect
         ),
     })
 }

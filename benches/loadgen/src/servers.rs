@@ -1,7 +1,7 @@
 //! Starting the registries under test: our server (a release build) and CNCF distribution 2.8
 //! (`docker-registry`), each on a free loopback port and fresh storage: a new folder of the same
 //! filesystem, or a new bucket of one S3 endpoint (moto; [`Storage::S3`]) with redirects off for
-//! both, so every byte passes the registry.
+//! both, so every byte passes the registry (or on, to time the redirects themselves).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -23,20 +23,37 @@ pub enum Kind {
 pub enum Storage {
     /// A fresh folder under the work folder.
     Filesystem,
-    /// A fresh bucket (created here, unsigned: moto checks no signature) at this S3 endpoint.
-    S3 { endpoint: String },
+    /// A fresh bucket (created here, unsigned: moto checks no signature) at this S3 endpoint;
+    /// blob GETs redirected to the store when `redirects`, else every byte through the registry.
+    S3 { endpoint: String, redirects: bool },
 }
 
 impl Storage {
-    /// `filesystem` or `s3=http://HOST:PORT`.
+    /// `filesystem`, `s3=http://HOST:PORT` or `s3-redirect=http://HOST:PORT`.
     pub fn parse(s: &str) -> Result<Storage> {
         match s.split_once('=') {
             None if s == "filesystem" => Ok(Storage::Filesystem),
-            Some(("s3", ep)) if ep.starts_with("http://") => Ok(Storage::S3 {
-                endpoint: ep.trim_end_matches('/').to_owned(),
-            }),
-            _ => bail!("--storage: filesystem or s3=http://HOST:PORT, not {s:?}"),
+            Some((kind @ ("s3" | "s3-redirect"), ep)) if ep.starts_with("http://") => {
+                Ok(Storage::S3 {
+                    endpoint: ep.trim_end_matches('/').to_owned(),
+                    redirects: kind == "s3-redirect",
+                })
+            }
+            _ => bail!(
+                "--storage: filesystem, s3=http://HOST:PORT or s3-redirect=http://HOST:PORT, not {s:?}"
+            ),
         }
+    }
+
+    /// Whether blob GETs are answered with a redirect to the store.
+    pub fn redirects(&self) -> bool {
+        matches!(
+            self,
+            Storage::S3 {
+                redirects: true,
+                ..
+            }
+        )
     }
 
     pub fn is_object(&self) -> bool {
@@ -46,8 +63,12 @@ impl Storage {
     pub fn describe(&self, work: &Path) -> String {
         match self {
             Storage::Filesystem => format!("filesystem folders under {}", work.display()),
-            Storage::S3 { endpoint } => format!(
-                "S3 at {endpoint}, a fresh bucket per server and scenario, redirects off for both"
+            Storage::S3 {
+                endpoint,
+                redirects,
+            } => format!(
+                "S3 at {endpoint}, a fresh bucket per server and scenario, redirects {} for both",
+                if *redirects { "on" } else { "off" }
             ),
         }
     }
@@ -59,7 +80,10 @@ impl Storage {
             Storage::Filesystem => {
                 format!("  filesystem:\n    rootdirectory: {}\n", data.display())
             }
-            Storage::S3 { endpoint } => {
+            Storage::S3 {
+                endpoint,
+                redirects,
+            } => {
                 let http = reqwest::Client::new();
                 let r = http.put(format!("{endpoint}/{bucket}")).send().await?;
                 if !r.status().is_success() {
@@ -69,7 +93,8 @@ impl Storage {
                     );
                 }
                 format!(
-                    "  s3:\n    bucket: {bucket}\n    region: us-east-1\n    regionendpoint: {endpoint}\n    accesskey: test\n    secretkey: test\n  redirect:\n    disable: true\n"
+                    "  s3:\n    bucket: {bucket}\n    region: us-east-1\n    regionendpoint: {endpoint}\n    accesskey: test\n    secretkey: test\n  redirect:\n    disable: {}\n",
+                    !redirects
                 )
             }
         })
@@ -78,7 +103,7 @@ impl Storage {
     /// Empties the store between scenarios (moto: `POST /moto-api/reset` drops every bucket), so
     /// that a long run does not pile gigabytes up in the emulator.
     pub async fn reset(&self) -> Result<()> {
-        if let Storage::S3 { endpoint } = self {
+        if let Storage::S3 { endpoint, .. } = self {
             let r = reqwest::Client::new()
                 .post(format!("{endpoint}/moto-api/reset"))
                 .send()
