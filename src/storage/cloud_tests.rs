@@ -352,6 +352,37 @@ async fn s3_missing_bucket_and_unreachable_store() {
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
 
+/// Presigning needs no store: the URL of a key is minted once and handed out again within
+/// REDIRECT_REUSE; other keys get their own; with redirects off there is none.
+#[tokio::test]
+async fn presigned_urls_are_reused_per_key() {
+    let cfg = s3_config("http://127.0.0.1:9", "b", "ak", "sk");
+    let d = ObjectDriver::new(Arc::new(super::s3::S3Backend::new(&cfg).unwrap()), "", true);
+    let a = d
+        .redirect_url("/blobs/a/data")
+        .await
+        .unwrap()
+        .expect("a URL");
+    assert!(a.contains("X-Amz-Signature="), "{a}");
+    assert_eq!(
+        d.redirect_url("/blobs/a/data").await.unwrap(),
+        Some(a.clone())
+    );
+    let b = d
+        .redirect_url("/blobs/b/data")
+        .await
+        .unwrap()
+        .expect("a URL");
+    assert_ne!(a, b);
+    assert!(b.contains("/blobs/b/data"), "{b}");
+    let off = ObjectDriver::new(
+        Arc::new(super::s3::S3Backend::new(&cfg).unwrap()),
+        "",
+        false,
+    );
+    assert_eq!(off.redirect_url("/blobs/a/data").await.unwrap(), None);
+}
+
 #[test]
 fn s3_config_errors_name_what_to_set() {
     let e = super::s3::S3Backend::new(&S3Config::default())
@@ -374,6 +405,20 @@ async fn redirect_round_trip(d: &dyn StorageDriver) {
     let data = Bytes::from_static(b"redirected content");
     d.put_content("/redir/data", data.clone()).await.unwrap();
     let url = d.redirect_url("/redir/data").await.unwrap().expect("a URL");
+    // Within REDIRECT_REUSE the same URL is handed out again; another key gets its own.
+    let again = d.redirect_url("/redir/data").await.unwrap().expect("a URL");
+    assert_eq!(again, url);
+    d.put_content("/redir/other", data.clone()).await.unwrap();
+    let other = d
+        .redirect_url("/redir/other")
+        .await
+        .unwrap()
+        .expect("a URL");
+    assert_ne!(other, url);
+    assert_eq!(
+        reqwest::get(&other).await.unwrap().bytes().await.unwrap(),
+        data
+    );
     let r = reqwest::get(&url).await.unwrap();
     assert_eq!(r.status(), 200, "{url}");
     assert_eq!(r.bytes().await.unwrap(), data);

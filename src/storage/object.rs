@@ -29,6 +29,14 @@
 //!   stream into a multipart upload of the final key itself, completed by `commit` (a small file
 //!   is one PUT then), aborted by `cancel`, `close` or drop. One write of the bytes, no copy.
 //!
+//! `redirect_url` presigns a GET valid for [`REDIRECT_EXPIRY`] and hands the same URL to every
+//! client asking for that key within [`REDIRECT_REUSE`] (so a client always gets at least
+//! `REDIRECT_EXPIRY - REDIRECT_REUSE` of validity): signing goes through the SDK's whole request
+//! pipeline, the larger part of a redirect's cost. The registry checks access and existence
+//! before it asks, on every request; a reused URL names the same bytes (blobs are
+//! content-addressed) and, signed under credentials at most a minute old, expires no earlier
+//! than a fresh one would for the SDK's credential refresh.
+//!
 //! Keys are `rootDirectory` + the driver path without its leading `/`, exactly as distribution's
 //! object drivers lay them out, so existing buckets are read unchanged. Directories are implied by
 //! keys. `delete` of a directory lists and deletes every key under it.
@@ -37,8 +45,9 @@
 //! bucket lifecycle rule for incomplete multipart uploads cleans those); the file stays at what the
 //! last `close` persisted, which is what the registry's saved hash states describe.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -156,6 +165,10 @@ pub trait PartSink: Send {
 
 /// How long presigned blob URLs stay valid (distribution uses 20 minutes).
 pub const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
+/// How long one presigned URL is handed out again (see the module doc).
+pub const REDIRECT_REUSE: Duration = Duration::from_secs(60);
+/// Presigned URLs kept for reuse; when full, the cache is emptied.
+const REDIRECT_CACHE_ENTRIES: usize = 4096;
 /// Default budget of write buffers per process.
 pub const DEFAULT_BUFFER_BUDGET: usize = 64 << 20;
 
@@ -176,6 +189,8 @@ pub struct ObjectDriver {
     part_size: usize,
     buffers: Arc<Semaphore>,
     redirect: bool,
+    /// Presigned GET URLs by key, with when they were minted.
+    presigned: Arc<std::sync::Mutex<HashMap<String, (String, Instant)>>>,
 }
 
 /// One segment of a file being written.
@@ -202,6 +217,7 @@ impl ObjectDriver {
             part_size,
             buffers: Arc::new(Semaphore::new(1)),
             redirect,
+            presigned: Arc::default(),
         };
         d = d.with_buffer_budget(DEFAULT_BUFFER_BUDGET);
         d
@@ -829,7 +845,22 @@ impl StorageDriver for ObjectDriver {
             return Ok(None);
         }
         let key = self.key(path)?;
-        self.backend.presign_get(&key, REDIRECT_EXPIRY).await
+        let lock = || self.presigned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((url, at)) = lock().get(&key) {
+            if at.elapsed() < REDIRECT_REUSE {
+                return Ok(Some(url.clone()));
+            }
+        }
+        let minted = Instant::now();
+        let url = self.backend.presign_get(&key, REDIRECT_EXPIRY).await?;
+        if let Some(url) = &url {
+            let mut cache = lock();
+            if cache.len() >= REDIRECT_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, (url.clone(), minted));
+        }
+        Ok(url)
     }
 
     async fn check(&self) -> Result<()> {
