@@ -6,7 +6,10 @@ Workers (threads), each with its own repository soak/wN, loop over: monolithic p
 pushes (PATCH with Content-Range, then an empty PUT), cross-repository mounts from another worker's
 repository (then a manifest naming the mounted blob), image indexes over two of the worker's
 manifests, pulls (manifest by tag + one blob, both checked against their digests) and deletes
-(manifest by digest). What the server acknowledged (201 for a manifest PUT) is tracked until the
+(manifest by digest; an image only once no tracked index names it). With
+--max-tracked (default 2,000 per worker) the store reaches a steady state: at the cap a push turns
+into a delete, so what each request costs stops growing with the store and RSS says whether the
+server leaks. What the server acknowledged (201 for a manifest PUT) is tracked until the
 worker deletes it. A restarter kill -9s the server every --restart-every seconds and starts it again
 at once; a collector runs `image-registry gc --delay 30s` every --gc-every seconds while traffic
 goes on.
@@ -29,6 +32,7 @@ import sys
 import threading
 import time
 
+T0 = time.monotonic()  # reset when the workers start; times in the report count from it
 MT_IMAGE = "application/vnd.oci.image.manifest.v1+json"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = f"{MT_IMAGE}, {MT_INDEX}"
@@ -120,15 +124,18 @@ class Failed(Exception):
 
 
 class Worker(threading.Thread):
-    def __init__(self, i, srv, stats, stop, rng_seed, all_workers):
+    def __init__(self, i, srv, stats, stop, rng_seed, all_workers, max_tracked):
         super().__init__(daemon=True)
         self.i, self.srv, self.stats, self.stop_ev = i, srv, stats, stop
         self.repo = f"soak/w{i}"
         self.rng = random.Random(rng_seed)
         self.tracked = {}  # tag -> (manifest digest, body, media type, [(blob digest, size)])
-        self.pinned = set()  # tags an index names: never deleted
+        self.pushed_at = {}  # tag -> seconds since the start when its PUT was acknowledged
+        self.pinned = {}  # tag -> how many tracked indexes name it (deleted only when none)
+        self.kids = {}  # index tag -> the two tags it names
         self.blobs = []  # (digest, size) of blobs in manifests this worker acknowledged
         self.all = all_workers
+        self.max_tracked = max_tracked
         self.n = 0
         self.conn = None
 
@@ -208,6 +215,7 @@ class Worker(threading.Thread):
     def put_manifest(self, tag, body, mt, blobs):
         self.req("PUT", f"/v2/{self.repo}/manifests/{tag}", body=body, headers={"Content-Type": mt}, ok=(201,))
         self.tracked[tag] = (sha(body), body, mt, blobs)
+        self.pushed_at[tag] = time.monotonic() - T0
         self.blobs.extend(blobs)
 
     def image(self, layer):
@@ -228,10 +236,15 @@ class Worker(threading.Thread):
         kids = self.rng.sample(images, 2)
         body = json.dumps({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
             {"mediaType": MT_IMAGE, "digest": self.tracked[k][0], "size": len(self.tracked[k][1]),
-             "platform": {"architecture": arch, "os": "linux"}} for k, arch in zip(kids, ("amd64", "arm64"))]}).encode()
-        self.pinned.update(kids)
+             "platform": {"architecture": arch, "os": "linux"}} for k, arch in zip(kids, ("amd64", "arm64"))],
+            "annotations": {"soak": f"{self.i}-{self.n + 1}"}}).encode()
         self.n += 1
+        # An annotation makes every index distinct: two indexes over the same two images would
+        # otherwise be one manifest, and deleting one tag's digest would take the other tag too.
         self.put_manifest(f"t{self.n}", body, MT_INDEX, [])
+        self.kids[f"t{self.n}"] = kids
+        for k in kids:
+            self.pinned[k] = self.pinned.get(k, 0) + 1
 
     def pull(self):
         if not self.tracked:
@@ -253,16 +266,21 @@ class Worker(threading.Thread):
                 self.stats.pull_corrupt.append(f"{self.repo}@{bd} blob bytes hash to {sha(data)}")
 
     def delete(self):
-        cands = [t for t in self.tracked if t not in self.pinned]
+        cands = [t for t in self.tracked if not self.pinned.get(t)]
         if len(cands) < 5:
             return
         tag = self.rng.choice(cands)
         d = self.tracked.pop(tag)[0]
+        self.pushed_at.pop(tag, None)
+        for k in self.kids.pop(tag, ()):
+            self.pinned[k] -= 1
         self.req("DELETE", f"/v2/{self.repo}/manifests/{d}", ok=(202,))
 
     def run(self):
         while not self.stop_ev.is_set():
             kind = self.rng.choices(["mono", "chunked", "mount", "index", "pull", "delete"], [4, 3, 2, 1, 6, 2])[0]
+            if kind in ("mono", "chunked", "mount", "index") and self.max_tracked and len(self.tracked) >= self.max_tracked:
+                kind = "delete"  # steady state: the store stops growing
             try:
                 if kind == "mono":
                     self.image(self.push_mono(self.blob_bytes()))
@@ -306,7 +324,8 @@ def verify_all(workers, port):
                 st, data = get(f"/v2/{w.repo}/manifests/{ref}", ACCEPT)
                 checked_m += 1
                 if st != 200:
-                    lost.append(f"{w.repo}:{ref} -> {st}")
+                    kind = "index" if mt == MT_INDEX else "image"
+                    lost.append(f"{w.repo}:{ref} -> {st} ({kind} {d}, acknowledged at {w.pushed_at.get(tag, -1):.1f} s)")
                 elif sha(data) != d:
                     corrupt.append(f"{w.repo}:{ref} manifest bytes hash to {sha(data)}")
             for bd, size in blobs:
@@ -353,14 +372,18 @@ def main():
     ap.add_argument("--gc-every", type=float, default=120, help="seconds between online gc runs")
     ap.add_argument("--gc-delay", default="30s")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--max-tracked", type=int, default=2000,
+                    help="manifests per worker at most; at the cap pushes turn into deletes (0: no cap)")
     a = ap.parse_args()
 
     srv = Server(a.bin, a.config, a.log, a.port)
     srv.start()
     stats, stop = Stats(), threading.Event()
+    global T0
+    T0 = time.monotonic()
     workers = []
     for i in range(a.workers):
-        workers.append(Worker(i, srv, stats, stop, a.seed * 100 + i, workers))
+        workers.append(Worker(i, srv, stats, stop, a.seed * 100 + i, workers, a.max_tracked))
     for w in workers:
         w.start()
     t_start = time.monotonic()
@@ -381,8 +404,10 @@ def main():
             last = last_line(gc_out)
             gcs.append((gc_proc.returncode, last))
             log(f"gc exit {gc_proc.returncode}: {last}")
+            log(f"gc #{len(gcs)} ended at {now - T0:.1f} s")
             gc_proc = None
         if now >= next_gc and gc_proc is None:
+            log(f"gc #{len(gcs) + 1} starts at {now - T0:.1f} s")
             next_gc = now + a.gc_every
             env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
             # Into a file: gc prints a line per deletion, more than a pipe holds.
@@ -395,7 +420,7 @@ def main():
             rss_before_kill.append((round(now - t_start), rss))
             srv.kill9_and_restart()
             restarts += 1
-            log(f"kill -9 + restart #{restarts} (RSS before {rss:.1f} MiB)")
+            log(f"kill -9 + restart #{restarts} at {now - T0:.1f} s (RSS before {rss:.1f} MiB)")
         if now >= next_progress:
             next_progress = now + 30
             with stats.lock:
@@ -434,7 +459,7 @@ def main():
         flat = (rss_end - rss_5min) / rss_5min * 100
     gc_fail = [g for g in gcs if g[0] != 0]
     print()
-    print(f"## soak summary ({a.minutes:g} min, {a.workers} workers, kill -9 every {a.restart_every:g}s, gc every {a.gc_every:g}s --delay {a.gc_delay})")
+    print(f"## soak summary ({a.minutes:g} min, {a.workers} workers, kill -9 every {a.restart_every:g}s, gc every {a.gc_every:g}s --delay {a.gc_delay}, at most {a.max_tracked or 'unlimited'} manifests per worker)")
     print(f"- operations: {', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}")
     print(f"- acknowledged manifests still tracked at the end: {acked} (checked {nm} manifest GETs, {nb} blob GETs)")
     print(f"- acknowledged writes lost: {len(lost) + len(stats.pull_lost)} (goal 0) {(lost + stats.pull_lost)[:5]}")

@@ -6,7 +6,7 @@
 # a summary at the end (see benches/soak.py); exits 1 when a goal is missed. Not in CI.
 #
 # Usage: benches/soak.sh [--minutes 30] [--workers 4] [--restart-every 180] [--gc-every 120] [--gc-delay 30s]
-# Env:   TEST_PROFILE=debug|release (default debug; builds it), BENCH_KEEP_TMP=1
+# Env:   TEST_PROFILE=debug|release (default debug; builds it), BENCH_KEEP_TMP=1, SOAK_LOG_LEVEL=info (access log)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -23,7 +23,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 cat >"$TMP/config.yml" <<YAML
 storage: {filesystem: {rootdirectory: $TMP/data}, delete: {enabled: true}}
 http: {addr: "127.0.0.1:$PORT", secret: soak-secret}
-log: {level: warn}
+log: {level: ${SOAK_LOG_LEVEL:-warn}}
 YAML
 echo "$PROFILE binary, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), data in $TMP"
 set +e
