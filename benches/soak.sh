@@ -5,7 +5,7 @@
 # blob is fetched and checked and every blob file in the layout hashed. Progress lines every 30 s,
 # a summary at the end (see benches/soak.py); exits 1 when a goal is missed. Not in CI.
 #
-# Usage: benches/soak.sh [--minutes 30] [--workers 4] [--restart-every 180] [--gc-every 120] [--gc-delay 30s]
+# Usage: benches/soak.sh [--minutes 30] [--workers 4] [--restart-every 180] [--gc-every 120] [--gc-delay 30s] [--max-tracked 2000]
 # Env:   TEST_PROFILE=debug|release (default debug; builds it), BENCH_KEEP_TMP=1, SOAK_LOG_LEVEL=info (access log)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
