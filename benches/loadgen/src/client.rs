@@ -27,15 +27,14 @@ fn expect(resp: &Response, want: StatusCode, what: &str) -> Result<()> {
 
 impl Registry {
     pub fn new(base: &str) -> Result<Registry> {
-        let http = Client::builder()
-            .http1_only()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1024)
-            .build()?;
-        let nofollow = Client::builder()
-            .http1_only()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1024)
+        let builder = || {
+            Client::builder()
+                .http1_only()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(1024)
+        };
+        let http = builder().build()?;
+        let nofollow = builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Registry {
