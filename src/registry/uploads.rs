@@ -459,8 +459,10 @@ fn digest_mismatch(actual: &Digest, want: &Digest) -> RegistryError {
     RegistryError::DigestInvalid(format!("content has digest {actual}, not {want}"))
 }
 
-/// Bytes hashed per blocking task: the batch a fast body fills before it is hashed.
-const HASH_BATCH: usize = 256 << 10;
+/// Bytes hashed per blocking task: the batch a fast body fills before it is hashed. An upload
+/// waiting for its writer holds about two batches: 128 KiB measured as fast as 256 KiB (1 GiB and
+/// 32 x 8 MiB pushes on the filesystem) and 3 MiB less RSS for 32 concurrent object-store pushes.
+const HASH_BATCH: usize = 128 << 10;
 
 /// Copies a body into a writer while hashing it. Stops at the first error.
 ///
