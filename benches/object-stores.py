@@ -8,6 +8,14 @@
   get ENDPOINT BUCKET
       The store's own single-stream GET of the object `put` wrote: curl of a presigned URL to
       /dev/null (a C client, so the client is not what limits it). Same JSON line.
+  az-put ENDPOINT CONTAINER SIZE_MIB [BLOCK_MIB] [IN_FLIGHT]
+      The same on Azure Blob (Azurite at ENDPOINT = http://HOST:PORT/devstoreaccount1, its
+      development account): creates CONTAINER, then Put Block of BLOCK_MIB (default 16) with
+      IN_FLIGHT (default 4) in flight and one Put Block List. Standard library only (SharedKey
+      signing below), so the client is independent of the registry's.
+  gcs-put ENDPOINT BUCKET SIZE_MIB [CHUNK_MIB]
+      The same on GCS (fake-gcs-server, no credentials): creates BUCKET, then one resumable
+      upload in chunks of CHUNK_MIB (default 16; the protocol sends them one after another).
   calls LOG FROM_LINE
       Classifies the S3 requests of moto's request log (werkzeug lines) after line FROM_LINE:
       prints one JSON object {"total": n, "by_call": {...}}.
@@ -75,6 +83,106 @@ def get(endpoint, bucket):
     print(json.dumps({"mib_s": round(size / (1 << 20) / dt, 1), "seconds": round(dt, 2)}))
 
 
+AZ_ACCOUNT = "devstoreaccount1"
+# Azurite's published development key (no secret).
+AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def az_request(endpoint, method, path, query, body=b""):
+    """One SharedKey-signed request to the account at ENDPOINT; returns (status, body)."""
+    import base64
+    import hashlib
+    import hmac
+    import http.client
+    from email.utils import formatdate
+    from urllib.parse import quote, urlsplit
+
+    u = urlsplit(endpoint)
+    full = u.path.rstrip("/") + path
+    date = formatdate(usegmt=True)
+    version = "2021-08-06"
+    length = str(len(body)) if body else ""
+    resource = f"/{AZ_ACCOUNT}{full}" + "".join(f"\n{k}:{v}" for k, v in sorted(query.items()))
+    to_sign = "\n".join([method, "", "", length, "", "", "", "", "", "", "", "",
+                         f"x-ms-date:{date}\nx-ms-version:{version}", resource])
+    sig = base64.b64encode(hmac.new(base64.b64decode(AZ_KEY), to_sign.encode(), hashlib.sha256).digest())
+    qs = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    conn.request(method, f"{full}?{qs}", body=body, headers={
+        "x-ms-date": date, "x-ms-version": version, "Content-Length": str(len(body)),
+        "Authorization": f"SharedKey {AZ_ACCOUNT}:{sig.decode()}"})
+    r = conn.getresponse()
+    out = r.read()
+    conn.close()
+    return r.status, out
+
+
+def az_put(endpoint, container, size_mib, block_mib=16, in_flight=4):
+    import base64
+
+    st, out = az_request(endpoint, "PUT", f"/{container}", {"restype": "container"})
+    if st not in (201, 409):
+        sys.exit(f"create container: HTTP {st} {out[:300]!r}")
+    block = block_mib << 20
+    body = bytes(range(256)) * (block // 256)
+    n = (size_mib << 20) // block
+    ids = [base64.b64encode(f"{i:08d}".encode()).decode() for i in range(n)]
+    t0 = time.monotonic()
+
+    def one(i):
+        st, out = az_request(endpoint, "PUT", f"/{container}/own-put",
+                             {"blockid": ids[i], "comp": "block"}, body)
+        if st != 201:
+            raise RuntimeError(f"put block: HTTP {st} {out[:300]!r}")
+
+    with ThreadPoolExecutor(in_flight) as ex:
+        list(ex.map(one, range(n)))
+    xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + "".join(
+        f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>"
+    st, out = az_request(endpoint, "PUT", f"/{container}/own-put", {"comp": "blocklist"}, xml.encode())
+    if st != 201:
+        sys.exit(f"put block list: HTTP {st} {out[:300]!r}")
+    dt = time.monotonic() - t0
+    print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
+
+
+def gcs_put(endpoint, bucket, size_mib, chunk_mib=16):
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+
+    def call(method, target, body=b"", headers=None):
+        conn.request(method, target, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r, r.read()
+
+    r, out = call("POST", "/storage/v1/b?project=bench", json.dumps({"name": bucket}).encode(),
+                  {"Content-Type": "application/json"})
+    if r.status not in (200, 409):
+        sys.exit(f"create bucket: HTTP {r.status} {out[:300]!r}")
+    chunk = chunk_mib << 20
+    body = bytes(range(256)) * (chunk // 256)
+    total = size_mib << 20
+    t0 = time.monotonic()
+    r, out = call("POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name=own-put",
+                  b"{}", {"Content-Type": "application/json"})
+    loc = urlsplit(r.getheader("Location") or "")
+    if r.status != 200 or not loc.path:
+        sys.exit(f"start resumable upload: HTTP {r.status} {out[:300]!r}")
+    target = loc.path + ("?" + loc.query if loc.query else "")
+    for a in range(0, total, chunk):
+        b = min(a + chunk, total)
+        last = b == total
+        r, out = call("PUT", target, body[: b - a],
+                      {"Content-Range": f"bytes {a}-{b - 1}/{total if last else '*'}"})
+        if r.status not in ((200, 201) if last else (308,)):
+            sys.exit(f"upload chunk at {a}: HTTP {r.status} {out[:300]!r}")
+    dt = time.monotonic() - t0
+    print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
+
+
 LINE = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/[\d.]+" (\d{3})')
 
 
@@ -133,6 +241,10 @@ if __name__ == "__main__":
         put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:7]))
     elif cmd == "get":
         get(sys.argv[2], sys.argv[3])
+    elif cmd == "az-put":
+        az_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:7]))
+    elif cmd == "gcs-put":
+        gcs_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:6]))
     elif cmd == "calls":
         calls(sys.argv[2], int(sys.argv[3]))
     else:

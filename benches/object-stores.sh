@@ -9,28 +9,35 @@
 #      32 and 64 concurrent 100 MiB pushes (peak RSS); then, redirects on (the default of both),
 #      the 307 of a small blob GET at 64 connections (latency; not followed);
 #   3. the S3 requests of ONE 1 GiB monolithic push and ONE 256 MiB chunked push per server
-#      (moto's request log, classified by benches/object-stores.py; load-independent).
+#      (moto's request log, classified by benches/object-stores.py; load-independent);
+#   4. Azurite (Azure Blob) and fake-gcs-server (GCS), our server only (distribution 2.8 cannot
+#      address either): the emulator's own put of 1 GiB (Azure: Put Block of 16 MiB, 4 in flight,
+#      then Put Block List; GCS: one resumable upload in 16 MiB chunks), then our monolithic and
+#      chunked pushes, pull and 32 concurrent 100 MiB pushes, redirects off.
 # Prints the tables and writes them to target/object-stores.md. Before each server's turn at a
 # scenario 3 GiB are written and deleted (BENCH_PREWARM_MIB; 0 turns it off): on these VMs the
 # first touch of fresh memory costs ~1.5 s per GiB, which otherwise lands on whoever runs first.
 #
 # Usage: benches/object-stores.sh [--quick] [--servers distribution,ours] [--profile release|debug]
 #   --quick      smaller sizes (256M mono / 64M chunked / 16 x 10M concurrent), for a check run
-#   --no-calls   skip part 3;  --calls-only  only part 3
+#   --no-calls   skip part 3;  --calls-only  only part 3;  --no-others  skip part 4
+#   --others-only  only part 4
 # Needs: moto in $EMU_CACHE (tests/e2e/storage-emulators.sh installs it), docker-registry.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 EMU_CACHE=${EMU_CACHE:-/var/tmp/image-registry-emulators}
 PY=$EMU_CACHE/moto-venv/bin/python
-PROFILE=release SERVERS=distribution,ours QUICK=0 CALLS=1 TIMED=1
+PROFILE=release SERVERS=distribution,ours QUICK=0 CALLS=1 TIMED=1 OTHERS=1
 while [ $# -gt 0 ]; do
   case "$1" in
   --quick) QUICK=1 ;;
   --servers) SERVERS=$2; shift ;;
   --profile) PROFILE=$2; shift ;;
   --no-calls) CALLS=0 ;;
-  --calls-only) TIMED=0 ;;
+  --calls-only) TIMED=0 OTHERS=0 ;;
+  --no-others) OTHERS=0 ;;
+  --others-only) TIMED=0 CALLS=0 ;;
   *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,8 +56,12 @@ fi
 LG=target/$PROFILE/loadgen
 OURS=target/$PROFILE/image-registry
 T=$(mktemp -d "${TMPDIR:-/tmp}/object-stores.XXXXXX")
-MOTO_PID=
-cleanup() { [ -z "$MOTO_PID" ] || kill "$MOTO_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"; }
+MOTO_PID= OTHER_PIDS=
+cleanup() {
+  for p in $MOTO_PID $OTHER_PIDS; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$EMU_CACHE/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
@@ -107,6 +118,45 @@ if [ "$CALLS" = 1 ]; then
       c=$("$PY" benches/object-stores.py calls "$T/moto.log" "$mark")
       say "| $s | $scen | $(jq .total <<<"$c") | $(jq -r '.by_call|to_entries|map("\(.key) \(.value)")|join(", ")' <<<"$c") |"
     done
+  done
+fi
+if [ "$OTHERS" = 1 ]; then
+  [ -x "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" ] || { echo "azurite missing: run tests/e2e/storage-emulators.sh once" >&2; exit 1; }
+  FAKE_GCS=$(find "$EMU_CACHE/gcs-venv" -type f -name 'fake-gcs-server-linux-*' 2>/dev/null | head -n1)
+  [ -n "$FAKE_GCS" ] || { echo "fake-gcs-server missing: run tests/e2e/storage-emulators.sh once" >&2; exit 1; }
+  free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  az_port=$(free) gcs_port=$(free)
+  mkdir -p "$T/azurite"
+  "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
+    --location "$T/azurite" --skipApiVersionCheck --disableTelemetry --loose >"$T/azurite.log" 2>&1 &
+  OTHER_PIDS="$OTHER_PIDS $!"
+  "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory \
+    -public-host "127.0.0.1:$gcs_port" -external-url "http://127.0.0.1:$gcs_port" -log-level warn >"$T/gcs.log" 2>&1 &
+  OTHER_PIDS="$OTHER_PIDS $!"
+  for p in "$az_port" "$gcs_port"; do
+    for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.2; done
+  done
+  AZ_EP=http://127.0.0.1:$az_port/devstoreaccount1 GCS_EP=http://127.0.0.1:$gcs_port
+  OTHER_CONC=push-100M-x32
+  for store in azure gcs; do
+    if [ $store = azure ]; then
+      ep=$AZ_EP name="Azurite $(jq -r .version "$EMU_CACHE/azurite/node_modules/azurite/package.json" 2>/dev/null)"
+      own=$(python3 benches/object-stores.py az-put "$ep" own-put "$OWN_MIB" 16 4)
+      how="Put Block of 16 MiB, 4 in flight, Put Block List"
+    else
+      ep=$GCS_EP name="fake-gcs-server (${FAKE_GCS##*/}, memory backend)"
+      own=$(python3 benches/object-stores.py gcs-put "$ep" own-put "$OWN_MIB" 16)
+      how="one resumable upload, 16 MiB chunks"
+    fi
+    say "## $name (ours only; distribution 2.8 cannot address it)"
+    say
+    say "The store alone ($how, $OWN_MIB MiB): $(jq -r .mib_s <<<"$own") MiB/s"
+    say
+    "$LG" compare --storage "$store=$ep" --servers ours --ours "$OURS" --sizes "$MONO,$CHUNKED" \
+      --chunk 16M --scenarios "push-mono-$MONO,push-chunked-$CHUNKED,pull-$PULL,$OTHER_CONC" \
+      --workdir "$T" --out "$T/$store.md" --prewarm-mib "${BENCH_PREWARM_MIB:-3072}"
+    cat "$T/$store.md" >>"$OUT"
+    say
   done
 fi
 echo "written to $OUT" >&2

@@ -1,7 +1,10 @@
 //! Starting the registries under test: our server (a release build) and CNCF distribution 2.8
 //! (`docker-registry`), each on a free loopback port and fresh storage: a new folder of the same
 //! filesystem, or a new bucket of one S3 endpoint (moto; [`Storage::S3`]) with redirects off for
-//! both, so every byte passes the registry (or on, to time the redirects themselves).
+//! both, so every byte passes the registry (or on, to time the redirects themselves). On Azurite
+//! and fake-gcs-server ([`Storage::Azure`], [`Storage::Gcs`]) only our server runs: distribution
+//! 2.8 cannot address them (its azure driver builds `https://ACCOUNT.blob.REALM`, its gcs driver
+//! has no endpoint setting).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -26,23 +29,46 @@ pub enum Storage {
     /// A fresh bucket (created here, unsigned: moto checks no signature) at this S3 endpoint;
     /// blob GETs redirected to the store when `redirects`, else every byte through the registry.
     S3 { endpoint: String, redirects: bool },
+    /// A fresh container of Azurite's well-known development account at this blob endpoint
+    /// (`http://HOST:PORT/devstoreaccount1`); redirects off.
+    Azure { endpoint: String },
+    /// A fresh bucket of fake-gcs-server at this endpoint (no credentials); redirects off.
+    Gcs { endpoint: String },
 }
 
+/// Azurite's development account and its published key (no secret).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 impl Storage {
-    /// `filesystem`, `s3=http://HOST:PORT` or `s3-redirect=http://HOST:PORT`.
+    /// `filesystem`, `s3=http://HOST:PORT`, `s3-redirect=http://HOST:PORT`,
+    /// `azure=http://HOST:PORT/devstoreaccount1` or `gcs=http://HOST:PORT`.
     pub fn parse(s: &str) -> Result<Storage> {
-        match s.split_once('=') {
-            None if s == "filesystem" => Ok(Storage::Filesystem),
-            Some((kind @ ("s3" | "s3-redirect"), ep)) if ep.starts_with("http://") => {
-                Ok(Storage::S3 {
-                    endpoint: ep.trim_end_matches('/').to_owned(),
-                    redirects: kind == "s3-redirect",
-                })
+        let (kind, ep) = match s.split_once('=') {
+            None if s == "filesystem" => return Ok(Storage::Filesystem),
+            Some((kind, ep)) if ep.starts_with("http://") => {
+                (kind, ep.trim_end_matches('/').to_owned())
             }
+            _ => ("", String::new()),
+        };
+        Ok(match kind {
+            "s3" | "s3-redirect" => Storage::S3 {
+                endpoint: ep,
+                redirects: kind == "s3-redirect",
+            },
+            "azure" => Storage::Azure { endpoint: ep },
+            "gcs" => Storage::Gcs { endpoint: ep },
             _ => bail!(
-                "--storage: filesystem, s3=http://HOST:PORT or s3-redirect=http://HOST:PORT, not {s:?}"
+                "--storage: filesystem, s3=http://HOST:PORT, s3-redirect=http://HOST:PORT, \
+                 azure=http://HOST:PORT/ACCOUNT or gcs=http://HOST:PORT, not {s:?}"
             ),
-        }
+        })
+    }
+
+    /// Whether CNCF distribution 2.8 can run on this storage (see the module doc).
+    pub fn distribution_can(&self) -> bool {
+        matches!(self, Storage::Filesystem | Storage::S3 { .. })
     }
 
     /// Whether blob GETs are answered with a redirect to the store.
@@ -70,6 +96,12 @@ impl Storage {
                 "S3 at {endpoint}, a fresh bucket per server and scenario, redirects {} for both",
                 if *redirects { "on" } else { "off" }
             ),
+            Storage::Azure { endpoint } => format!(
+                "Azure (Azurite) at {endpoint}, a fresh container per scenario, redirects off"
+            ),
+            Storage::Gcs { endpoint } => format!(
+                "GCS (fake-gcs-server) at {endpoint}, a fresh bucket per scenario, redirects off"
+            ),
         }
     }
 
@@ -95,6 +127,43 @@ impl Storage {
                 format!(
                     "  s3:\n    bucket: {bucket}\n    region: us-east-1\n    regionendpoint: {endpoint}\n    accesskey: test\n    secretkey: test\n  redirect:\n    disable: {}\n",
                     !redirects
+                )
+            }
+            Storage::Azure { endpoint } => {
+                // The repository's one SharedKey signer for creating containers.
+                let script = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../tests/e2e/azure-container.sh"
+                );
+                let out = tokio::process::Command::new("bash")
+                    .args([script, endpoint, AZURITE_ACCOUNT, AZURITE_KEY, bucket])
+                    .output()
+                    .await?;
+                if !out.status.success() {
+                    bail!(
+                        "creating container {bucket} at {endpoint}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                format!(
+                    "  azure:\n    accountname: {AZURITE_ACCOUNT}\n    accountkey: {AZURITE_KEY}\n    container: {bucket}\n    endpoint: {endpoint}\n  redirect:\n    disable: true\n"
+                )
+            }
+            Storage::Gcs { endpoint } => {
+                let r = reqwest::Client::new()
+                    .post(format!("{endpoint}/storage/v1/b?project=loadgen"))
+                    .header("content-type", "application/json")
+                    .body(serde_json::json!({ "name": bucket }).to_string())
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!(
+                        "creating bucket {bucket} at {endpoint}: HTTP {}",
+                        r.status()
+                    );
+                }
+                format!(
+                    "  gcs:\n    bucket: {bucket}\n    endpoint: {endpoint}\n    noauth: true\n  redirect:\n    disable: true\n"
                 )
             }
         })
@@ -149,6 +218,12 @@ pub async fn start(
     work: &Path,
     storage: &Storage,
 ) -> Result<Server> {
+    if kind == Kind::Distribution && !storage.distribution_can() {
+        bail!(
+            "distribution 2.8 cannot run on {} (see benches/loadgen/src/servers.rs)",
+            storage.describe(work)
+        );
+    }
     let port = free_port()?;
     let bucket: String = format!("loadgen-{label}-{port}")
         .chars()
