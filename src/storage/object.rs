@@ -868,6 +868,17 @@ impl StorageDriver for ObjectDriver {
     }
 }
 
+/// Moves the front of `data` into `buf` (allocated once at `part` bytes) until `buf` holds a whole
+/// part; true when it does. The caller holds a buffer permit for `buf`.
+fn fill_part(buf: &mut BytesMut, data: &mut Bytes, part: usize) -> bool {
+    if buf.capacity() < part {
+        buf.reserve(part - buf.len());
+    }
+    let take = (part - buf.len()).min(data.len());
+    buf.extend_from_slice(&data.split_to(take));
+    buf.len() >= part
+}
+
 /// A writer session: one segment at `start`, streamed as a multipart upload.
 struct ObjectWriter {
     driver: ObjectDriver,
@@ -950,12 +961,7 @@ impl FileWriter for ObjectWriter {
             if self.permit.is_none() {
                 self.permit = Some(self.next_permit().await?);
             }
-            if self.buf.capacity() < part {
-                self.buf.reserve(part - self.buf.len());
-            }
-            let take = (part - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data.split_to(take));
-            if self.buf.len() >= part {
+            if fill_part(&mut self.buf, &mut data, part) {
                 self.flush_part().await?;
             }
         }
@@ -1032,12 +1038,7 @@ impl FileWriter for DirectWriter {
             if self.permit.is_none() {
                 self.permit = Some(self.driver.acquire().await?);
             }
-            if self.buf.capacity() < part {
-                self.buf.reserve(part - self.buf.len());
-            }
-            let take = (part - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data.split_to(take));
-            if self.buf.len() >= part {
+            if fill_part(&mut self.buf, &mut data, part) {
                 let full = std::mem::take(&mut self.buf).freeze();
                 let permit = match self.permit.take() {
                     Some(p) => p,
