@@ -4,9 +4,11 @@
 # containers). ENDPOINT is the account's blob endpoint (Azurite: http://127.0.0.1:PORT/ACCOUNT), KEY
 # the base64 account key.
 #
-# The one implementation of this signing in the repository: tests/e2e/storage-emulators.sh calls
-# it before starting the registry on Azurite, and the Rust driver suite (src/storage/cloud_tests.rs)
-# runs it before its Azure tests. A script rather than Rust because the e2e side needs it without
+# The one implementation of this signing for tests and loadgen: tests/e2e/storage-emulators.sh
+# calls it before starting the registry on Azurite, the Rust driver suite
+# (src/storage/cloud_tests.rs) before its Azure tests, and benches/loadgen for its containers. (The
+# benchmark's own-put client, benches/object-stores.py, signs its Put Block calls itself, in
+# Python, so that the store's own speed is measured by a client independent of ours.) A script rather than Rust because the e2e side needs it without
 # building anything, and the driver suite only runs where that script already runs (next to the
 # emulators, with curl and openssl installed).
 #

@@ -81,7 +81,9 @@ enum Cmd {
         /// `s3=http://HOST:PORT` (moto: a fresh bucket per server and scenario, redirects off for
         /// both, the store reset between scenarios; adds the `push-100M-x32`/`-x64` scenarios), or
         /// `s3-redirect=http://HOST:PORT`: the same with redirects on (both servers' default), which
-        /// adds `blob-redirect-4K` (the `307` of a blob GET, not followed).
+        /// adds `blob-redirect-4K` (the `307` of a blob GET, not followed); or, our server only,
+        /// `azure=http://HOST:PORT/devstoreaccount1` (Azurite) or `gcs=http://HOST:PORT`
+        /// (fake-gcs-server): a fresh container or bucket per scenario, redirects off.
         #[arg(long, default_value = "filesystem")]
         storage: String,
         #[command(flatten)]
