@@ -19,7 +19,7 @@
 # first touch of fresh memory costs ~1.5 s per GiB, which otherwise lands on whoever runs first.
 #
 # Usage: benches/object-stores.sh [--quick] [--servers distribution,ours] [--profile release|debug]
-#   --quick      smaller sizes (256M mono / 64M chunked / 16 x 10M concurrent), for a check run
+#   --quick      smaller sizes (256M mono / 64M chunked / 256M pull; 32 x 100M only), for a check run
 #   --no-calls   skip part 3;  --calls-only  only part 3;  --no-others  skip part 4
 #   --others-only  only part 4
 # Needs: moto in $EMU_CACHE (tests/e2e/storage-emulators.sh installs it), docker-registry.
@@ -63,7 +63,8 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 "$EMU_CACHE/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
 MOTO_PID=$!
 EP=http://127.0.0.1:$port
@@ -124,8 +125,7 @@ if [ "$OTHERS" = 1 ]; then
   [ -x "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" ] || { echo "azurite missing: run tests/e2e/storage-emulators.sh once" >&2; exit 1; }
   FAKE_GCS=$(find "$EMU_CACHE/gcs-venv" -type f -name 'fake-gcs-server-linux-*' 2>/dev/null | head -n1)
   [ -n "$FAKE_GCS" ] || { echo "fake-gcs-server missing: run tests/e2e/storage-emulators.sh once" >&2; exit 1; }
-  free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  az_port=$(free) gcs_port=$(free)
+  az_port=$(free_port) gcs_port=$(free_port)
   mkdir -p "$T/azurite"
   "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
     --location "$T/azurite" --skipApiVersionCheck --disableTelemetry --loose >"$T/azurite.log" 2>&1 &
