@@ -323,6 +323,7 @@ impl StorageObserver for Metrics {
                 StorageError::InvalidPath(_) => "INVALID_PATH",
                 StorageError::Io { .. } => "IO",
                 StorageError::Backend(_) => "BACKEND",
+                StorageError::Conflict(_) => "CONFLICT",
             };
             self.storage_errors
                 .with_label_values(&[operation, code, e.kind().label()])

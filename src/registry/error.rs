@@ -73,7 +73,8 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 impl From<StorageError> for RegistryError {
     fn from(e: StorageError) -> RegistryError {
         match e.kind() {
-            FaultKind::Backend => RegistryError::StorageUnavailable(e),
+            // Retriable: the caller's view of the file was stale.
+            FaultKind::Backend | FaultKind::Conflict => RegistryError::StorageUnavailable(e),
             FaultKind::Full => RegistryError::StorageFull(e),
             FaultKind::ReadOnly => RegistryError::StorageReadOnly(e),
             FaultKind::Denied => RegistryError::StorageDenied(e),

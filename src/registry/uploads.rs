@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::hasher::ResumableSha256;
 use super::{Registry, RegistryError, Result, UploadState};
 use crate::oci::{Algorithm, Digest, RepositoryName};
-use crate::storage::{layout, ByteStream, FileWriter};
+use crate::storage::{layout, ByteStream, FaultKind, FileWriter};
 
 /// An upload in progress, as known after validating the request.
 #[derive(Debug, Clone)]
@@ -263,10 +263,19 @@ impl Registry {
             }
             _ => None,
         };
-        if completed && mismatch.is_none() {
-            writer.commit().await?;
+        let closed = if completed && mismatch.is_none() {
+            writer.commit().await
         } else {
-            writer.close().await?;
+            writer.close().await
+        };
+        if let Err(e) = closed {
+            if e.kind() == FaultKind::Conflict {
+                // Another request extended the upload first (two PATCHes at once): this one's
+                // bytes are not in it; the client is told where the upload now ends.
+                let offset = self.driver.stat(&path).await.map_or(size, |f| f.size);
+                return Err(RegistryError::UploadOutOfOrder { offset });
+            }
+            return Err(e.into());
         }
         s.offset = new_size;
         // A completed upload's state is never needed again (its folder is removed next; after a

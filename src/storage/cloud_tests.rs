@@ -486,6 +486,87 @@ async fn azure_azurite() {
     let missing = azure_driver(&ep, &unique("missing"));
     assert!(missing.check().await.is_err());
     azure_staged_blocks_are_discarded(&d).await;
+    azure_segments_grow_in_place(&d).await;
+}
+
+/// The segment keys of `path`'s segment folder.
+async fn segment_keys(d: &ObjectDriver, path: &str) -> Vec<String> {
+    let key = format!("root{path}@parts/");
+    let mut keys: Vec<String> = d
+        .backend()
+        .list_all(&key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A file written across sessions (chunked PATCHes) stays one segment whose block list grows:
+/// no byte is sent twice and the rename is one Copy Blob. Two sessions that extend the same
+/// state race: the first commit wins, the other fails and leaves the winner's file. A segment
+/// without blocks (one Put Blob) is continued with a new segment.
+async fn azure_segments_grow_in_place(d: &ObjectDriver) {
+    let path = "/grow/data";
+    let data = suite::pattern((17 << 20) + 12_345, 9);
+    let cuts = [0, 300_000, 6 << 20, (6 << 20) + 1, 16 << 20, data.len()];
+    for (i, w) in cuts.windows(2).enumerate() {
+        let mut wr = d.writer(path, true).await.unwrap();
+        assert_eq!(wr.size(), w[0] as u64, "session {i}");
+        wr.write(Bytes::copy_from_slice(&data[w[0]..w[1]]))
+            .await
+            .unwrap();
+        wr.close().await.unwrap();
+        assert_eq!(d.stat(path).await.unwrap().size, w[1] as u64, "session {i}");
+        assert_eq!(
+            segment_keys(d, path).await,
+            ["root/grow/data@parts/00000000000000000000"],
+            "session {i}"
+        );
+    }
+    assert!(suite::read_all(d, path, 0, None).await == data);
+    let (_, list) = azure_block_list(d, "root/grow/data@parts/00000000000000000000").await;
+    assert!(
+        list.matches("<Block>").count() >= cuts.len() - 1,
+        "one block list: {list}"
+    );
+
+    // Two sessions from the same end: the first to commit wins.
+    let mut a = d.writer(path, true).await.unwrap();
+    let mut b = d.writer(path, true).await.unwrap();
+    a.write(Bytes::from_static(b"from a")).await.unwrap();
+    b.write(Bytes::from(vec![b'b'; 6 << 20])).await.unwrap();
+    a.close().await.unwrap();
+    let e = b.close().await.unwrap_err();
+    assert!(matches!(e, super::StorageError::Conflict(_)), "{e}");
+    let mut want = data.clone();
+    want.extend_from_slice(b"from a");
+    assert!(suite::read_all(d, path, 0, None).await == want);
+    let mut w = d.writer(path, true).await.unwrap();
+    assert_eq!(w.size(), want.len() as u64);
+    w.write(Bytes::from_static(b"!")).await.unwrap();
+    w.commit().await.unwrap();
+    want.push(b'!');
+    d.rename(path, "/grow/blob").await.unwrap();
+    assert!(suite::read_all(d, "/grow/blob", 0, None).await == want);
+    assert!(segment_keys(d, path).await.is_empty());
+
+    // A segment written by one Put Blob has no blocks to name: a new segment follows it.
+    let seg = "root/grow/put/data@parts/00000000000000000000";
+    d.backend()
+        .put(seg, Bytes::from(vec![1u8; 1000]))
+        .await
+        .unwrap();
+    let mut w = d.writer("/grow/put/data", true).await.unwrap();
+    assert_eq!(w.size(), 1000);
+    w.write(Bytes::from(vec![2u8; 2000])).await.unwrap();
+    w.close().await.unwrap();
+    let mut want = vec![1u8; 1000];
+    want.extend_from_slice(&[2u8; 2000]);
+    assert_eq!(suite::read_all(d, "/grow/put/data", 0, None).await, want);
+    d.delete("/grow").await.unwrap();
 }
 
 /// The blocks a blob has staged, committed or not (Get Block List through a SAS URL).

@@ -107,6 +107,17 @@ impl ObjectBackend for Counting {
         self.counts.add("start_parts");
         self.inner.start_parts(key).await
     }
+    async fn start_direct_parts(&self, key: &str) -> Result<Box<dyn PartSink>> {
+        self.counts.add("start_parts");
+        self.inner.start_direct_parts(key).await
+    }
+    fn appends(&self) -> bool {
+        self.inner.appends()
+    }
+    async fn start_append(&self, key: &str, size: u64) -> Result<Option<Box<dyn PartSink>>> {
+        self.counts.add("start_append");
+        self.inner.start_append(key, size).await
+    }
     fn isolated_parts(&self) -> bool {
         self.inner.isolated_parts()
     }

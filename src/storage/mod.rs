@@ -77,6 +77,10 @@ pub enum StorageError {
     },
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// A conditional write lost to another writer that changed the file first (the file is as
+    /// that writer left it).
+    #[error("storage conflict: {0}")]
+    Conflict(String),
 }
 
 impl StorageError {
@@ -102,6 +106,7 @@ impl StorageError {
             StorageError::NotFound(_) => FaultKind::NotFound,
             StorageError::InvalidPath(_) => FaultKind::InvalidPath,
             StorageError::Backend(_) => FaultKind::Backend,
+            StorageError::Conflict(_) => FaultKind::Conflict,
             StorageError::Io { source, .. } => FaultKind::of_io(source),
         }
     }
@@ -122,6 +127,8 @@ pub enum FaultKind {
     Io,
     /// An object store's error, outage or throttling.
     Backend,
+    /// Another writer changed the file first ([`StorageError::Conflict`]).
+    Conflict,
 }
 
 impl FaultKind {
@@ -146,6 +153,7 @@ impl FaultKind {
             FaultKind::Denied => "denied",
             FaultKind::Io => "io",
             FaultKind::Backend => "backend",
+            FaultKind::Conflict => "conflict",
         }
     }
 }

@@ -18,14 +18,19 @@
 //!   buffer and rewrites it, longer, under the same key. So every segment but the last is at least
 //!   `part_size` long (what S3's multipart copy needs) and nothing lives in process memory between
 //!   requests: any replica can continue an upload.
+//! - A backend that [`appends`](ObjectBackend::appends) (Azure) instead extends the last segment
+//!   in place, whatever its size: a later session stages its parts on it and commits them after
+//!   the bytes already there, atomically, conditional on nobody having committed since
+//!   ([`ObjectBackend::start_append`]). Its segments are then never one `put` (which would leave
+//!   nothing to extend), and a file written over many requests stays one segment.
 //! - `stat` and `read` of such a file see the concatenation of its segments (so the registry can
 //!   re-hash an upload if a hash state was lost); `list` shows it under its own name.
 //! - `commit` is `close`: the file is complete and readable. `rename` assembles the segments
-//!   server-side straight into the target key (S3 multipart copy, GCS compose, Azure copy/blocks) and
+//!   server-side straight into the target key (S3 multipart copy, GCS compose, Azure copy) and
 //!   then deletes them; the target appears atomically, complete, or not at all. Large data is never
-//!   downloaded through the registry (except Azure with several segments, see `azure.rs`).
+//!   downloaded through the registry (except Azure with several segments, rare; see `azure.rs`).
 //! - `cancel` aborts the session's multipart upload: what earlier writers persisted stays as it was.
-//! - `direct_writer` (backends with [`ObjectBackend::isolated_parts`], S3): no segments; the bytes
+//! - `direct_writer` (backends with [`ObjectBackend::isolated_parts`], S3 and Azure): no segments; the bytes
 //!   stream into a multipart upload of the final key itself, completed by `commit` (a small file
 //!   is one PUT then), aborted by `cancel`, `close` or drop. One write of the bytes, no copy.
 //!
@@ -121,12 +126,34 @@ pub trait ObjectBackend: Send + Sync + 'static {
     /// Starts a multipart upload of `key`; see [`PartSink`].
     async fn start_parts(&self, key: &str) -> Result<Box<dyn PartSink>>;
     /// Whether multipart uploads of one key in flight at once never see each other's parts and
-    /// leave nothing beside the key (S3: each has its own upload id), so that a writer may stream
-    /// straight into a final key ([`StorageDriver::direct_writer`]). The default: no (Azure
-    /// names staged blocks by part index, so two writers of one blob could mix their blocks; GCS
-    /// keeps a session marker beside the key).
+    /// leave nothing beside the key (S3: each has its own upload id; Azure: each writer's blocks
+    /// have random ids and stay uncommitted, invisible, until its block list is committed), so
+    /// that a writer may stream straight into a final key ([`StorageDriver::direct_writer`]).
+    /// The default: no (GCS keeps a session marker beside the key).
     fn isolated_parts(&self) -> bool {
         false
+    }
+    /// Starts the multipart upload of a direct write ([`StorageDriver::direct_writer`]): a final,
+    /// content-addressed key, committed only once the bytes are verified, so that any complete
+    /// object of the right size there holds the same bytes. The default: [`Self::start_parts`].
+    /// Azure overrides it: a writer's block list commit fails when another writer's commit of
+    /// the same blob discarded its staged blocks first, and then the winner's blob is its own.
+    async fn start_direct_parts(&self, key: &str) -> Result<Box<dyn PartSink>> {
+        self.start_parts(key).await
+    }
+    /// Whether a committed segment can be extended in place ([`Self::start_append`]): a file
+    /// written across requests then stays one growing segment, and `rename` is one copy. The
+    /// default: no.
+    fn appends(&self) -> bool {
+        false
+    }
+    /// Starts an append to the object `key`, which the caller saw `size` long: the parts go
+    /// after its bytes and `finish` commits the longer object atomically, or fails if the
+    /// object changed in between (another writer appended first), leaving it as that writer
+    /// made it. Nothing is visible before `finish`; `abort` leaves the object as it was.
+    /// `None`: this object cannot be extended (the writer then starts a new segment).
+    async fn start_append(&self, _key: &str, _size: u64) -> Result<Option<Box<dyn PartSink>>> {
+        Ok(None)
     }
     /// Aborts native multipart uploads under `prefix` started more than `older_than` ago (the
     /// debris of writers that died); how many. The default: the backend has none to abort.
@@ -686,6 +713,15 @@ impl StorageDriver for ObjectDriver {
             Err(e) if e.is_not_found() => {
                 let segs = self.segments(&key).await?;
                 w.exists = !segs.is_empty();
+                if let Some(last) = segs.last().filter(|_| self.backend.appends()) {
+                    // Extend the last segment in place (Azure: its block list grows).
+                    if let Some(sink) = self.backend.start_append(&last.key, last.size).await? {
+                        w.start = last.offset;
+                        w.flushed = last.size;
+                        w.sink = Some(sink);
+                        return Ok(Box::new(w));
+                    }
+                }
                 if let Some(last) = segs.last() {
                     if last.size < self.part_size as u64 {
                         // Continue the small tail: read it back and rewrite it longer.
@@ -892,7 +928,8 @@ struct ObjectWriter {
     /// The segment's first full part, held back (with its buffer permit) until a second one
     /// fills: a segment of less than two parts (a 16 MiB `PATCH` with 10 MiB parts) is then one
     /// `put` at `close` instead of a multipart upload (create, parts, complete). Never held
-    /// while `sink` is open, nor while this writer waits for a buffer (see `write`).
+    /// while `sink` is open, nor while this writer waits for a buffer (see `write`), nor on a
+    /// backend that [`appends`](ObjectBackend::appends).
     held: Option<(Bytes, OwnedSemaphorePermit)>,
     sink: Option<Box<dyn PartSink>>,
     /// The file existed as a whole object that this session's segments supersede.
@@ -939,7 +976,7 @@ impl ObjectWriter {
             Some(p) => p,
             None => self.driver.acquire().await?,
         };
-        if self.sink.is_none() && self.held.is_none() {
+        if self.sink.is_none() && self.held.is_none() && !self.driver.backend.appends() {
             self.held = Some((part, permit));
             return Ok(());
         }
@@ -984,6 +1021,12 @@ impl FileWriter for ObjectWriter {
         }
         match self.sink.take() {
             Some(sink) => sink.finish(rest).await?,
+            // A segment that later sessions may extend is written in blocks, not as one PUT
+            // (which leaves no block to extend).
+            None if !rest.is_empty() && self.driver.backend.appends() => {
+                let sink = self.driver.backend.start_parts(&seg).await?;
+                sink.finish(rest).await?
+            }
             None if !rest.is_empty() || self.replaces_object || !self.exists => {
                 self.driver.backend.put(&seg, rest).await?
             }
@@ -1045,7 +1088,7 @@ impl FileWriter for DirectWriter {
                     None => self.driver.acquire().await?,
                 };
                 if self.sink.is_none() {
-                    self.sink = Some(self.driver.backend.start_parts(&self.key).await?);
+                    self.sink = Some(self.driver.backend.start_direct_parts(&self.key).await?);
                 }
                 let n = full.len() as u64;
                 if let Some(sink) = self.sink.as_mut() {

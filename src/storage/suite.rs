@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 
 use super::{StorageDriver, StorageError};
 
-async fn read_all(d: &dyn StorageDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
+pub async fn read_all(d: &dyn StorageDriver, path: &str, offset: u64, len: Option<u64>) -> Vec<u8> {
     let s = d.read(path, offset, len).await.unwrap();
     let chunks: Vec<Bytes> = s.try_collect().await.unwrap();
     chunks.concat()
@@ -258,6 +258,35 @@ async fn direct_writes(d: &dyn StorageDriver) {
     write_all(w.as_mut(), &big, 1 << 20).await;
     w.cancel().await.unwrap();
     assert!(d.stat("/direct/b/data").await.unwrap_err().is_not_found());
+    // Two writers of one (content-addressed) file at once with the same bytes, as two clients
+    // pushing one blob: both commits succeed in either order, also when one commits between the
+    // other's parts, and the file is those bytes.
+    let half = big.len() / 2;
+    for order in ["first-first", "second-first", "between-parts"] {
+        let mut a = d.direct_writer("/direct/d/data").await.unwrap().unwrap();
+        let mut b = d.direct_writer("/direct/d/data").await.unwrap().unwrap();
+        write_all(a.as_mut(), &big[..half], 1 << 20).await;
+        write_all(b.as_mut(), &big, 1 << 20).await;
+        if order == "between-parts" {
+            b.commit().await.unwrap();
+            write_all(a.as_mut(), &big[half..], 1 << 20).await;
+            a.commit().await.unwrap();
+        } else {
+            write_all(a.as_mut(), &big[half..], 1 << 20).await;
+            if order == "first-first" {
+                a.commit().await.unwrap();
+                b.commit().await.unwrap();
+            } else {
+                b.commit().await.unwrap();
+                a.commit().await.unwrap();
+            }
+        }
+        assert!(
+            read_all(d, "/direct/d/data", 0, None).await == big,
+            "{order}"
+        );
+        d.delete("/direct/d/data").await.unwrap();
+    }
     // Empty file.
     let w = d.direct_writer("/direct/c/data").await.unwrap().unwrap();
     w.commit().await.unwrap();
@@ -345,7 +374,7 @@ pub async fn run_shared(a: &dyn StorageDriver, b: &dyn StorageDriver) {
 }
 
 /// Deterministic pseudo-random bytes (no two MiB alike, so misplaced parts show).
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     (0..len)
         .map(|_| {
