@@ -154,40 +154,43 @@ impl AzureBackend {
         })
     }
 
-    /// Whether the blob `key` has uncommitted blocks (Get Block List; a blob with none at all
-    /// is 404).
-    async fn has_uncommitted_blocks(&self, key: &str) -> Result<bool> {
+    /// Get Block List of the blob `key` (`which`: `committed`, `uncommitted` or `all`) through a
+    /// SAS URL: the answer's XML, or `None` for a blob with no block at all (404).
+    async fn block_list(&self, key: &str, which: &str) -> Result<Option<String>> {
         let url = self
             .store
             .signed_url(http::Method::GET, &path(key), Duration::from_secs(300))
             .await
             .map_err(|e| map_err("sign", key, e))?;
+        let fail = |e: String| StorageError::Backend(format!("azure get block list {key}: {e}"));
         let r = self
             .http
-            .get(format!("{url}&comp=blocklist&blocklisttype=uncommitted"))
+            .get(format!("{url}&comp=blocklist&blocklisttype={which}"))
             .send()
             .await
-            .map_err(|e| StorageError::Backend(format!("azure get block list {key}: {e}")))?;
+            .map_err(|e| fail(e.to_string()))?;
         match r.status().as_u16() {
-            404 => Ok(false),
-            200 => {
-                let body = r.text().await.map_err(|e| {
-                    StorageError::Backend(format!("azure get block list {key}: {e}"))
-                })?;
-                Ok(body
-                    .split_once("<UncommittedBlocks>")
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with("<Block>")))
-            }
-            st => Err(StorageError::Backend(format!(
-                "azure get block list {key}: HTTP {st}"
-            ))),
+            404 => Ok(None),
+            200 => Ok(Some(r.text().await.map_err(|e| fail(e.to_string()))?)),
+            st => Err(fail(format!("HTTP {st}"))),
         }
     }
 
+    /// Whether the blob `key` has uncommitted blocks.
+    async fn has_uncommitted_blocks(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .block_list(key, "uncommitted")
+            .await?
+            .and_then(|body| {
+                body.split_once("<UncommittedBlocks>")
+                    .map(|(_, rest)| rest.trim_start().starts_with("<Block>"))
+            })
+            .unwrap_or(false))
+    }
+
     /// The committed blocks of the blob `key` (their base64 names and sizes) with the ETag of
-    /// the blob they make up. The ETag is read first (HEAD), then the block list (Get Block
-    /// List through a SAS URL): a commit conditional on that ETag fails if anyone committed
-    /// since, whichever list was read.
+    /// the blob they make up. The ETag is read first (HEAD), then the block list: a commit
+    /// conditional on that ETag fails if anyone committed since, whichever list was read.
     async fn committed_blocks(&self, key: &str) -> Result<(String, Vec<(String, u64)>)> {
         let head = self
             .store
@@ -197,23 +200,12 @@ impl AzureBackend {
         let etag = head.e_tag.ok_or_else(|| {
             StorageError::Backend(format!("azure head {key}: no ETag in the answer"))
         })?;
-        let url = self
-            .store
-            .signed_url(http::Method::GET, &path(key), Duration::from_secs(300))
-            .await
-            .map_err(|e| map_err("sign", key, e))?;
-        let fail = |e: String| StorageError::Backend(format!("azure get block list {key}: {e}"));
-        let r = self
-            .http
-            .get(format!("{url}&comp=blocklist&blocklisttype=committed"))
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !r.status().is_success() {
-            return Err(fail(format!("HTTP {}", r.status().as_u16())));
-        }
-        let body = r.text().await.map_err(|e| fail(e.to_string()))?;
-        let blocks = committed_from_xml(&body).ok_or_else(|| fail("unreadable answer".into()))?;
+        let fail = |e: &str| StorageError::Backend(format!("azure get block list {key}: {e}"));
+        // 404: the blob has no block at all, so none to name.
+        let blocks = match self.block_list(key, "committed").await? {
+            Some(body) => committed_from_xml(&body).ok_or_else(|| fail("unreadable answer"))?,
+            None => Vec::new(),
+        };
         Ok((etag, blocks))
     }
 
