@@ -27,10 +27,13 @@ pub struct PurgeReport {
 /// `age` (S3 multipart uploads of writers that died, below `repositories/` and, for direct blob
 /// writes, `blobs/`). One walk of `repositories/`, and per purged
 /// upload one listing of its data's segments, the backend's few calls, and one delete.
+/// `observer` hears of each folder as it is deleted (not in a dry run), so a count never lags
+/// the deletion a client can already see, nor is lost when a later step of the run fails.
 pub async fn purge_uploads(
     driver: &dyn StorageDriver,
     age: Duration,
     dry_run: bool,
+    observer: &dyn super::Observer,
 ) -> Result<PurgeReport> {
     let entries = match driver.walk(&layout::repositories_root()).await {
         Ok(e) => e,
@@ -78,7 +81,10 @@ pub async fn purge_uploads(
             }
         }
         match driver.delete(&layout::upload_dir(&name, &uuid)).await {
-            Ok(()) => tracing::info!(repository = %name, %uuid, "purged a stale upload"),
+            Ok(()) => {
+                observer.uploads_purged(1);
+                tracing::info!(repository = %name, %uuid, "purged a stale upload")
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
@@ -106,11 +112,8 @@ pub async fn purge_loop(
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        match purge_uploads(driver.as_ref(), age, dry_run).await {
+        match purge_uploads(driver.as_ref(), age, dry_run, observer.as_ref()).await {
             Ok(r) => {
-                if !dry_run {
-                    observer.uploads_purged(r.purged);
-                }
                 tracing::debug!(
                     purged = r.purged,
                     kept = r.kept,
@@ -164,14 +167,24 @@ mod tests {
                 .collect()
         };
         ops(&calls);
-        let r = purge_uploads(d.as_ref(), Duration::ZERO, true)
-            .await
-            .unwrap();
+        let r = purge_uploads(
+            d.as_ref(),
+            Duration::ZERO,
+            true,
+            &crate::lifecycle::schedule::NoObserver,
+        )
+        .await
+        .unwrap();
         assert_eq!((r.purged, r.aborted), (2, 0));
         assert_eq!(ops(&calls), ["walk"]);
-        let r = purge_uploads(d.as_ref(), Duration::ZERO, false)
-            .await
-            .unwrap();
+        let r = purge_uploads(
+            d.as_ref(),
+            Duration::ZERO,
+            false,
+            &crate::lifecycle::schedule::NoObserver,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.purged, 2);
         assert_eq!(
             ops(&calls),
