@@ -13,6 +13,11 @@
       development account): creates CONTAINER, then Put Block of BLOCK_MIB (default 16) with
       IN_FLIGHT (default 4) in flight and one Put Block List. Standard library only (SharedKey
       signing below), so the client is independent of the registry's.
+  az-append ENDPOINT CONTAINER SIZE_MIB [CHUNK_MIB] [BLOCK_MIB] [IN_FLIGHT]
+      The ceiling of a chunked push on Azure Blob: the object grows chunk by chunk (CHUNK_MIB,
+      default 16), each chunk durable before the next is sent, as a client's PATCH must be
+      before its 202: Put Block of BLOCK_MIB (default 10) with IN_FLIGHT (default 3) in flight,
+      then Put Block List of every block so far. Same JSON line.
   gcs-put ENDPOINT BUCKET SIZE_MIB [CHUNK_MIB]
       The same on GCS (fake-gcs-server, no credentials): creates BUCKET, then one resumable
       upload in chunks of CHUNK_MIB (default 16; the protocol sends them one after another).
@@ -146,6 +151,40 @@ def az_put(endpoint, container, size_mib, block_mib=16, in_flight=4):
     print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
 
 
+def az_append(endpoint, container, size_mib, chunk_mib=16, block_mib=10, in_flight=3):
+    import base64
+
+    st, out = az_request(endpoint, "PUT", f"/{container}", {"restype": "container"})
+    if st not in (201, 409):
+        sys.exit(f"create container: HTTP {st} {out[:300]!r}")
+    chunk, block = chunk_mib << 20, block_mib << 20
+    data = bytes(range(256)) * (chunk // 256)
+    ids = []
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(in_flight) as ex:
+        for _ in range((size_mib << 20) // chunk):
+            new = [(base64.b64encode(f"{len(ids) + j:08d}".encode()).decode(), off)
+                   for j, off in enumerate(range(0, chunk, block))]
+
+            def one(item):
+                bid, off = item
+                st, out = az_request(endpoint, "PUT", f"/{container}/own-append",
+                                     {"blockid": bid, "comp": "block"}, data[off:off + block])
+                if st != 201:
+                    raise RuntimeError(f"put block: HTTP {st} {out[:300]!r}")
+
+            list(ex.map(one, new))
+            ids += [bid for bid, _ in new]
+            xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + "".join(
+                f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>"
+            st, out = az_request(endpoint, "PUT", f"/{container}/own-append", {"comp": "blocklist"},
+                                 xml.encode())
+            if st != 201:
+                sys.exit(f"put block list: HTTP {st} {out[:300]!r}")
+    dt = time.monotonic() - t0
+    print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
+
+
 def gcs_put(endpoint, bucket, size_mib, chunk_mib=16):
     import http.client
     from urllib.parse import urlsplit
@@ -243,6 +282,8 @@ if __name__ == "__main__":
         get(sys.argv[2], sys.argv[3])
     elif cmd == "az-put":
         az_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:7]))
+    elif cmd == "az-append":
+        az_append(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:8]))
     elif cmd == "gcs-put":
         gcs_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:6]))
     elif cmd == "calls":

@@ -45,10 +45,9 @@ use object_store::{
     ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
     RetryConfig,
 };
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::object::{Listing, ObjMeta, ObjectBackend, PartSink};
+use super::object::{Listing, ObjMeta, ObjectBackend, PartPermit, PartSink};
 use super::{ByteStream, Result, StorageError};
 use crate::config::AzureConfig;
 
@@ -524,7 +523,7 @@ impl AzureParts {
 
 #[async_trait]
 impl PartSink for AzureParts {
-    async fn put_part(&mut self, data: Bytes, permit: OwnedSemaphorePermit) -> Result<()> {
+    async fn put_part(&mut self, data: Bytes, permit: PartPermit) -> Result<()> {
         if let Err(e) = self.drain(PARTS_IN_FLIGHT - 1).await {
             self.inflight.abort_all();
             let _ = self.upload.abort().await;
@@ -594,7 +593,7 @@ struct AzureAppend {
 }
 
 impl AzureAppend {
-    fn stage(&mut self, data: Bytes, permit: Option<OwnedSemaphorePermit>) {
+    fn stage(&mut self, data: Bytes, permit: Option<PartPermit>) {
         let (store, key, idx) = (self.store.clone(), path(&self.key), self.next);
         self.next += 1;
         self.inflight.spawn(async move {
@@ -673,7 +672,7 @@ impl AzureAppend {
 
 #[async_trait]
 impl PartSink for AzureAppend {
-    async fn put_part(&mut self, data: Bytes, permit: OwnedSemaphorePermit) -> Result<()> {
+    async fn put_part(&mut self, data: Bytes, permit: PartPermit) -> Result<()> {
         if let Err(e) = self.drain(PARTS_IN_FLIGHT - 1).await {
             self.inflight.abort_all();
             return Err(e);

@@ -10,6 +10,8 @@
 //!   of a native multipart upload (a few in flight), so memory stays at a few buffers per writer, and
 //!   all writers of the process share one budget of buffers ([`ObjectDriver::with_buffer_budget`]):
 //!   a writer waits for a free buffer (back-pressure on its client) rather than grow memory.
+//!   A part's buffer is reused for a later part once the store has it ([`PartPermit`],
+//!   [`BufferPool`]): never more buffers than the budget, and no fresh pages to fault in per part.
 //!   The first full buffer is held back until a second one fills, so a session of less than two
 //!   parts (a chunked push's `PATCH`) is one `put` of its segment at `close`, not a multipart
 //!   upload's create, parts and complete.
@@ -184,7 +186,9 @@ pub trait ObjectBackend: Send + Sync + 'static {
 #[async_trait]
 pub trait PartSink: Send {
     /// Uploads a part; may return while it is still in flight (a small bounded number at a time).
-    async fn put_part(&mut self, data: Bytes, permit: OwnedSemaphorePermit) -> Result<()>;
+    /// `permit` is the part's share of the buffer budget: drop it when the part is uploaded
+    /// (and the SDK let go of `data`), so the buffer can serve the next part.
+    async fn put_part(&mut self, data: Bytes, permit: PartPermit) -> Result<()>;
     /// Uploads `last` (may be empty) and completes the object.
     async fn finish(self: Box<Self>, last: Bytes) -> Result<()>;
     async fn abort(self: Box<Self>) -> Result<()>;
@@ -207,6 +211,105 @@ const LAYOUT_DELIMITER: &str = "/_";
 /// writer died can be ended. Not a segment: its name is no offset.
 pub const SESSION_SUFFIX: &str = ".session";
 
+/// Part buffers freed by uploaded parts, kept for the next ones. Holds at most as many buffers
+/// as the budget has permits, and a buffer is only made when none is free, so buffers in use
+/// plus kept stay within the budget: the peak is unchanged. A buffer unused for
+/// [`POOL_KEEP`] is freed (a task of the runtime that made the driver trims the pool), so an
+/// idle registry goes back to its idle memory. Why keep them at all: jemalloc
+/// returns an allocation over 8 MiB (a 10 MiB part) to the kernel as soon as it is freed, so
+/// every part paid for faulting in fresh pages, ~20 % of a push's CPU on these VMs
+/// (benches/README.md, "Part buffers reused").
+struct BufferPool {
+    /// Kept buffers, with when each was freed (the latest last).
+    free: std::sync::Mutex<Vec<(BytesMut, Instant)>>,
+    max: usize,
+    part: usize,
+}
+
+/// How long a freed part buffer is kept for reuse.
+const POOL_KEEP: Duration = Duration::from_secs(5);
+
+impl BufferPool {
+    fn new(part: usize, max: usize) -> BufferPool {
+        BufferPool {
+            free: std::sync::Mutex::new(Vec::new()),
+            max,
+            part,
+        }
+    }
+
+    /// A pool trimmed every [`POOL_KEEP`] by a task on the current runtime, if there is one;
+    /// the task ends with the pool.
+    fn trimmed(part: usize, max: usize) -> Arc<BufferPool> {
+        let pool = Arc::new(BufferPool::new(part, max));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&pool);
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(POOL_KEEP).await;
+                    match weak.upgrade() {
+                        Some(pool) => pool.trim(POOL_KEEP),
+                        None => break,
+                    }
+                }
+            });
+        }
+        pool
+    }
+
+    /// Frees the buffers kept longer than `keep`.
+    fn trim(&self, keep: Duration) {
+        if let Ok(mut free) = self.free.lock() {
+            free.retain(|(_, at)| at.elapsed() < keep);
+        }
+    }
+
+    fn take(&self) -> Option<BytesMut> {
+        self.free.lock().ok()?.pop().map(|(buf, _)| buf)
+    }
+
+    /// Keeps `part`'s buffer if nobody else holds its bytes and it is a part buffer's size.
+    fn give(&self, part: Bytes) {
+        let Ok(mut buf) = part.try_into_mut() else {
+            return;
+        };
+        if buf.capacity() < self.part || buf.capacity() > self.part + self.part / 2 {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < self.max {
+                free.push((buf, Instant::now()));
+            }
+        }
+    }
+}
+
+/// One part buffer's share of the driver's write-buffer budget, held until the part it carries
+/// is uploaded. Dropping it frees the share and hands the part's buffer back for the next part
+/// (see [`BufferPool`]).
+pub struct PartPermit {
+    part: Option<Bytes>,
+    pool: Arc<BufferPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PartPermit {
+    /// The permit now covers `part` (a cheap clone of its handle).
+    fn carry(mut self, part: &Bytes) -> PartPermit {
+        self.part = Some(part.clone());
+        self
+    }
+}
+
+impl Drop for PartPermit {
+    fn drop(&mut self) {
+        if let Some(part) = self.part.take() {
+            self.pool.give(part);
+        }
+    }
+}
+
 /// The driver. Cheap to clone.
 #[derive(Clone)]
 pub struct ObjectDriver {
@@ -215,6 +318,7 @@ pub struct ObjectDriver {
     root: String,
     part_size: usize,
     buffers: Arc<Semaphore>,
+    pool: Arc<BufferPool>,
     redirect: bool,
     /// Presigned GET URLs by key, with when they were minted.
     presigned: Arc<std::sync::Mutex<HashMap<String, (String, Instant)>>>,
@@ -243,6 +347,7 @@ impl ObjectDriver {
             root,
             part_size,
             buffers: Arc::new(Semaphore::new(1)),
+            pool: Arc::new(BufferPool::new(part_size, 1)),
             redirect,
             presigned: Arc::default(),
         };
@@ -255,6 +360,7 @@ impl ObjectDriver {
     pub fn with_buffer_budget(mut self, bytes: usize) -> Self {
         let n = (bytes / self.part_size).max(2);
         self.buffers = Arc::new(Semaphore::new(n));
+        self.pool = BufferPool::trimmed(self.part_size, n);
         self
     }
 
@@ -371,12 +477,22 @@ impl ObjectDriver {
         Ok(chunks.concat().into())
     }
 
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
-        self.buffers
+    async fn acquire(&self) -> Result<PartPermit> {
+        let permit = self
+            .buffers
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StorageError::Backend("write buffers closed".into()))
+            .map_err(|_| StorageError::Backend("write buffers closed".into()))?;
+        Ok(self.permit(permit))
+    }
+
+    fn permit(&self, permit: OwnedSemaphorePermit) -> PartPermit {
+        PartPermit {
+            part: None,
+            pool: self.pool.clone(),
+            _permit: permit,
+        }
     }
 }
 
@@ -904,11 +1020,19 @@ impl StorageDriver for ObjectDriver {
     }
 }
 
-/// Moves the front of `data` into `buf` (allocated once at `part` bytes) until `buf` holds a whole
-/// part; true when it does. The caller holds a buffer permit for `buf`.
-fn fill_part(buf: &mut BytesMut, data: &mut Bytes, part: usize) -> bool {
+/// Moves the front of `data` into `buf` (a kept buffer from `pool`, else allocated once at `part`
+/// bytes) until `buf` holds a whole part; true when it does. The caller holds a buffer permit
+/// for `buf`.
+fn fill_part(buf: &mut BytesMut, data: &mut Bytes, part: usize, pool: &BufferPool) -> bool {
     if buf.capacity() < part {
-        buf.reserve(part - buf.len());
+        if buf.is_empty() {
+            if let Some(kept) = pool.take() {
+                *buf = kept;
+            }
+        }
+        if buf.capacity() < part {
+            buf.reserve(part - buf.len());
+        }
     }
     let take = (part - buf.len()).min(data.len());
     buf.extend_from_slice(&data.split_to(take));
@@ -924,13 +1048,13 @@ struct ObjectWriter {
     /// Bytes of the segment already handed to the sink.
     flushed: u64,
     buf: BytesMut,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<PartPermit>,
     /// The segment's first full part, held back (with its buffer permit) until a second one
     /// fills: a segment of less than two parts (a 16 MiB `PATCH` with 10 MiB parts) is then one
     /// `put` at `close` instead of a multipart upload (create, parts, complete). Never held
     /// while `sink` is open, nor while this writer waits for a buffer (see `write`), nor on a
     /// backend that [`appends`](ObjectBackend::appends).
-    held: Option<(Bytes, OwnedSemaphorePermit)>,
+    held: Option<(Bytes, PartPermit)>,
     sink: Option<Box<dyn PartSink>>,
     /// The file existed as a whole object that this session's segments supersede.
     replaces_object: bool,
@@ -958,10 +1082,10 @@ impl ObjectWriter {
     /// A buffer permit for the next part. While a part is held, one that is not free at once
     /// sends the held part out first: a writer never waits for a buffer while sitting on one
     /// (writers each holding one and waiting for another would stall for good).
-    async fn next_permit(&mut self) -> Result<OwnedSemaphorePermit> {
+    async fn next_permit(&mut self) -> Result<PartPermit> {
         if self.held.is_some() {
             if let Ok(p) = self.driver.buffers.clone().try_acquire_owned() {
-                return Ok(p);
+                return Ok(self.driver.permit(p));
             }
             self.open_sink().await?;
         }
@@ -975,7 +1099,8 @@ impl ObjectWriter {
         let permit = match self.permit.take() {
             Some(p) => p,
             None => self.driver.acquire().await?,
-        };
+        }
+        .carry(&part);
         if self.sink.is_none() && self.held.is_none() && !self.driver.backend.appends() {
             self.held = Some((part, permit));
             return Ok(());
@@ -998,7 +1123,7 @@ impl FileWriter for ObjectWriter {
             if self.permit.is_none() {
                 self.permit = Some(self.next_permit().await?);
             }
-            if fill_part(&mut self.buf, &mut data, part) {
+            if fill_part(&mut self.buf, &mut data, part, &self.driver.pool) {
                 self.flush_part().await?;
             }
         }
@@ -1019,6 +1144,8 @@ impl FileWriter for ObjectWriter {
             whole.extend_from_slice(&rest);
             rest = whole.freeze();
         }
+        // The last buffer serves the next part once the store has it.
+        let keep = rest.clone();
         match self.sink.take() {
             Some(sink) => sink.finish(rest).await?,
             // A segment that later sessions may extend is written in blocks, not as one PUT
@@ -1033,6 +1160,7 @@ impl FileWriter for ObjectWriter {
             None => {}
         }
         self.permit = None;
+        self.driver.pool.give(keep);
         if self.replaces_object {
             self.driver.backend.delete(&self.key).await?;
         }
@@ -1059,7 +1187,7 @@ struct DirectWriter {
     /// Bytes already handed to the sink.
     flushed: u64,
     buf: BytesMut,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<PartPermit>,
     sink: Option<Box<dyn PartSink>>,
 }
 
@@ -1081,12 +1209,13 @@ impl FileWriter for DirectWriter {
             if self.permit.is_none() {
                 self.permit = Some(self.driver.acquire().await?);
             }
-            if fill_part(&mut self.buf, &mut data, part) {
+            if fill_part(&mut self.buf, &mut data, part, &self.driver.pool) {
                 let full = std::mem::take(&mut self.buf).freeze();
                 let permit = match self.permit.take() {
                     Some(p) => p,
                     None => self.driver.acquire().await?,
-                };
+                }
+                .carry(&full);
                 if self.sink.is_none() {
                     self.sink = Some(self.driver.backend.start_direct_parts(&self.key).await?);
                 }
@@ -1115,11 +1244,13 @@ impl FileWriter for DirectWriter {
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
         let rest = std::mem::take(&mut self.buf).freeze();
+        let keep = rest.clone();
         let r = match self.sink.take() {
             Some(sink) => sink.finish(rest).await,
             None => self.driver.backend.put(&self.key, rest).await,
         };
         self.permit = None;
+        self.driver.pool.give(keep);
         r
     }
 
@@ -1139,5 +1270,71 @@ impl Drop for DirectWriter {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(n: usize) -> Bytes {
+        let mut b = BytesMut::with_capacity(n);
+        b.resize(n, 7);
+        b.freeze()
+    }
+
+    #[test]
+    fn pool_keeps_only_unshared_part_sized_buffers_up_to_its_max() {
+        let pool = BufferPool::new(1024, 2);
+        let shared = part(1024);
+        let other = shared.clone();
+        pool.give(shared);
+        assert!(
+            pool.take().is_none(),
+            "a buffer still referenced elsewhere is not kept"
+        );
+        drop(other);
+        pool.give(part(100));
+        pool.give(part(4096));
+        assert!(
+            pool.take().is_none(),
+            "buffers of another size are not kept"
+        );
+        for _ in 0..3 {
+            pool.give(part(1024));
+        }
+        let kept = pool.take().expect("a freed part buffer is kept");
+        assert!(kept.is_empty() && kept.capacity() >= 1024);
+        assert!(pool.take().is_some());
+        assert!(pool.take().is_none(), "at most `max` buffers are kept");
+        pool.give(part(1024));
+        pool.trim(Duration::from_secs(60));
+        assert!(pool.take().is_some(), "a buffer freed just now stays");
+        pool.give(part(1024));
+        pool.trim(Duration::ZERO);
+        assert!(pool.take().is_none(), "trimming frees what was kept longer");
+    }
+
+    #[tokio::test]
+    async fn dropping_a_permit_frees_its_share_and_keeps_its_buffer() {
+        let sem = Arc::new(Semaphore::new(1));
+        let pool = Arc::new(BufferPool::new(1024, 1));
+        let data = part(1024);
+        let permit = PartPermit {
+            part: None,
+            pool: pool.clone(),
+            _permit: sem.clone().acquire_owned().await.unwrap(),
+        }
+        .carry(&data);
+        assert_eq!(sem.available_permits(), 0);
+        drop(data);
+        drop(permit);
+        assert_eq!(sem.available_permits(), 1);
+        let mut buf = BytesMut::new();
+        let mut more = Bytes::from(vec![1u8; 1500]);
+        assert!(fill_part(&mut buf, &mut more, 1024, &pool));
+        assert!(pool.take().is_none(), "the kept buffer was reused");
+        assert_eq!(&buf[..], &[1u8; 1024][..]);
+        assert_eq!(more.len(), 476);
     }
 }

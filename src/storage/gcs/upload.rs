@@ -9,10 +9,9 @@
 
 use backon::Retryable as _;
 use bytes::Bytes;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::api::{backend, body_start, schedule, transient, Failure};
-use crate::storage::object::PartSink;
+use crate::storage::object::{PartPermit, PartSink};
 use crate::storage::Result;
 
 /// One resumable upload session.
@@ -75,7 +74,7 @@ impl GcsParts {
 
 #[async_trait::async_trait]
 impl PartSink for GcsParts {
-    async fn put_part(&mut self, data: Bytes, permit: OwnedSemaphorePermit) -> Result<()> {
+    async fn put_part(&mut self, data: Bytes, permit: PartPermit) -> Result<()> {
         let r = self.put_chunk(data, None).await;
         drop(permit);
         r

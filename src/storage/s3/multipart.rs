@@ -13,11 +13,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use super::client::{backend_err, map_err, S3Backend};
-use crate::storage::object::PartSink;
+use crate::storage::object::{PartPermit, PartSink};
 use crate::storage::{Result, StorageError};
 
 /// Parts of one upload in flight at once.
@@ -197,7 +196,7 @@ impl S3Parts {
         abort(&self.client, &self.bucket, &self.key, &self.upload_id).await;
     }
 
-    fn spawn(&mut self, data: Bytes, permit: Option<OwnedSemaphorePermit>) {
+    fn spawn(&mut self, data: Bytes, permit: Option<PartPermit>) {
         let part = self.next;
         self.next += 1;
         let req = self
@@ -225,7 +224,7 @@ impl S3Parts {
 
 #[async_trait::async_trait]
 impl PartSink for S3Parts {
-    async fn put_part(&mut self, data: Bytes, permit: OwnedSemaphorePermit) -> Result<()> {
+    async fn put_part(&mut self, data: Bytes, permit: PartPermit) -> Result<()> {
         while self.inflight.len() >= PARTS_IN_FLIGHT {
             if let Err(e) = self.reap_one().await {
                 self.abort_now().await;
