@@ -122,12 +122,25 @@ def az_request(endpoint, method, path, query, body=b""):
     return r.status, out
 
 
-def az_put(endpoint, container, size_mib, block_mib=16, in_flight=4):
-    import base64
-
+def az_container(endpoint, container):
     st, out = az_request(endpoint, "PUT", f"/{container}", {"restype": "container"})
     if st not in (201, 409):
         sys.exit(f"create container: HTTP {st} {out[:300]!r}")
+
+
+def az_commit(endpoint, blob, ids):
+    """Put Block List of the blocks `ids` (base64 names, latest versions) on `blob`."""
+    xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + "".join(
+        f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>"
+    st, out = az_request(endpoint, "PUT", blob, {"comp": "blocklist"}, xml.encode())
+    if st != 201:
+        sys.exit(f"put block list: HTTP {st} {out[:300]!r}")
+
+
+def az_put(endpoint, container, size_mib, block_mib=16, in_flight=4):
+    import base64
+
+    az_container(endpoint, container)
     block = block_mib << 20
     body = bytes(range(256)) * (block // 256)
     n = (size_mib << 20) // block
@@ -142,11 +155,7 @@ def az_put(endpoint, container, size_mib, block_mib=16, in_flight=4):
 
     with ThreadPoolExecutor(in_flight) as ex:
         list(ex.map(one, range(n)))
-    xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + "".join(
-        f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>"
-    st, out = az_request(endpoint, "PUT", f"/{container}/own-put", {"comp": "blocklist"}, xml.encode())
-    if st != 201:
-        sys.exit(f"put block list: HTTP {st} {out[:300]!r}")
+    az_commit(endpoint, f"/{container}/own-put", ids)
     dt = time.monotonic() - t0
     print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
 
@@ -154,9 +163,7 @@ def az_put(endpoint, container, size_mib, block_mib=16, in_flight=4):
 def az_append(endpoint, container, size_mib, chunk_mib=16, block_mib=10, in_flight=3):
     import base64
 
-    st, out = az_request(endpoint, "PUT", f"/{container}", {"restype": "container"})
-    if st not in (201, 409):
-        sys.exit(f"create container: HTTP {st} {out[:300]!r}")
+    az_container(endpoint, container)
     chunk, block = chunk_mib << 20, block_mib << 20
     data = bytes(range(256)) * (chunk // 256)
     ids = []
@@ -175,12 +182,7 @@ def az_append(endpoint, container, size_mib, chunk_mib=16, block_mib=10, in_flig
 
             list(ex.map(one, new))
             ids += [bid for bid, _ in new]
-            xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + "".join(
-                f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>"
-            st, out = az_request(endpoint, "PUT", f"/{container}/own-append", {"comp": "blocklist"},
-                                 xml.encode())
-            if st != 201:
-                sys.exit(f"put block list: HTTP {st} {out[:300]!r}")
+            az_commit(endpoint, f"/{container}/own-append", ids)
     dt = time.monotonic() - t0
     print(json.dumps({"mib_s": round(size_mib / dt, 1), "seconds": round(dt, 2)}))
 
