@@ -154,8 +154,10 @@ impl AzureBackend {
     }
 
     /// Get Block List of the blob `key` (`which`: `committed`, `uncommitted` or `all`) through a
-    /// SAS URL: the answer's XML, or `None` for a blob with no block at all (404).
-    async fn block_list(&self, key: &str, which: &str) -> Result<Option<String>> {
+    /// SAS URL: the answer's XML and its `ETag` header (present when the blob has committed
+    /// blocks; it names the blob the list describes), or `None` for a blob with no block at all
+    /// (404).
+    async fn block_list(&self, key: &str, which: &str) -> Result<Option<(String, Option<String>)>> {
         let url = self
             .store
             .signed_url(http::Method::GET, &path(key), Duration::from_secs(300))
@@ -170,7 +172,15 @@ impl AzureBackend {
             .map_err(|e| fail(e.to_string()))?;
         match r.status().as_u16() {
             404 => Ok(None),
-            200 => Ok(Some(r.text().await.map_err(|e| fail(e.to_string()))?)),
+            200 => {
+                let etag = r
+                    .headers()
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = r.text().await.map_err(|e| fail(e.to_string()))?;
+                Ok(Some((body, etag)))
+            }
             st => Err(fail(format!("HTTP {st}"))),
         }
     }
@@ -180,7 +190,7 @@ impl AzureBackend {
         Ok(self
             .block_list(key, "uncommitted")
             .await?
-            .and_then(|body| {
+            .and_then(|(body, _)| {
                 body.split_once("<UncommittedBlocks>")
                     .map(|(_, rest)| rest.trim_start().starts_with("<Block>"))
             })
@@ -188,9 +198,25 @@ impl AzureBackend {
     }
 
     /// The committed blocks of the blob `key` (their base64 names and sizes) with the ETag of
-    /// the blob they make up. The ETag is read first (HEAD), then the block list: a commit
-    /// conditional on that ETag fails if anyone committed since, whichever list was read.
-    async fn committed_blocks(&self, key: &str) -> Result<(String, Vec<(String, u64)>)> {
+    /// the blob they make up, both from one Get Block List answer: a commit conditional on that
+    /// ETag fails if anyone committed since. `None`: the blob has no committed block to name.
+    /// NotFound: the blob is gone. Where an answer with blocks carries no ETag (not seen on Azure
+    /// or Azurite), the ETag is read first by a `HEAD`, then the list.
+    async fn committed_blocks(&self, key: &str) -> Result<Option<(String, Vec<(String, u64)>)>> {
+        let fail = |e: &str| StorageError::Backend(format!("azure get block list {key}: {e}"));
+        let listed = |body: &str| committed_from_xml(body).ok_or_else(|| fail("unreadable answer"));
+        let Some((body, etag)) = self.block_list(key, "committed").await? else {
+            // 404: no block at all, or no blob; only the latter is an error.
+            self.head(key).await?;
+            return Ok(None);
+        };
+        let blocks = listed(&body)?;
+        if blocks.is_empty() {
+            return Ok(None);
+        }
+        if let Some(etag) = etag {
+            return Ok(Some((etag, blocks)));
+        }
         let head = self
             .store
             .head(&path(key))
@@ -199,13 +225,10 @@ impl AzureBackend {
         let etag = head.e_tag.ok_or_else(|| {
             StorageError::Backend(format!("azure head {key}: no ETag in the answer"))
         })?;
-        let fail = |e: &str| StorageError::Backend(format!("azure get block list {key}: {e}"));
-        // 404: the blob has no block at all, so none to name.
-        let blocks = match self.block_list(key, "committed").await? {
-            Some(body) => committed_from_xml(&body).ok_or_else(|| fail("unreadable answer"))?,
-            None => Vec::new(),
-        };
-        Ok((etag, blocks))
+        match self.block_list(key, "committed").await? {
+            Some((body, _)) => Ok(Some((etag, listed(&body)?))),
+            None => Ok(None),
+        }
     }
 
     /// A block-blob upload of `key`; `direct`: a direct write (see [`AzureParts::direct`]).
@@ -430,7 +453,9 @@ impl ObjectBackend for AzureBackend {
     }
 
     async fn start_append(&self, key: &str, size: u64) -> Result<Option<Box<dyn PartSink>>> {
-        let (etag, blocks) = self.committed_blocks(key).await?;
+        let Some((etag, blocks)) = self.committed_blocks(key).await? else {
+            return Ok(None);
+        };
         let committed: u64 = blocks.iter().map(|(_, n)| n).sum();
         if committed != size || blocks.len() >= APPEND_MAX_BLOCKS {
             // Written by one Put Blob (no blocks to name), changed since the caller looked,
