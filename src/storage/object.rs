@@ -811,7 +811,11 @@ impl StorageDriver for ObjectDriver {
             w.exists = false;
             return Ok(Box::new(w));
         }
-        match self.backend.head(&key).await {
+        // Both looks at once (on a store each is a round trip): the file is a whole object, or
+        // segments, or nothing yet. The listing is wasted only when it is a whole object.
+        let (head, segs) =
+            futures::future::join(self.backend.head(&key), self.segments(&key)).await;
+        match head {
             Ok(meta) => {
                 // A whole object (written by put_content or an earlier rename): continue it as
                 // the first segment.
@@ -827,7 +831,7 @@ impl StorageDriver for ObjectDriver {
                 w.replaces_object = true;
             }
             Err(e) if e.is_not_found() => {
-                let segs = self.segments(&key).await?;
+                let segs = segs?;
                 w.exists = !segs.is_empty();
                 if let Some(last) = segs.last().filter(|_| self.backend.appends()) {
                     // Extend the last segment in place (Azure: its block list grows).
