@@ -90,6 +90,43 @@ async fn upload_continues_on_another_instance() {
 }
 
 #[tokio::test]
+async fn an_append_under_a_stale_state_hashes_from_where_the_data_ends() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let r = registry(driver.clone(), "s");
+    let data: Vec<u8> = (0..90_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let mut s = r.start_upload(&name()).await.unwrap();
+    r.append_upload(&mut s, None, body(&data[..40_000]))
+        .await
+        .unwrap();
+    let stale = r.upload_state_token(&s);
+    r.append_upload(&mut s, None, body(&data[40_000..70_000]))
+        .await
+        .unwrap();
+    // The client's state says 40,000 (a hash state is saved there); the data ends at 70,000.
+    let mut s2 = r
+        .resume_upload_for_write(&name(), &s.uuid, Some(&stale))
+        .await
+        .unwrap();
+    assert_eq!(s2.state_offset, Some(40_000));
+    assert_eq!(
+        r.append_upload(&mut s2, None, body(&data[70_000..80_000]))
+            .await
+            .unwrap(),
+        80_000
+    );
+    let mut s3 = r
+        .resume_upload_for_write(&name(), &s.uuid, Some(&r.upload_state_token(&s2)))
+        .await
+        .unwrap();
+    assert_eq!(s3.state_offset, Some(80_000));
+    r.complete_upload(&mut s3, &digest, None, Some(body(&data[80_000..])))
+        .await
+        .unwrap();
+    assert_eq!(read_blob(&r, &digest).await, data);
+}
+
+#[tokio::test]
 async fn lost_hash_state_is_rebuilt_from_the_data() {
     let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
     let r = registry(driver.clone(), "s");

@@ -23,6 +23,11 @@ pub struct UploadSession {
     /// Bytes received so far.
     pub offset: u64,
     pub started_at: DateTime<Utc>,
+    /// The offset the client's signed `_state` names (what it was last told), if it sent one:
+    /// where an append expects to continue, so that it can read the hash state saved there while
+    /// it opens the data (one round trip to the store fewer). A hint, never trusted: the data's
+    /// size decides.
+    pub state_offset: Option<u64>,
 }
 
 fn valid_uuid(uuid: &str) -> bool {
@@ -54,6 +59,7 @@ impl Registry {
             uuid,
             offset: 0,
             started_at,
+            state_offset: None,
         })
     }
 
@@ -103,6 +109,7 @@ impl Registry {
             return Err(RegistryError::BlobUploadUnknown);
         }
         let mut started_at = None;
+        let mut state_offset = None;
         if let Some(token) = state {
             let st = self.options.secret.unpack(token).ok_or_else(|| {
                 RegistryError::BlobUploadInvalid(
@@ -115,6 +122,7 @@ impl Registry {
                 ));
             }
             started_at = Some(st.started_at);
+            state_offset = Some(st.offset);
         }
         let started = match self
             .driver
@@ -142,21 +150,33 @@ impl Registry {
             uuid: uuid.to_owned(),
             offset,
             started_at: started_at.or(started).unwrap_or_else(Utc::now),
+            state_offset,
         })
     }
 
     /// Restores the hash of the first `size` bytes: from the saved state at `size`, else the latest
-    /// saved state below it plus a re-read of the rest, else by reading everything.
-    async fn restore_hasher(&self, s: &UploadSession, size: u64) -> Result<ResumableSha256> {
+    /// saved state below it plus a re-read of the rest, else by reading everything. `read_ahead`:
+    /// the answer of a read of the state at some offset, made before `size` was known (see
+    /// [`UploadSession::state_offset`]); used if that offset is `size`.
+    async fn restore_hasher(
+        &self,
+        s: &UploadSession,
+        size: u64,
+        read_ahead: Option<(u64, crate::storage::Result<Bytes>)>,
+    ) -> Result<ResumableSha256> {
         if size == 0 {
             return Ok(ResumableSha256::new());
         }
         // The state the last append saved is at the current size: one read, no listing.
-        match self
-            .driver
-            .get_content(&layout::upload_hashstate(&s.name, &s.uuid, size))
-            .await
-        {
+        let saved = match read_ahead {
+            Some((offset, answer)) if offset == size => answer,
+            _ => {
+                self.driver
+                    .get_content(&layout::upload_hashstate(&s.name, &s.uuid, size))
+                    .await
+            }
+        };
+        match saved {
             Ok(b) => {
                 if let Some(h) = ResumableSha256::unmarshal(&b).filter(|h| h.len() == size) {
                     return Ok(h);
@@ -234,7 +254,20 @@ impl Registry {
         finalize: Option<&Digest>,
     ) -> Result<u64> {
         let path = layout::upload_data(&s.name, &s.uuid);
-        let mut writer = self.driver.writer(&path, true).await?;
+        // The hash state where the client expects the data to end is read while the writer
+        // opens (on an object store both are round trips).
+        let read_ahead = async {
+            match s.state_offset.filter(|&o| o > 0) {
+                Some(o) => {
+                    let state = layout::upload_hashstate(&s.name, &s.uuid, o);
+                    Some((o, self.driver.get_content(&state).await))
+                }
+                None => None,
+            }
+        };
+        let (writer, read_ahead) =
+            futures::future::join(self.driver.writer(&path, true), read_ahead).await;
+        let mut writer = writer?;
         let size = writer.size();
         s.offset = size;
         if let Some(start) = start {
@@ -243,7 +276,7 @@ impl Registry {
                 return Err(RegistryError::UploadOutOfOrder { offset: size });
             }
         }
-        let mut hasher = match self.restore_hasher(s, size).await {
+        let mut hasher = match self.restore_hasher(s, size, read_ahead).await {
             Ok(h) => h,
             Err(e) => {
                 writer.cancel().await?;
