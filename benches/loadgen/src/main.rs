@@ -10,6 +10,7 @@
 mod client;
 mod payload;
 mod procstat;
+mod relay;
 mod scenario;
 mod servers;
 
@@ -43,6 +44,19 @@ enum Cmd {
         pid: Option<u32>,
         #[command(flatten)]
         common: Common,
+    },
+    /// Relay TCP on 127.0.0.1 to a target, delaying what it sends back (a store a few
+    /// milliseconds away); runs until killed.
+    Relay {
+        /// Port to listen on (127.0.0.1).
+        #[arg(long)]
+        listen: u16,
+        /// HOST:PORT to relay to.
+        #[arg(long)]
+        target: String,
+        /// Milliseconds every byte from the target waits before it is sent on.
+        #[arg(long, default_value_t = 5)]
+        delay_ms: u64,
     },
     /// Start our server and distribution 2.8 and print a side-by-side table.
     Compare {
@@ -161,6 +175,11 @@ fn main() -> Result<()> {
     rt.block_on(async move {
         match cli.command {
             Cmd::Run { url, pid, common } => run_one(&url, pid, &common).await,
+            Cmd::Relay {
+                listen,
+                target,
+                delay_ms,
+            } => relay::run(listen, target, Duration::from_millis(delay_ms)).await,
             Cmd::Compare {
                 ours,
                 distribution,
