@@ -15,6 +15,11 @@
 #      then Put Block List; GCS: one resumable upload in 16 MiB chunks; Azure also chunk by chunk,
 #      each 16 MiB committed before the next: the ceiling of a chunked push), then our monolithic
 #      and chunked pushes, pull and 32 concurrent 100 MiB pushes, redirects off.
+#   BENCH_STORE_DELAY_MS=N (part 4, Azure only): every client, the store's own included, reaches
+#      Azurite through `loadgen relay`, which delays each answer by N ms, as a store a few
+#      milliseconds away would (a chunked push pays it per round trip of every PATCH).
+#   BENCH_AZURITE_DIR: where Azurite's data folder is made (default: the temp folder, on disk). On a
+#      machine whose disk is slower than Azurite, tmpfs (/dev/shm/...) measures the emulator's CPU.
 # Prints the tables and writes them to target/object-stores.md. Before each server's turn at a
 # scenario 3 GiB are written and deleted (BENCH_PREWARM_MIB; 0 turns it off): on these VMs the
 # first touch of fresh memory costs ~1.5 s per GiB, which otherwise lands on whoever runs first.
@@ -57,11 +62,12 @@ fi
 LG=target/$PROFILE/loadgen
 OURS=target/$PROFILE/image-registry
 T=$(mktemp -d "${TMPDIR:-/tmp}/object-stores.XXXXXX")
-MOTO_PID= OTHER_PIDS=
+MOTO_PID= OTHER_PIDS= AZ_DIR=
 cleanup() {
   for p in $MOTO_PID $OTHER_PIDS; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$T"
+  [ -z "$AZ_DIR" ] || rm -rf "$AZ_DIR"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -127,9 +133,11 @@ if [ "$OTHERS" = 1 ]; then
   FAKE_GCS=$(find "$EMU_CACHE/gcs-venv" -type f -name 'fake-gcs-server-linux-*' 2>/dev/null | head -n1)
   [ -n "$FAKE_GCS" ] || { echo "fake-gcs-server missing: run tests/e2e/storage-emulators.sh once" >&2; exit 1; }
   az_port=$(free_port) gcs_port=$(free_port)
-  mkdir -p "$T/azurite"
+  AZ_DIR=$T/azurite
+  [ -z "${BENCH_AZURITE_DIR:-}" ] || AZ_DIR=$(mktemp -d "$BENCH_AZURITE_DIR/azurite.XXXXXX")
+  mkdir -p "$AZ_DIR"
   "$EMU_CACHE/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
-    --location "$T/azurite" --skipApiVersionCheck --disableTelemetry --loose >"$T/azurite.log" 2>&1 &
+    --location "$AZ_DIR" --skipApiVersionCheck --disableTelemetry --loose >"$T/azurite.log" 2>&1 &
   OTHER_PIDS="$OTHER_PIDS $!"
   "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory \
     -public-host "127.0.0.1:$gcs_port" -external-url "http://127.0.0.1:$gcs_port" -log-level warn >"$T/gcs.log" 2>&1 &
@@ -138,10 +146,19 @@ if [ "$OTHERS" = 1 ]; then
     for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.2; done
   done
   AZ_EP=http://127.0.0.1:$az_port/devstoreaccount1 GCS_EP=http://127.0.0.1:$gcs_port
+  DELAY=${BENCH_STORE_DELAY_MS:-0}
+  if [ "$DELAY" != 0 ]; then
+    relay_port=$(free_port)
+    "$LG" relay --listen "$relay_port" --target "127.0.0.1:$az_port" --delay-ms "$DELAY" >"$T/relay.log" 2>&1 &
+    OTHER_PIDS="$OTHER_PIDS $!"
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$relay_port") 2>/dev/null && break; sleep 0.1; done
+    AZ_EP=http://127.0.0.1:$relay_port/devstoreaccount1
+  fi
   OTHER_CONC=push-100M-x32
   for store in azure gcs; do
     if [ $store = azure ]; then
       ep=$AZ_EP name="Azurite $(jq -r .version "$EMU_CACHE/azurite/node_modules/azurite/package.json" 2>/dev/null)"
+      [ "$DELAY" = 0 ] || name="$name, answers delayed $DELAY ms (loadgen relay)"
       own=$(python3 benches/object-stores.py az-put "$ep" own-put "$OWN_MIB" 16 4)
       how="Put Block of 16 MiB, 4 in flight, Put Block List"
       # The ceiling of a chunked push: 16 MiB chunks, each committed before the next is sent.
