@@ -675,6 +675,42 @@ async fn blob_head_for_push_stats_two_files() {
     );
 }
 
+/// On S3 (moto, when `IMAGE_REGISTRY_S3_ENDPOINT` is set): the `PUT` that completes an upload
+/// without a body (docker, containerd and podman end every blob so) neither reads back nor
+/// rewrites the data its `PATCH` left, counted in requests to the store.
+#[tokio::test]
+async fn completing_an_upload_without_a_body_on_s3_does_not_rewrite_its_data() {
+    let Some(b) = moto_bucket("complete", None).await else {
+        return;
+    };
+    let (backend, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
+    let driver: Arc<dyn StorageDriver> = Arc::new(crate::storage::object::ObjectDriver::new(
+        backend, "/", false,
+    ));
+    let r = registry(driver.clone(), "s");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let mut s = r.start_upload(&name()).await.unwrap();
+    r.append_upload(&mut s, None, body(&data)).await.unwrap();
+    let token = r.upload_state_token(&s);
+    counts.take();
+    let mut s = r
+        .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+        .await
+        .unwrap();
+    r.complete_upload(&mut s, &digest, None, None)
+        .await
+        .unwrap();
+    let done = counts.take();
+    eprintln!("PUT without a body on S3: {done:?}");
+    // Three small reads (the start time, the hash state, the repository's link); the data is
+    // not read back (before: 4).
+    assert_eq!(done.get("get"), Some(&3), "{done:?}");
+    // The data moves into place server-side: no PUT of its bytes, only the link's (before: 2).
+    assert_eq!(done.get("put"), Some(&1), "{done:?}");
+    assert_eq!(read_blob(&r, &digest).await, data);
+}
+
 /// The same on S3 (moto, when `IMAGE_REGISTRY_S3_ENDPOINT` is set), counted in requests to the
 /// store: a blob `HEAD` is one `HEAD` per file (link when uncached, data, tombstone) and no
 /// listing, whether the tombstone is there or not, and an old blob's `lastused` check is one more.

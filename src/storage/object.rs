@@ -17,7 +17,8 @@
 //!   upload's create, parts and complete.
 //! - `close` completes that segment. A segment smaller than `part_size` (the rest of a small PATCH)
 //!   is the *tail*: the next writer, in this process or any other, reads the tail back into its
-//!   buffer and rewrites it, longer, under the same key. So every segment but the last is at least
+//!   buffer at its first write and rewrites it, longer, under the same key (a writer that writes
+//!   nothing, as the `PUT` completing an upload without a body, leaves it alone). So every segment but the last is at least
 //!   `part_size` long (what S3's multipart copy needs) and nothing lives in process memory between
 //!   requests: any replica can continue an upload.
 //! - A backend that [`appends`](ObjectBackend::appends) (Azure) instead extends the last segment
@@ -800,6 +801,7 @@ impl StorageDriver for ObjectDriver {
             sink: None,
             replaces_object: false,
             exists: true,
+            tail: None,
         };
         if !append {
             let mut stale = self
@@ -844,17 +846,10 @@ impl StorageDriver for ObjectDriver {
                 }
                 if let Some(last) = segs.last() {
                     if last.size < self.part_size as u64 {
-                        // Continue the small tail: read it back and rewrite it longer.
-                        w.permit = Some(self.acquire().await?);
+                        // Continue the small tail: read it back (at the first write) and
+                        // rewrite it longer.
                         w.start = last.offset;
-                        let tail = self.get_all(&last.key).await?;
-                        if tail.len() as u64 != last.size {
-                            return Err(StorageError::Backend(format!(
-                                "segment {} changed while being read",
-                                last.key
-                            )));
-                        }
-                        w.buf.extend_from_slice(&tail);
+                        w.tail = Some((last.key.clone(), last.size));
                     } else {
                         w.start = last.offset + last.size;
                     }
@@ -1064,6 +1059,11 @@ struct ObjectWriter {
     replaces_object: bool,
     /// The file existed when the writer opened (else `close` creates it, even empty).
     exists: bool,
+    /// The small last segment (key, size) this session continues, not read yet: it is read into
+    /// `buf` at the first write, so that a session that writes nothing (the `PUT` completing an
+    /// upload without a body, as docker, containerd and podman send it) neither reads nor
+    /// rewrites it.
+    tail: Option<(String, u64)>,
 }
 
 impl ObjectWriter {
@@ -1096,6 +1096,24 @@ impl ObjectWriter {
         self.driver.acquire().await
     }
 
+    /// Reads the pending tail into `buf` (see `tail`), with a buffer permit for it.
+    async fn load_tail(&mut self) -> Result<()> {
+        let Some((key, size)) = self.tail.take() else {
+            return Ok(());
+        };
+        if self.permit.is_none() {
+            self.permit = Some(self.driver.acquire().await?);
+        }
+        let tail = self.driver.get_all(&key).await?;
+        if tail.len() as u64 != size {
+            return Err(StorageError::Backend(format!(
+                "segment {key} changed while being read"
+            )));
+        }
+        self.buf.extend_from_slice(&tail);
+        Ok(())
+    }
+
     async fn flush_part(&mut self) -> Result<()> {
         // Take the buffer whole: an emptied `split()` view would keep the part's allocation
         // alive (without a permit) while this writer waits for its next buffer.
@@ -1123,6 +1141,9 @@ impl ObjectWriter {
 impl FileWriter for ObjectWriter {
     async fn write(&mut self, mut data: Bytes) -> Result<()> {
         let part = self.driver.part_size;
+        if !data.is_empty() {
+            self.load_tail().await?;
+        }
         while !data.is_empty() {
             if self.permit.is_none() {
                 self.permit = Some(self.next_permit().await?);
@@ -1135,8 +1156,9 @@ impl FileWriter for ObjectWriter {
     }
 
     fn size(&self) -> u64 {
-        let held = self.held.as_ref().map_or(0, |(p, _)| p.len());
-        self.start + self.flushed + (held + self.buf.len()) as u64
+        let held = self.held.as_ref().map_or(0, |(p, _)| p.len()) as u64;
+        let tail = self.tail.as_ref().map_or(0, |(_, n)| *n);
+        self.start + self.flushed + held + self.buf.len() as u64 + tail
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
