@@ -18,9 +18,9 @@
 //! - `close` completes that segment. A segment smaller than `part_size` (the rest of a small PATCH)
 //!   is the *tail*: the next writer, in this process or any other, reads the tail back into its
 //!   buffer at its first write and rewrites it, longer, under the same key (a writer that writes
-//!   nothing, as the `PUT` completing an upload without a body, leaves it alone). So every segment but the last is at least
-//!   `part_size` long (what S3's multipart copy needs) and nothing lives in process memory between
-//!   requests: any replica can continue an upload.
+//!   nothing, as the `PUT` completing an upload without a body, leaves it alone). So every
+//!   segment but the last is at least `part_size` long (what S3's multipart copy needs) and
+//!   nothing lives in process memory between requests: any replica can continue an upload.
 //! - A backend that [`appends`](ObjectBackend::appends) (Azure) instead extends the last segment
 //!   in place, whatever its size: a later session stages its parts on it and commits them after
 //!   the bytes already there, atomically, conditional on nobody having committed since
