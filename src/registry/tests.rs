@@ -675,18 +675,27 @@ async fn blob_head_for_push_stats_two_files() {
     );
 }
 
+/// The object driver on a fresh [`moto_bucket`], its requests to the store counted.
+async fn counted_moto_driver(
+    prefix: &str,
+) -> Option<(
+    Arc<dyn StorageDriver>,
+    Arc<crate::storage::counting::Counts>,
+)> {
+    let b = moto_bucket(prefix, None).await?;
+    let (backend, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
+    let driver = crate::storage::object::ObjectDriver::new(backend, "/", false);
+    Some((Arc::new(driver), counts))
+}
+
 /// On S3 (moto, when `IMAGE_REGISTRY_S3_ENDPOINT` is set): the `PUT` that completes an upload
 /// without a body (docker, containerd and podman end every blob so) neither reads back nor
 /// rewrites the data its `PATCH` left, counted in requests to the store.
 #[tokio::test]
 async fn completing_an_upload_without_a_body_on_s3_does_not_rewrite_its_data() {
-    let Some(b) = moto_bucket("complete", None).await else {
+    let Some((driver, counts)) = counted_moto_driver("complete").await else {
         return;
     };
-    let (backend, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
-    let driver: Arc<dyn StorageDriver> = Arc::new(crate::storage::object::ObjectDriver::new(
-        backend, "/", false,
-    ));
     let r = registry(driver.clone(), "s");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     let digest = Digest::sha256_of(&data);
@@ -716,13 +725,9 @@ async fn completing_an_upload_without_a_body_on_s3_does_not_rewrite_its_data() {
 /// listing, whether the tombstone is there or not, and an old blob's `lastused` check is one more.
 #[tokio::test]
 async fn blob_head_for_push_on_s3_is_heads_only() {
-    let Some(b) = moto_bucket("head", None).await else {
+    let Some((driver, counts)) = counted_moto_driver("head").await else {
         return;
     };
-    let (backend, counts) = crate::storage::counting::Counting::wrap(Arc::new(b));
-    let driver: Arc<dyn StorageDriver> = Arc::new(crate::storage::object::ObjectDriver::new(
-        backend, "/", false,
-    ));
     let r = registry(driver.clone(), "s");
     let layer = b"a layer on s3";
     push_image(&r, "t", layer).await;
