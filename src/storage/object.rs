@@ -877,7 +877,13 @@ impl StorageDriver for ObjectDriver {
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let from_key = self.key(from)?;
         let to_key = self.key(to)?;
-        match self.backend.head(&from_key).await {
+        // A whole object or segments: both looks at once (each a round trip).
+        let (head, listing) = futures::future::join(
+            self.backend.head(&from_key),
+            self.backend.list_dir(&Self::seg_prefix(&from_key)),
+        )
+        .await;
+        match head {
             Ok(meta) => {
                 self.backend
                     .compose(&to_key, &[(from_key.clone(), meta.size)])
@@ -887,7 +893,7 @@ impl StorageDriver for ObjectDriver {
             Err(e) if e.is_not_found() => {
                 // One listing names the chain and everything deleted after the copy (a segment
                 // a racing writer adds after it stays, as debris of the folder above).
-                let listing = self.backend.list_dir(&Self::seg_prefix(&from_key)).await?;
+                let listing = listing?;
                 let all: Vec<String> = listing.objects.iter().map(|(k, _)| k.clone()).collect();
                 let segs = Self::chain(listing.objects);
                 if segs.is_empty() {
@@ -904,9 +910,16 @@ impl StorageDriver for ObjectDriver {
 
     async fn delete(&self, path: &str) -> Result<()> {
         let key = self.key(path)?;
-        let mut keys = self.list_keys(&format!("{key}/")).await?;
-        keys.extend(self.list_keys(&Self::seg_prefix(&key)).await?);
-        match self.backend.head(&key).await {
+        // The three looks at once (each a round trip): a folder, a file's segments, a file.
+        let (below, segs, head) = futures::future::join3(
+            self.list_keys(&format!("{key}/")),
+            self.list_keys(&Self::seg_prefix(&key)),
+            self.backend.head(&key),
+        )
+        .await;
+        let mut keys = below?;
+        keys.extend(segs?);
+        match head {
             Ok(_) => keys.push(key),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
