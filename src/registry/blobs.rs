@@ -56,13 +56,18 @@ impl Registry {
     /// its `lastused` file rewritten, so a collection that has not tombstoned it yet leaves it.
     pub(crate) async fn present_for_push(&self, digest: &Digest) -> Result<Option<u64>> {
         // Two metadata requests on object stores (the data, the tombstone), no listing: both are
-        // files written whole.
-        let info = match self.driver.stat_file(&layout::blob_data(digest)).await {
+        // files written whole. Both at once (each a round trip): only both together, read
+        // before the age is refreshed, say the blob is there.
+        let data = layout::blob_data(digest);
+        let tombstone = layout::blob_tombstone(digest);
+        let (info, tombstoned) =
+            futures::future::join(self.driver.stat_file(&data), self.exists(&tombstone)).await;
+        let info = match info {
             Ok(info) => info,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if self.exists(&layout::blob_tombstone(digest)).await? {
+        if tombstoned? {
             return Ok(None);
         }
         self.refresh_age(digest, info.modified).await?;
