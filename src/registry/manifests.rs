@@ -7,6 +7,7 @@
 //! without scanning.
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::events::{Action, Event, Kind};
 use super::{Registry, RegistryError, Result, MAX_MANIFEST_SIZE};
@@ -161,27 +162,29 @@ impl Registry {
             digest_and_parse(reference, content_type, &body)?
         };
         // Everything referenced is claimed from garbage collection first, then checked (see
-        // `claim_blob`): a blob collected meanwhile is reported unknown, never tagged.
-        for blob in parsed
+        // `claim_blob`): a blob collected meanwhile is reported unknown, never tagged. The
+        // references are checked a few at once (each check is round trips on an object store);
+        // the first one missing, in the manifest's order, is the one reported.
+        let blobs = parsed
             .blobs
             .iter()
             .filter(|b| check_refs && !b.is_foreign())
-        {
-            self.claim_blob(&blob.digest).await?;
-            if !self.exists(&layout::layer_link(name, &blob.digest)).await?
-                || self.stat_global_blob(&blob.digest).await?.is_none()
-            {
-                return Err(RegistryError::ManifestBlobUnknown(blob.digest.clone()));
-            }
-        }
-        for child in parsed.manifests.iter().filter(|_| check_refs) {
-            self.claim_blob(&child.digest).await?;
-            if !self
-                .exists(&layout::manifest_revision_link(name, &child.digest))
-                .await?
-                || self.stat_global_blob(&child.digest).await?.is_none()
-            {
-                return Err(RegistryError::ManifestBlobUnknown(child.digest.clone()));
+            .map(|b| (b.digest.clone(), layout::layer_link(name, &b.digest)));
+        let children = parsed.manifests.iter().filter(|_| check_refs).map(|c| {
+            (
+                c.digest.clone(),
+                layout::manifest_revision_link(name, &c.digest),
+            )
+        });
+        let checks: Vec<_> = blobs
+            .chain(children)
+            .map(|(digest, link)| self.claim_reference(digest, link))
+            .collect();
+        let mut checks = futures::stream::iter(checks).buffered(REFERENCE_CHECKS_AT_ONCE);
+        while let Some(checked) = checks.next().await {
+            let (digest, present) = checked?;
+            if !present {
+                return Err(RegistryError::ManifestBlobUnknown(digest));
             }
         }
         let size = body.len() as u64;
@@ -245,6 +248,16 @@ impl Registry {
         .await;
         let subject = self.finish_event(pending, committed).await?;
         Ok(PutManifest { digest, subject })
+    }
+
+    /// Claims a manifest's reference `digest` from garbage collection, then checks that it is
+    /// stored and that `link` (its link in the repository) is there: whether both are.
+    async fn claim_reference(&self, digest: Digest, link: String) -> Result<(Digest, bool)> {
+        self.claim_blob(&digest).await?;
+        let (linked, stored) =
+            futures::future::join(self.exists(&link), self.stat_global_blob(&digest)).await;
+        let present = linked? && stored?.is_some();
+        Ok((digest, present))
     }
 
     /// Hands a stored manifest to the image-metadata hook, if any (see `image_metadata.rs`).
@@ -570,6 +583,9 @@ pub fn default_platform_child(m: &ParsedManifest) -> Option<&Descriptor> {
 /// Manifests up to this size are hashed and parsed on the async worker; larger ones on a
 /// blocking thread.
 const INLINE_PARSE_LIMIT: usize = 64 << 10;
+
+/// How many of a manifest's references a push checks at once.
+const REFERENCE_CHECKS_AT_ONCE: usize = 8;
 
 /// The digest a manifest PUT stores under (checked against a digest reference) and the parsed
 /// manifest.

@@ -257,6 +257,80 @@ async fn push_image(r: &Registry, tag: &str, layer: &[u8]) -> Digest {
     .digest
 }
 
+/// A manifest's references are checked several at once; the one reported missing is the first
+/// missing in the manifest's order, and a blob only in another repository counts as missing.
+#[tokio::test]
+async fn a_manifest_names_its_first_missing_reference() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let r = registry(driver, "s");
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cd = Digest::sha256_of(config);
+    r.put_blob(&name(), &cd, body(config)).await.unwrap();
+    let layers: Vec<Vec<u8>> = (0..12).map(|i| format!("layer {i}").into_bytes()).collect();
+    // Layers 0-4 and 6-8 are in the repository; 5 only in another one; 9-11 nowhere.
+    let other: RepositoryName = "ns/other".parse().unwrap();
+    for (i, l) in layers.iter().enumerate() {
+        let repo = match i {
+            5 => &other,
+            9.. => continue,
+            _ => &name(),
+        };
+        r.put_blob(repo, &Digest::sha256_of(l), body(l))
+            .await
+            .unwrap();
+    }
+    let manifest = |upto: usize| {
+        let refs: Vec<String> = layers[..upto]
+            .iter()
+            .map(|l| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#,
+                    Digest::sha256_of(l),
+                    l.len()
+                )
+            })
+            .collect();
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{}]}}"#,
+            config.len(),
+            refs.join(",")
+        ))
+    };
+    let put = |m: Bytes| {
+        let r = r.clone();
+        async move {
+            r.put_manifest(
+                &name(),
+                &Reference::Tag("t".parse().unwrap()),
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                m,
+            )
+            .await
+        }
+    };
+    match put(manifest(12)).await {
+        Err(RegistryError::ManifestBlobUnknown(d)) => {
+            assert_eq!(d, Digest::sha256_of(&layers[5]))
+        }
+        other => panic!("expected MANIFEST_BLOB_UNKNOWN for layer 5, got {other:?}"),
+    }
+    match put(Bytes::from(
+        String::from_utf8(manifest(12).to_vec()).unwrap().replacen(
+            &Digest::sha256_of(&layers[5]).to_string(),
+            &cd.to_string(),
+            1,
+        ),
+    ))
+    .await
+    {
+        Err(RegistryError::ManifestBlobUnknown(d)) => {
+            assert_eq!(d, Digest::sha256_of(&layers[9]))
+        }
+        other => panic!("expected MANIFEST_BLOB_UNKNOWN for layer 9, got {other:?}"),
+    }
+    put(manifest(5)).await.unwrap();
+}
+
 fn with_link_ttl(driver: Arc<dyn StorageDriver>, ttl: std::time::Duration) -> Registry {
     Registry::new(
         driver,
