@@ -71,6 +71,8 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits up to 30 s for something to listen on 127.0.0.1:$1.
+wait_port() { for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.2; done; }
 port=$(free_port)
 "$EMU_CACHE/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
 MOTO_PID=$!
@@ -142,16 +144,15 @@ if [ "$OTHERS" = 1 ]; then
   "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory \
     -public-host "127.0.0.1:$gcs_port" -external-url "http://127.0.0.1:$gcs_port" -log-level warn >"$T/gcs.log" 2>&1 &
   OTHER_PIDS="$OTHER_PIDS $!"
-  for p in "$az_port" "$gcs_port"; do
-    for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.2; done
-  done
+  wait_port "$az_port"
+  wait_port "$gcs_port"
   AZ_EP=http://127.0.0.1:$az_port/devstoreaccount1 GCS_EP=http://127.0.0.1:$gcs_port
   DELAY=${BENCH_STORE_DELAY_MS:-0}
   if [ "$DELAY" != 0 ]; then
     relay_port=$(free_port)
     "$LG" relay --listen "$relay_port" --target "127.0.0.1:$az_port" --delay-ms "$DELAY" >"$T/relay.log" 2>&1 &
     OTHER_PIDS="$OTHER_PIDS $!"
-    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$relay_port") 2>/dev/null && break; sleep 0.1; done
+    wait_port "$relay_port"
     AZ_EP=http://127.0.0.1:$relay_port/devstoreaccount1
   fi
   OTHER_CONC=push-100M-x32
