@@ -18,14 +18,22 @@
 #        BENCH_UPSTREAM_SHAPE=N: shape what the upstream sends to N MiB/s in the kernel instead
 #        (tc htb on lo, matched on the upstream's port; needs root; removed on exit): no relay
 #        process on the 2 cores, so the link is the limit rather than the relay's CPU.
+#        BENCH_BIN=PATH: our server from PATH instead of building it.
+#        BENCH_BASE_BIN=PATH: a second build of ours (say, the commit before a change) as one more
+#        cache in the same run, on its own folder: an A/B of the cold pull and the 16 cold pulls.
 # Needs: docker-registry (apt-get install -y docker-registry), curl, jq, openssl.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SIZE=${1:-1G}
 PROFILE=${TEST_PROFILE:-release}
-if [ "$PROFILE" = release ]; then cargo build --release -p image-registry; else cargo build -p image-registry; fi
-BIN=$ROOT/target/$PROFILE/image-registry
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  if [ "$PROFILE" = release ]; then cargo build --release -p image-registry; else cargo build -p image-registry; fi
+  BIN=$ROOT/target/$PROFILE/image-registry
+fi
+BASE_BIN=${BENCH_BASE_BIN:-}
 command -v docker-registry >/dev/null || { echo "docker-registry is missing" >&2; exit 2; }
 TMP=$(mktemp -d /tmp/pullthrough-bench.XXXXXX)
 PIDS=()
@@ -87,6 +95,15 @@ proxy:
 YAML
 clean_env "$BIN" serve --config "$TMP/ours.yml" >"$TMP/ours.log" 2>&1 &
 PIDS+=($!)
+OURS_PID=$!
+if [ -n "$BASE_BIN" ]; then
+  BASE=127.0.0.1:$(free_port)
+  sed -e "s|$TMP/ours|$TMP/base|" -e "s|$OURS|$BASE|" "$TMP/ours.yml" >"$TMP/base.yml"
+  clean_env "$BASE_BIN" serve --config "$TMP/base.yml" >"$TMP/base.log" 2>&1 &
+  PIDS+=($!)
+  BASE_PID=$!
+  wait_up "$BASE"
+fi
 DIST=127.0.0.1:$(free_port)
 cat >"$TMP/dist.yml" <<YAML
 version: 0.1
@@ -97,6 +114,7 @@ proxy: {remoteurl: "http://$UPSTREAM"}
 YAML
 clean_env docker-registry serve "$TMP/dist.yml" >"$TMP/dist.log" 2>&1 &
 PIDS+=($!)
+DIST_PID=$!
 wait_up "$OURS"
 wait_up "$DIST"
 
@@ -130,9 +148,21 @@ prewarm() { dd if=/dev/zero of="$TMP/prewarm" bs=1M count=3072 status=none; rm -
 mibs() { awk -v b="$BYTES" -v t="$1" 'BEGIN{printf "%.0f", b/1048576/t}'; }
 ms() { awk -v t="$1" 'BEGIN{printf "%.0f", t*1000}'; }
 
-row() { # NAME "ttfb total"
+# CPU seconds (user + system) process PID has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+row() { # NAME "ttfb total" [CPU-s]
   local t=($2)
-  printf '| %s | %s | %s | %s |\n' "$1" "$(ms "${t[0]}")" "$(ms "${t[1]}")" "$(mibs "${t[1]}")"
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$(ms "${t[0]}")" "$(ms "${t[1]}")" "$(mibs "${t[1]}")" "${3:-}"
+}
+# cold NAME PID URL: a first pull through the cache PID, with the CPU the cache spent on it
+# (sampled after the blob is stored too, so the store's share counts).
+cold() {
+  local c0 t
+  prewarm
+  c0=$(cpu_s "$2")
+  t=$(pull "$3")
+  sleep 2
+  row "$1" "$t" "$(awk -v a="$c0" -v b="$(cpu_s "$2")" 'BEGIN{printf "%.2f", b-a}')"
 }
 
 OUT=$ROOT/target/pullthrough-bench.md
@@ -158,23 +188,27 @@ concurrent() {
 {
   echo "Blob of $BYTES bytes; upstream: our server ($PROFILE); one machine, $LINK."
   echo
-  echo "| pull | TTFB ms | total ms | MiB/s |"
-  echo "|---|---|---|---|"
+  echo "| pull | TTFB ms | total ms | MiB/s | cache CPU s |"
+  echo "|---|---|---|---|---|"
   row "direct from the upstream" "$(pull "http://$UPSTREAM/v2/bench/app/blobs/$A")"
-  prewarm
-  row "cold via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
-  sleep 2 # the blob may still be being stored after the client has it
+  # (the blob may still be being stored after the client has it: cold waits 2 s after the pull)
+  if [ -n "$BASE_BIN" ]; then
+    cold "cold via ours (base: $BASE_BIN)" "$BASE_PID" "http://$BASE/v2/up/bench/app/blobs/$A"
+  fi
+  cold "cold via ours" "$OURS_PID" "http://$OURS/v2/up/bench/app/blobs/$A"
   row "warm via ours" "$(pull "http://$OURS/v2/up/bench/app/blobs/$A")"
   sleep 2
-  prewarm
-  row "cold via distribution 2.8 proxy" "$(pull "http://$DIST/v2/bench/app/blobs/$A")"
-  sleep 2
+  cold "cold via distribution 2.8 proxy" "$DIST_PID" "http://$DIST/v2/bench/app/blobs/$A"
   row "warm via distribution 2.8 proxy" "$(pull "http://$DIST/v2/bench/app/blobs/$A")"
   echo
   echo "| 16 concurrent cold pulls | wall ms | upstream bytes sent | x blob |"
   echo "|---|---|---|---|"
   sleep 2
   prewarm
+  if [ -n "$BASE_BIN" ]; then
+    concurrent "ours (base)" "http://$BASE/v2/up/bench/app/blobs/$B"
+    prewarm
+  fi
   concurrent ours "http://$OURS/v2/up/bench/app/blobs/$B"
   prewarm
   concurrent "distribution 2.8 proxy" "http://$DIST/v2/bench/app/blobs/$B"

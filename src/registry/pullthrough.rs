@@ -12,9 +12,11 @@
 //!   repository and reference); an upstream failure answers those that waited for it.
 //! - Blobs: one upstream fetch per digest in this process however many clients ask ([`Flight`]).
 //!   The fetch writes into an unlinked spool file, hashing on the way, and never waits for a
-//!   reader. Every client reads the spool from byte 0 at its own pace, following the fetch (a
-//!   late joiner tails it; a slow one holds up no one; none buffers more than [`READ_CHUNK`]); its
-//!   last byte waits only for the fetch's digest check, not for the blob to be stored. The store
+//!   reader. Every client reads from byte 0 at its own pace, following the fetch (a late joiner
+//!   tails it; a slow one holds up no one): what is within the last [`RECENT_MAX`] bytes it takes
+//!   from the fetch's own buffers (shared, not copied), what is older from the spool (at most
+//!   [`READ_CHUNK`] at a time). Its last byte waits only for the fetch's digest check, not for the
+//!   blob to be stored. The store
 //!   is one more reader of the spool: a one-shot upload that hashes and verifies again before the
 //!   blob becomes visible, at the disk's pace. The fetch runs in its own task, so a client that
 //!   disconnects aborts nothing. A blob already in the blob store (fetched by another repository
@@ -144,6 +146,9 @@ const READ_CHUNK: u64 = 256 << 10;
 const READ_MIN: u64 = 64 << 10;
 /// Upstream chunks written to the spool in one go (those that have already arrived).
 const SPOOL_BATCH: usize = 64;
+/// The most of the latest spooled bytes a fetch also keeps as the upstream's own buffers
+/// ([`FlightState::recent`]), for the readers that keep up.
+const RECENT_MAX: u64 = 4 << 20;
 
 /// Where one upstream blob fetch stands, as every subscriber sees it.
 #[derive(Debug, Clone, Default)]
@@ -154,11 +159,54 @@ struct FlightState {
     spool: Option<Arc<Spool>>,
     /// Bytes in the spool that subscribers may read.
     written: u64,
+    /// The last of those bytes (at most [`RECENT_MAX`]) as the upstream's buffers, shared rather
+    /// than copied: they end at `written` and start at `recent_start`. A reader that keeps up
+    /// takes its bytes from here and never reads the spool (no copy, no blocking read).
+    recent: std::collections::VecDeque<Bytes>,
+    recent_start: u64,
     /// The fetch's end: every byte is `written` and matched the digest (`Ok`; it may still be
     /// being stored), or why not.
     fetched: Option<std::result::Result<(), FlightError>>,
     /// Verified (and stored, unless read-only): its size; or why it failed.
     done: Option<std::result::Result<u64, FlightError>>,
+}
+
+impl FlightState {
+    /// `chunks`, just written to the spool, end at `end`: readable now, and kept in `recent`
+    /// (the oldest dropped past [`RECENT_MAX`]).
+    fn publish(&mut self, end: u64, chunks: Vec<Bytes>) {
+        self.written = end;
+        self.recent
+            .extend(chunks.into_iter().filter(|c| !c.is_empty()));
+        while end - self.recent_start > RECENT_MAX {
+            match self.recent.pop_front() {
+                Some(c) => self.recent_start += c.len() as u64,
+                None => self.recent_start = end,
+            }
+        }
+    }
+
+    /// The bytes of `recent` in `[from, to)`, if `from` is still there.
+    fn recent_range(&self, from: u64, to: u64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if from < self.recent_start || from >= to {
+            return out;
+        }
+        let mut at = self.recent_start;
+        for c in &self.recent {
+            let end = at + c.len() as u64;
+            if end > from && at < to {
+                let a = from.saturating_sub(at) as usize;
+                let b = (to.min(end) - at) as usize;
+                out.push(c.slice(a..b));
+            }
+            if end >= to {
+                break;
+            }
+            at = end;
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -647,8 +695,11 @@ impl Registry {
             });
         }
         loop {
-            let st = rx.borrow_and_update().clone();
-            match (&st.done, &st.spool) {
+            let (done, spool, size) = {
+                let s = rx.borrow_and_update();
+                (s.done.clone(), s.spool.clone(), s.size)
+            };
+            match (&done, &spool) {
                 (Some(Err(FlightError::Upstream(e))), _) => {
                     return Err(blob_err(e.clone(), digest))
                 }
@@ -657,7 +708,7 @@ impl Registry {
                 // Streams from byte 0 whenever it joins: what is spooled, then the live fetch.
                 (_, Some(spool)) if !wait || !state.store => {
                     return Ok(PulledBlob::Streaming {
-                        size: st.size,
+                        size,
                         stream: spool_reader(spool.clone(), rx),
                     });
                 }
@@ -830,7 +881,7 @@ async fn pump_inner(
     let mut offset = 0u64;
     let mut hash = Some(StreamHash::new(digest.algorithm()));
     let mut hashing: Option<Job<StreamHash>> = None;
-    let mut writing: Option<(Job<()>, u64)> = None;
+    let mut writing: Option<(Job<()>, u64, Vec<Bytes>)> = None;
     let mut failed = None;
     while let Some(batch) = batches.next().await {
         let mut ok = Vec::with_capacity(batch.len());
@@ -845,9 +896,9 @@ async fn pump_inner(
         }
         let len: u64 = ok.iter().map(|c| c.len() as u64).sum();
         up.observe_bytes(len);
-        if let Some((w, end)) = writing.take() {
+        if let Some((w, end, chunks)) = writing.take() {
             finish(w).await?;
-            flight.state.send_modify(|s| s.written = end);
+            flight.state.send_modify(|s| s.publish(end, chunks));
         }
         let prev = match hashing.take() {
             Some(h) => Some(finish(h).await?),
@@ -864,7 +915,7 @@ async fn pump_inner(
             Ok(())
         });
         offset += len;
-        writing = Some((w, offset));
+        writing = Some((w, offset, ok.clone()));
         hashing = Some(tokio::task::spawn_blocking(move || {
             let mut h = prev.ok_or_else(|| std::io::Error::other("the fetch lost its hash"))?;
             for c in &ok {
@@ -876,9 +927,9 @@ async fn pump_inner(
             break;
         }
     }
-    if let Some((w, end)) = writing.take() {
+    if let Some((w, end, chunks)) = writing.take() {
         finish(w).await?;
-        flight.state.send_modify(|s| s.written = end);
+        flight.state.send_modify(|s| s.publish(end, chunks));
     }
     let hash = match hashing.take() {
         Some(h) => finish(h).await?,
@@ -951,12 +1002,15 @@ fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStre
         spool: Arc<Spool>,
         rx: watch::Receiver<FlightState>,
         pos: u64,
+        /// Taken from the fetch's `recent` buffers, not yet handed on (`pos` is past them).
+        taken: std::collections::VecDeque<Bytes>,
         finished: bool,
     }
     let st = St {
         spool,
         rx,
         pos: 0,
+        taken: Default::default(),
         finished: false,
     };
     let fail = |mut st: St, m: String| {
@@ -968,17 +1022,29 @@ fn spool_reader(spool: Arc<Spool>, rx: watch::Receiver<FlightState>) -> ByteStre
             return None;
         }
         loop {
+            if let Some(b) = st.taken.pop_front() {
+                return Some((Ok(b), st));
+            }
             let (limit, end, failed) = {
                 let s = st.rx.borrow_and_update();
-                match (&s.fetched, &s.done) {
+                let (limit, end, failed) = match (&s.fetched, &s.done) {
                     (Some(Ok(())), _) => (s.written, true, false),
                     (Some(Err(_)), _) | (None, Some(Err(_))) => (0, false, true),
                     (None, Some(Ok(size))) => (*size, true, false),
                     (None, None) => (s.written.saturating_sub(1), false, false),
+                };
+                if !failed {
+                    let recent = s.recent_range(st.pos, limit);
+                    st.pos += recent.iter().map(|b| b.len() as u64).sum::<u64>();
+                    st.taken.extend(recent);
                 }
+                (limit, end, failed)
             };
             if failed {
                 return fail(st, "the upstream fetch failed".into());
+            }
+            if !st.taken.is_empty() {
+                continue;
             }
             // Reads of at least READ_MIN unless the end is known: a fast fetch publishes
             // progress in small steps, and a read per step costs more than the bytes.
@@ -1110,6 +1176,12 @@ mod tests {
             .expect("the client waited for the blob to be stored")
             .unwrap();
         assert_eq!(got.concat(), blob);
+        // A client that keeps up is handed the upstream's own buffers (here all of them: the
+        // blob is under RECENT_MAX), not copies read back from the spool.
+        assert!(
+            got.iter().all(|c| shares(&blob, c)),
+            "a client that kept up got copies"
+        );
         // Not visible until stored.
         assert_eq!(reg.stat_global_blob(&digest).await.unwrap(), None);
         driver.hooks.0.add_permits(1000);
@@ -1136,6 +1208,70 @@ mod tests {
                 .unwrap();
         assert!(r.is_err(), "a wrong blob completed");
         assert_eq!(reg.stat_global_blob(&wrong).await.unwrap(), None);
+    }
+
+    /// Whether `part` lies in `whole`'s memory (a slice of it, not a copy).
+    fn shares(whole: &Bytes, part: &Bytes) -> bool {
+        let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+        p >= w && p + part.len() <= w + whole.len()
+    }
+
+    /// A client that falls more than RECENT_MAX behind the fetch reads what the fetch no longer
+    /// keeps from the spool, then the rest from the fetch's buffers, and gets every byte once.
+    #[tokio::test]
+    async fn a_client_behind_the_fetch_reads_the_spool_then_catches_up() {
+        let len = (RECENT_MAX + (3 << 20)) as u32;
+        let blob = Bytes::from((0..len).map(|i| (i % 241) as u8).collect::<Vec<u8>>());
+        let digest = Digest::sha256_of(&blob);
+        let driver = Arc::new(Hooked::new(SlowToStore(tokio::sync::Semaphore::new(1000))));
+        let reg = cache(driver.clone(), &blob);
+        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
+        let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
+            PulledBlob::Streaming { stream, .. } => stream,
+            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
+        };
+        // Not read until the fetch is over and the blob stored.
+        let stored = async {
+            while reg.stat_global_blob(&digest).await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), stored)
+            .await
+            .expect("the fetch stored the blob");
+        let got: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(got.concat(), blob);
+        let copied: usize = got
+            .iter()
+            .filter(|c| !shares(&blob, c))
+            .map(|c| c.len())
+            .sum();
+        assert_eq!(
+            copied as u64,
+            len as u64 - RECENT_MAX,
+            "bytes read from the spool"
+        );
+    }
+
+    /// `recent` keeps the last RECENT_MAX bytes of whole chunks and hands out exact ranges.
+    #[test]
+    fn the_recent_buffers_keep_the_last_bytes_and_slice_exact_ranges() {
+        let mut s = FlightState::default();
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        for i in 1..=6u64 {
+            s.publish(i << 20, vec![chunk.clone(), Bytes::new()]);
+        }
+        assert_eq!(
+            (s.written, s.recent_start, s.recent.len()),
+            (6 << 20, 2 << 20, 4)
+        );
+        assert!(s.recent_range(0, 6 << 20).is_empty(), "dropped bytes");
+        assert!(s.recent_range(3 << 20, 3 << 20).is_empty());
+        let r = s.recent_range((2 << 20) + 10, (4 << 20) + 5);
+        assert_eq!(
+            r.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![(1 << 20) - 10, 1 << 20, 5]
+        );
     }
 
     /// On the filesystem the fetch writes the upload's own file once (no temporary spool): the
