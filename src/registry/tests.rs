@@ -126,6 +126,88 @@ async fn an_append_under_a_stale_state_hashes_from_where_the_data_ends() {
     assert_eq!(read_blob(&r, &digest).await, data);
 }
 
+/// A store whose writers open without writing (as object stores' do), where the check that an
+/// upload exists is held until a writer has started to open: an append that made the two one
+/// after the other would never finish.
+struct CheckWhileOpening(tokio::sync::Notify);
+
+#[async_trait::async_trait]
+impl crate::storage::memory::hooked::Hooks for CheckWhileOpening {
+    async fn before(&self, _: &MemoryDriver, op: &'static str, paths: &[String]) {
+        match op {
+            "writer" => self.0.notify_one(),
+            "get_content" if paths.iter().any(|p| p.ends_with("/startedat")) => {
+                self.0.notified().await
+            }
+            _ => {}
+        }
+    }
+    fn writer_opens_without_writing(&self) -> bool {
+        true
+    }
+}
+
+/// With the client's signed state, an append checks that the upload exists while it opens the
+/// data (one round trip fewer on an object store); an upload that is gone still answers
+/// `BlobUploadUnknown` and gets no data.
+#[tokio::test]
+async fn an_append_checks_the_upload_exists_while_it_opens_the_data() {
+    use crate::storage::memory::hooked::Hooked;
+    let driver = Arc::new(Hooked::new(CheckWhileOpening(tokio::sync::Notify::new())));
+    let r = registry(driver.clone(), "s");
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 239) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let s = r.start_upload(&name()).await.unwrap();
+    let token = r.upload_state_token(&s);
+    let append = async {
+        let mut s = r
+            .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+            .await?;
+        r.append_upload(&mut s, None, body(&data[..20_000])).await?;
+        let token = r.upload_state_token(&s);
+        let mut s = r
+            .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+            .await?;
+        r.append_upload(&mut s, None, body(&data[20_000..])).await?;
+        // docker's ending: a PUT without a body.
+        let token = r.upload_state_token(&s);
+        let mut s = r
+            .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+            .await?;
+        r.complete_upload(&mut s, &digest, None, None).await
+    };
+    let done = tokio::time::timeout(std::time::Duration::from_secs(10), append)
+        .await
+        .expect("the check waited for the writer's open");
+    assert_eq!(done.unwrap(), data.len() as u64);
+    assert_eq!(read_blob(&r, &digest).await, data);
+
+    // Gone (cancelled, or purged): unknown, and nothing is written for it.
+    let s = r.start_upload(&name()).await.unwrap();
+    let token = r.upload_state_token(&s);
+    r.cancel_upload(&s).await.unwrap();
+    let mut gone = r
+        .resume_upload_for_write(&name(), &s.uuid, Some(&token))
+        .await
+        .unwrap();
+    let appended = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        r.append_upload(&mut gone, None, body(&data)),
+    )
+    .await
+    .expect("the check waited for the writer's open");
+    assert!(
+        matches!(appended, Err(RegistryError::BlobUploadUnknown)),
+        "{appended:?}"
+    );
+    let left = driver
+        .inner
+        .list(&layout::upload_dir(&name(), &s.uuid))
+        .await
+        .unwrap_or_default();
+    assert!(left.is_empty(), "written for a gone upload: {left:?}");
+}
+
 #[tokio::test]
 async fn lost_hash_state_is_rebuilt_from_the_data() {
     let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());

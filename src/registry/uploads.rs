@@ -28,6 +28,9 @@ pub struct UploadSession {
     /// it opens the data (one round trip to the store fewer). A hint, never trusted: the data's
     /// size decides.
     pub state_offset: Option<u64>,
+    /// Whether the upload's existence (its `startedat` file) is still to be checked: the append
+    /// does it while it opens the data (see [`Registry::resume_upload_for_write`]).
+    pub(crate) unconfirmed: bool,
 }
 
 fn valid_uuid(uuid: &str) -> bool {
@@ -60,6 +63,7 @@ impl Registry {
             offset: 0,
             started_at,
             state_offset: None,
+            unconfirmed: false,
         })
     }
 
@@ -87,7 +91,12 @@ impl Registry {
     /// [`resume_upload`](Self::resume_upload) for a request that appends to the upload, cancels
     /// it, or completes it without a body: the offset is left at 0, since the append reads it
     /// from the writer it opens anyway (on an object store a `stat` of the data costs a `HEAD`
-    /// and listings, per request).
+    /// and listings, per request). Where opening a writer writes nothing
+    /// ([`writer_opens_without_writing`](crate::storage::StorageDriver::writer_opens_without_writing):
+    /// object stores) and the client sent its signed `_state` (which holds the start time), the
+    /// check that the upload exists is left to the request's append, which makes it while it
+    /// opens the data: one round trip to the store fewer. A cancel needs no check (it answers
+    /// from what it deletes).
     pub async fn resume_upload_for_write(
         &self,
         name: &RepositoryName,
@@ -110,6 +119,8 @@ impl Registry {
         }
         let mut started_at = None;
         let mut state_offset = None;
+        let defer_check =
+            !with_offset && state.is_some() && self.driver.writer_opens_without_writing();
         if let Some(token) = state {
             let st = self.options.secret.unpack(token).ok_or_else(|| {
                 RegistryError::BlobUploadInvalid(
@@ -123,6 +134,16 @@ impl Registry {
             }
             started_at = Some(st.started_at);
             state_offset = Some(st.offset);
+        }
+        if let (true, Some(started_at)) = (defer_check, started_at) {
+            return Ok(UploadSession {
+                name: name.clone(),
+                uuid: uuid.to_owned(),
+                offset: 0,
+                started_at,
+                state_offset,
+                unconfirmed: true,
+            });
         }
         let started = match self
             .driver
@@ -151,6 +172,7 @@ impl Registry {
             offset,
             started_at: started_at.or(started).unwrap_or_else(Utc::now),
             state_offset,
+            unconfirmed: false,
         })
     }
 
@@ -265,8 +287,31 @@ impl Registry {
                 None => None,
             }
         };
-        let (writer, read_ahead) =
-            futures::future::join(self.driver.writer(&path, true), read_ahead).await;
+        // So is the check that the upload exists, if it is still to be made (an open writes
+        // nothing there; see `resume_upload_for_write`).
+        let confirm = async {
+            if !s.unconfirmed {
+                return Ok(());
+            }
+            match self
+                .driver
+                .get_content(&layout::upload_started_at(&s.name, &s.uuid))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_not_found() => Err(RegistryError::BlobUploadUnknown),
+                Err(e) => Err(e.into()),
+            }
+        };
+        let (writer, read_ahead, confirmed) =
+            futures::future::join3(self.driver.writer(&path, true), read_ahead, confirm).await;
+        if let Err(e) = confirmed {
+            if let Ok(w) = writer {
+                w.cancel().await?;
+            }
+            return Err(e);
+        }
+        s.unconfirmed = false;
         let mut writer = writer?;
         let size = writer.size();
         s.offset = size;

@@ -55,6 +55,10 @@ impl StorageDriver for Instrumented {
         self.inner.name()
     }
 
+    fn writer_opens_without_writing(&self) -> bool {
+        self.inner.writer_opens_without_writing()
+    }
+
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         let t = Instant::now();
         record(

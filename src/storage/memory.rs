@@ -222,6 +222,11 @@ pub(crate) mod hooked {
     pub(crate) trait Hooks: Send + Sync + 'static {
         async fn before(&self, _inner: &MemoryDriver, _op: &'static str, _paths: &[String]) {}
         async fn after(&self, _inner: &MemoryDriver, _op: &'static str, _paths: &[String]) {}
+        /// What the driver answers for [`StorageDriver::writer_opens_without_writing`] (the
+        /// memory driver writes nothing before a writer's close either way).
+        fn writer_opens_without_writing(&self) -> bool {
+            false
+        }
     }
 
     /// A [`MemoryDriver`] whose calls run between `hooks.before` and `hooks.after` (`after` only
@@ -256,6 +261,9 @@ pub(crate) mod hooked {
     impl<H: Hooks> StorageDriver for Hooked<H> {
         fn name(&self) -> &'static str {
             "hooked"
+        }
+        fn writer_opens_without_writing(&self) -> bool {
+            self.hooks.writer_opens_without_writing()
         }
         async fn get_content(&self, path: &str) -> Result<Bytes> {
             let call = self.inner.get_content(path);

@@ -337,6 +337,14 @@ pub trait StorageDriver: Send + Sync + 'static {
     }
     /// Opens a writer; with `append` it continues the existing file.
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>>;
+    /// Whether opening an appending [`writer`](Self::writer) leaves the store as it was until
+    /// the first write (object stores: a few reads; the only write an open may make, moving a
+    /// whole object into its first segment, keeps its content), so that a caller may open it
+    /// while it still checks that the file is to be written at all, and `cancel` it if not.
+    /// `false` (the default): the filesystem creates the file and its folders on open.
+    fn writer_opens_without_writing(&self) -> bool {
+        false
+    }
     /// A writer of a whole new file at `path` that stays invisible until its `commit`, which
     /// makes the file appear atomically and complete, replacing what is there (for a blob whose
     /// digest is known before its bytes: the caller verifies the digest, then commits). `cancel`,

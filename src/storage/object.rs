@@ -539,6 +539,12 @@ impl StorageDriver for ObjectDriver {
         self.backend.name()
     }
 
+    /// An appending writer's open is a `HEAD` and a listing (plus, for a whole object of a part
+    /// or more, its compose into the first segment); its bytes go out from the first write.
+    fn writer_opens_without_writing(&self) -> bool {
+        true
+    }
+
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         let key = self.key(path)?;
         match self.get_all(&key).await {
