@@ -21,20 +21,48 @@ impl Registry {
                 .await?)
     }
 
+    /// Whether `name` may serve `digest`, both links looked at at once unless one is cached: for
+    /// the push path, where a miss (a new layer) is common and then needs both, in one round trip
+    /// instead of two. Either link found is the answer, whatever the other look gave.
+    async fn is_linked_at_once(&self, name: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let layer = layout::layer_link(name, digest);
+        let revision = layout::manifest_revision_link(name, digest);
+        if self.links.get(name.as_str(), &layer).is_some()
+            || self.links.get(name.as_str(), &revision).is_some()
+        {
+            return Ok(true);
+        }
+        let (a, b) = futures::future::join(
+            self.link_exists_cached(name, &layer, digest),
+            self.link_exists_cached(name, &revision, digest),
+        )
+        .await;
+        match (a, b) {
+            (Ok(true), _) | (_, Ok(true)) => Ok(true),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            _ => Ok(false),
+        }
+    }
+
     /// Size of a blob that `name` may serve. The link answer and the size come from the caches
-    /// when they are there.
+    /// when they are there; when not, the link and the size are read at once (one round trip
+    /// on an object store, not two; a blob `name` may not serve costs a wasted look).
     pub async fn stat_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
-        if !self.is_linked(name, digest).await? {
+        let cached = self.blob_sizes.get(digest);
+        let size = async {
+            match cached {
+                Some(size) => Ok(Some(size)),
+                None => self.stat_global_blob(digest).await,
+            }
+        };
+        let (linked, size) = futures::future::join(self.is_linked(name, digest), size).await;
+        if !linked? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        if let Some(size) = self.blob_sizes.get(digest) {
-            return Ok(size);
+        let size = size?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        if cached.is_none() {
+            self.blob_sizes.insert(digest.clone(), size, 0);
         }
-        let size = self
-            .stat_global_blob(digest)
-            .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
-        self.blob_sizes.insert(digest.clone(), size, 0);
         Ok(size)
     }
 
@@ -42,19 +70,36 @@ impl Registry {
     /// read from storage, never a cache, and absent while garbage collection holds a tombstone on
     /// it (the client uploads it again, which claims it back). Finding an old blob refreshes its
     /// age (see [`present_for_push`](Self::present_for_push)).
+    /// The links, the data and the tombstone are looked at at once (one round trip on an object
+    /// store); the age refresh, a write, follows only when all say the blob is there.
     pub async fn stat_blob_for_push(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
-        if !self.is_linked(name, digest).await? {
+        let (linked, look) = futures::future::join(
+            self.is_linked_at_once(name, digest),
+            self.look_for_push(digest),
+        )
+        .await;
+        if !linked? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        self.present_for_push(digest)
-            .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        let (size, modified) = look?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        self.refresh_age(digest, modified).await?;
+        Ok(size)
     }
 
     /// Whether the blob store has `digest` for a push: its bytes are there and garbage collection
     /// holds no tombstone on it. A blob older than `refresh_after` (and not refreshed since) gets
     /// its `lastused` file rewritten, so a collection that has not tombstoned it yet leaves it.
     pub(crate) async fn present_for_push(&self, digest: &Digest) -> Result<Option<u64>> {
+        let Some((size, modified)) = self.look_for_push(digest).await? else {
+            return Ok(None);
+        };
+        self.refresh_age(digest, modified).await?;
+        Ok(Some(size))
+    }
+
+    /// [`present_for_push`](Self::present_for_push) without the age refresh: the blob's size and
+    /// modification time if its bytes are there and no tombstone is.
+    async fn look_for_push(&self, digest: &Digest) -> Result<Option<(u64, Option<SystemTime>)>> {
         // Two metadata requests on object stores (the data, the tombstone), no listing: both are
         // files written whole. Both at once (each a round trip): only both together, read
         // before the age is refreshed, say the blob is there.
@@ -70,8 +115,7 @@ impl Registry {
         if tombstoned? {
             return Ok(None);
         }
-        self.refresh_age(digest, info.modified).await?;
-        Ok(Some(info.size))
+        Ok(Some((info.size, info.modified)))
     }
 
     async fn refresh_age(&self, digest: &Digest, data_time: Option<SystemTime>) -> Result<()> {
@@ -202,8 +246,25 @@ impl Registry {
         self.refuse_push(name)?;
         // A tombstoned blob is not mounted: the client uploads it, which claims it back.
         let size = match from {
-            Some(from) if !self.exists(&layout::layer_link(from, digest)).await? => None,
-            _ => self.present_for_push(digest).await?,
+            // The source's link and the blob's looks at once; the age refresh after both.
+            Some(from) => {
+                let (linked, look) = futures::future::join(
+                    self.exists(&layout::layer_link(from, digest)),
+                    self.look_for_push(digest),
+                )
+                .await;
+                match (linked?, look) {
+                    (true, look) => match look? {
+                        Some((size, modified)) => {
+                            self.refresh_age(digest, modified).await?;
+                            Some(size)
+                        }
+                        None => None,
+                    },
+                    (false, _) => None,
+                }
+            }
+            None => self.present_for_push(digest).await?,
         };
         let Some(size) = size else {
             return Ok(false);

@@ -779,8 +779,8 @@ impl crate::storage::instrumented::StorageObserver for WriteCalls {
 }
 
 /// The blob `HEAD` of a push (`stat_blob_for_push`) costs two file stats when the link is cached
-/// (the data, the tombstone) and three when not: no folder `stat`, no listing; a tombstoned blob
-/// is absent, and so is an unknown one.
+/// (the data, the tombstone) and four when not (both links): no folder `stat`, no listing; a
+/// tombstoned blob is absent, and so is an unknown one.
 #[tokio::test]
 async fn blob_head_for_push_stats_two_files() {
     let calls = Arc::new(Calls::default());
@@ -793,7 +793,7 @@ async fn blob_head_for_push_stats_two_files() {
     push_image(&r, "t", layer).await;
     let d = Digest::sha256_of(layer);
     let fresh = registry(driver.clone(), "s");
-    for (reg, files) in [(&fresh, 3), (&fresh, 2)] {
+    for (reg, files) in [(&fresh, 4), (&fresh, 2)] {
         calls.clear();
         assert_eq!(
             reg.stat_blob_for_push(&name(), &d).await.unwrap(),
@@ -806,7 +806,7 @@ async fn blob_head_for_push_stats_two_files() {
                 calls.take("list")
             ),
             (files, 0, 0),
-            "link (uncached), data, tombstone"
+            "links (uncached), data, tombstone"
         );
     }
     driver
@@ -826,9 +826,57 @@ async fn blob_head_for_push_stats_two_files() {
     ));
     assert_eq!(
         (calls.take("stat_file"), calls.take("stat")),
-        (2, 0),
-        "the layer link, the manifest revision link"
+        (4, 0),
+        "the layer link, the manifest revision link, data, tombstone (at once)"
     );
+}
+
+/// Holds every look at a layer link until a look at a blob's data has begun: a blob stat that
+/// reads the link first, then the size, never finishes.
+struct LinkWaitsForData(tokio::sync::Semaphore);
+
+#[async_trait::async_trait]
+impl crate::storage::memory::hooked::Hooks for LinkWaitsForData {
+    async fn before(&self, _: &MemoryDriver, op: &'static str, paths: &[String]) {
+        let Some(p) = paths.first().filter(|_| op == "stat") else {
+            return;
+        };
+        if p.contains("/_layers/") && p.ends_with("/link") {
+            let _ = self.0.acquire().await.map(|p| p.forget());
+        } else if p.contains("/blobs/sha256/") && p.ends_with("/data") {
+            self.0.add_permits(1);
+        }
+    }
+}
+
+/// A blob `GET`/`HEAD` whose link and size are not cached reads both at once, and so does the
+/// `HEAD` of a push (with the tombstone): one round trip on an object store, not two.
+#[tokio::test]
+async fn a_blob_stat_reads_its_link_and_its_size_at_once() {
+    use crate::storage::memory::hooked::Hooked;
+    let driver = Arc::new(Hooked::new(LinkWaitsForData(tokio::sync::Semaphore::new(
+        0,
+    ))));
+    let layer = b"a layer looked at twice";
+    let d = Digest::sha256_of(layer);
+    {
+        // Pushed with the hook open (the push's own looks need not be in any order).
+        driver.hooks.0.add_permits(1000);
+        push_image(&registry(driver.clone(), "s"), "t", layer).await;
+        let left = driver.hooks.0.available_permits();
+        driver.hooks.0.forget_permits(left);
+    }
+    let limit = std::time::Duration::from_secs(10);
+    let r = registry(driver.clone(), "s");
+    let size = tokio::time::timeout(limit, r.stat_blob(&name(), &d))
+        .await
+        .expect("the link was read before the size");
+    assert_eq!(size.unwrap(), layer.len() as u64);
+    let r = registry(driver.clone(), "s");
+    let size = tokio::time::timeout(limit, r.stat_blob_for_push(&name(), &d))
+        .await
+        .expect("the links were read before the data");
+    assert_eq!(size.unwrap(), layer.len() as u64);
 }
 
 /// The object driver on a fresh [`moto_bucket`], its requests to the store counted.
@@ -877,7 +925,7 @@ async fn completing_an_upload_without_a_body_on_s3_does_not_rewrite_its_data() {
 }
 
 /// The same on S3 (moto, when `IMAGE_REGISTRY_S3_ENDPOINT` is set), counted in requests to the
-/// store: a blob `HEAD` is one `HEAD` per file (link when uncached, data, tombstone) and no
+/// store: a blob `HEAD` is one `HEAD` per file (both links when uncached, data, tombstone) and no
 /// listing, whether the tombstone is there or not, and an old blob's `lastused` check is one more.
 #[tokio::test]
 async fn blob_head_for_push_on_s3_is_heads_only() {
@@ -900,7 +948,7 @@ async fn blob_head_for_push_on_s3_is_heads_only() {
     assert_eq!(head(&fresh).await.unwrap(), layer.len() as u64);
     let cached = counts.take();
     eprintln!("blob HEAD on S3: uncached link {first:?}, cached link {cached:?}");
-    assert_eq!(first.into_iter().collect::<Vec<_>>(), [("head", 3)]);
+    assert_eq!(first.into_iter().collect::<Vec<_>>(), [("head", 4)]);
     assert_eq!(cached.into_iter().collect::<Vec<_>>(), [("head", 2)]);
     driver
         .put_content(&layout::blob_tombstone(&d), Bytes::new())
@@ -933,7 +981,7 @@ async fn blob_head_for_push_on_s3_is_heads_only() {
     eprintln!("blob HEAD on S3, old blob without lastused: {refreshed:?}");
     assert_eq!(
         refreshed.into_iter().collect::<Vec<_>>(),
-        [("head", 4), ("put", 1)]
+        [("head", 5), ("put", 1)]
     );
 }
 
