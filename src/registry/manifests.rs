@@ -48,29 +48,39 @@ pub struct PutManifest {
 impl Registry {
     /// Resolves a reference to a digest the repository holds (read path: through the link cache).
     pub async fn resolve(&self, name: &RepositoryName, reference: &Reference) -> Result<Digest> {
-        let digest = match reference {
-            Reference::Digest(d) => d.clone(),
+        let digest = self.tag_or_digest(name, reference).await?;
+        self.check_revision(name, &digest).await?;
+        Ok(digest)
+    }
+
+    /// The digest a reference names: a tag's link (through the link cache), or the digest itself.
+    async fn tag_or_digest(&self, name: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
             Reference::Tag(t) => self
                 .read_link_cached(name, &layout::tag_current_link(name, t))
                 .await?
-                .ok_or_else(|| RegistryError::ManifestUnknown(format!("unknown tag {t}")))?,
-        };
-        if !self
-            .link_exists_cached(
-                name,
-                &layout::manifest_revision_link(name, &digest),
-                &digest,
-            )
-            .await?
-        {
+                .ok_or_else(|| RegistryError::ManifestUnknown(format!("unknown tag {t}"))),
+        }
+    }
+
+    /// `ManifestUnknown` unless the repository holds the manifest `digest` (its revision link).
+    async fn check_revision(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        let link = layout::manifest_revision_link(name, digest);
+        if !self.link_exists_cached(name, &link, digest).await? {
             return Err(RegistryError::ManifestUnknown(format!(
                 "unknown manifest {digest}"
             )));
         }
-        Ok(digest)
+        Ok(())
     }
 
-    /// Reads a manifest by tag or digest.
+    /// Reads a manifest by tag or digest. By tag, the revision link and the bytes are read at
+    /// once (when neither is cached, one round trip on an object store instead of two): a tag
+    /// names what a manifest push wrote, so the bytes are a manifest's. By digest the link comes
+    /// first, since a digest may name any blob (a layer read whole into memory as a manifest
+    /// would be a way to exhaust it). The bytes of a manifest the repository does not hold are
+    /// never served.
     pub async fn get_manifest(
         &self,
         name: &RepositoryName,
@@ -79,8 +89,18 @@ impl Registry {
         if let Some(ttl) = self.proxied_ttl(name) {
             return self.get_manifest_proxied(name, reference, ttl).await;
         }
-        let digest = self.resolve(name, reference).await?;
-        self.read_manifest(&digest).await
+        let digest = self.tag_or_digest(name, reference).await?;
+        if let Reference::Digest(_) = reference {
+            self.check_revision(name, &digest).await?;
+            return self.read_manifest(&digest).await;
+        }
+        let (held, manifest) = futures::future::join(
+            self.check_revision(name, &digest),
+            self.read_manifest(&digest),
+        )
+        .await;
+        held?;
+        manifest
     }
 
     /// Reads a manifest's bytes by digest: from the cache of digest-addressed content, else from

@@ -339,6 +339,70 @@ async fn push_image(r: &Registry, tag: &str, layer: &[u8]) -> Digest {
     .digest
 }
 
+/// While armed, holds every look at a manifest revision link until a read of a blob's data has
+/// begun, and records the data paths read.
+struct RevisionWaitsForBody {
+    armed: std::sync::atomic::AtomicBool,
+    go: tokio::sync::Semaphore,
+    reads: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl crate::storage::memory::hooked::Hooks for RevisionWaitsForBody {
+    async fn before(&self, _: &MemoryDriver, op: &'static str, paths: &[String]) {
+        let Some(p) = paths.first() else { return };
+        let armed = self.armed.load(std::sync::atomic::Ordering::SeqCst);
+        if op == "stat" && p.contains("/_manifests/revisions/") && p.ends_with("/link") && armed {
+            let _ = self.go.acquire().await.map(|p| p.forget());
+        } else if op == "get_content" && p.contains("/blobs/sha256/") && p.ends_with("/data") {
+            self.reads.lock().unwrap().push(p.clone());
+            self.go.add_permits(1);
+        }
+    }
+}
+
+/// A manifest `GET` by tag reads the revision link and the bytes at once; by digest the link
+/// comes first, so a layer's digest asked for as a manifest is never read.
+#[tokio::test]
+async fn a_manifest_by_tag_reads_link_and_bytes_at_once_by_digest_link_first() {
+    use crate::storage::memory::hooked::Hooked;
+    use std::sync::atomic::Ordering;
+    let driver = Arc::new(Hooked::new(RevisionWaitsForBody {
+        armed: Default::default(),
+        go: tokio::sync::Semaphore::new(0),
+        reads: Default::default(),
+    }));
+    let layer = b"a layer, not a manifest";
+    let md = push_image(&registry(driver.clone(), "s"), "t", layer).await;
+    // The push's own reads left permits: none may let the GET's link look through.
+    driver.hooks.go.forget_permits(usize::MAX >> 4);
+    driver.hooks.armed.store(true, Ordering::SeqCst);
+    let fresh = registry(driver.clone(), "s");
+    let tag = Reference::Tag("t".parse().unwrap());
+    let m = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        fresh.get_manifest(&name(), &tag),
+    )
+    .await
+    .expect("the revision link was read before the bytes")
+    .unwrap();
+    assert_eq!(m.digest, md);
+    driver.hooks.armed.store(false, Ordering::SeqCst);
+    driver.hooks.reads.lock().unwrap().clear();
+    let ld = Digest::sha256_of(layer);
+    assert!(matches!(
+        fresh
+            .get_manifest(&name(), &Reference::Digest(ld.clone()))
+            .await,
+        Err(RegistryError::ManifestUnknown(_))
+    ));
+    let reads = driver.hooks.reads.lock().unwrap().clone();
+    assert!(
+        reads.is_empty(),
+        "read by digest before the link: {reads:?}"
+    );
+}
+
 /// A manifest's references are checked several at once; the one reported missing is the first
 /// missing in the manifest's order, and a blob only in another repository counts as missing.
 #[tokio::test]
