@@ -144,8 +144,13 @@ impl PullState {
 const READ_CHUNK: u64 = 256 << 10;
 /// The least a subscriber reads at a time while the fetch goes on.
 const READ_MIN: u64 = 64 << 10;
-/// Upstream chunks written to the spool in one go (those that have already arrived).
+/// The most upstream chunks written to the spool in one go.
 const SPOOL_BATCH: usize = 64;
+/// A batch waits for at least this many bytes, or [`BATCH_WAIT`], or the end: each batch costs
+/// a write, a hash job and a wake-up of every reader, and a shaped or distant upstream sends
+/// its bytes in pieces of tens of KiB.
+const BATCH_MIN: usize = 1 << 20;
+const BATCH_WAIT: Duration = Duration::from_millis(2);
 /// The most of the latest spooled bytes a fetch also keeps as the upstream's own buffers
 /// ([`FlightState::recent`]), for the readers that keep up.
 const RECENT_MAX: u64 = 4 << 20;
@@ -869,21 +874,44 @@ async fn pump_inner(
     digest: &Digest,
 ) -> std::result::Result<(u64, StreamHash), FlightError> {
     type Job<T> = tokio::task::JoinHandle<std::io::Result<T>>;
-    async fn finish<T>(job: Job<T>) -> std::result::Result<T, FlightError> {
-        job.await
-            .map_err(std::io::Error::other)
+    type Joined<T> = std::result::Result<std::io::Result<T>, tokio::task::JoinError>;
+    fn joined<T>(r: Joined<T>) -> std::result::Result<T, FlightError> {
+        r.map_err(std::io::Error::other)
             .and_then(|r| r)
             .map_err(|e| FlightError::Other(format!("writing the spool file failed: {e}")))
     }
+    async fn finish<T>(job: Job<T>) -> std::result::Result<T, FlightError> {
+        joined(job.await)
+    }
     // Three stages overlap: the next batch arrives from upstream while the last one is written
-    // (one blocking task) and hashed (another); each waits only for its own predecessor.
-    let mut batches = upstream.ready_chunks(SPOOL_BATCH);
+    // (one blocking task) and hashed (another); each waits only for its own predecessor. A
+    // write that ends before the next batch arrives is published then (a slow upstream's
+    // readers do not wait for its next piece to see this one).
+    let mut batches = std::pin::pin!(batches(upstream));
     let mut offset = 0u64;
     let mut hash = Some(StreamHash::new(digest.algorithm()));
     let mut hashing: Option<Job<StreamHash>> = None;
     let mut writing: Option<(Job<()>, u64, Vec<Bytes>)> = None;
     let mut failed = None;
-    while let Some(batch) = batches.next().await {
+    loop {
+        let batch = match writing.take() {
+            None => batches.next().await,
+            Some((mut w, end, chunks)) => {
+                let mut next = std::pin::pin!(batches.next());
+                tokio::select! {
+                    b = &mut next => {
+                        writing = Some((w, end, chunks));
+                        b
+                    }
+                    done = &mut w => {
+                        joined(done)?;
+                        flight.state.send_modify(|s| s.publish(end, chunks));
+                        next.await
+                    }
+                }
+            }
+        };
+        let Some(batch) = batch else { break };
         let mut ok = Vec::with_capacity(batch.len());
         for c in batch {
             match c {
@@ -947,6 +975,37 @@ async fn pump_inner(
         ))));
     }
     Ok((offset, hash))
+}
+
+/// The upstream's chunks in batches: at least [`BATCH_MIN`] bytes unless [`BATCH_WAIT`] passes
+/// first or the stream ends; a chunk that is an error ends its batch (and the pump stops there).
+fn batches(upstream: ByteStream) -> impl futures::Stream<Item = Vec<std::io::Result<Bytes>>> {
+    futures::stream::unfold((upstream, false), |(mut up, ended)| async move {
+        if ended {
+            return None;
+        }
+        let first = up.next().await?;
+        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+        let size = |c: &std::io::Result<Bytes>| c.as_ref().map_or(0, |c| c.len());
+        let (mut len, mut stop) = (size(&first), first.is_err());
+        let mut batch = vec![first];
+        let mut ended = false;
+        while !stop && len < BATCH_MIN && batch.len() < SPOOL_BATCH {
+            match tokio::time::timeout_at(deadline, up.next()).await {
+                Ok(Some(c)) => {
+                    len += size(&c);
+                    stop = c.is_err();
+                    batch.push(c);
+                }
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some((batch, (up, ended)))
+    })
 }
 
 /// A streaming hash of either algorithm; the sha256 one resumable, so a fetch that is the
@@ -1096,7 +1155,8 @@ mod tests {
     use crate::storage::memory::MemoryDriver;
     use crate::storage::StorageDriver;
     /// An upstream with one blob, sent in 64 KiB chunks.
-    struct OneBlob(Bytes);
+    /// With a gate, the stream waits for it before its second chunk (an upstream that stalls).
+    struct OneBlob(Bytes, Option<Arc<tokio::sync::Notify>>);
 
     #[async_trait]
     impl PullThrough for OneBlob {
@@ -1126,9 +1186,21 @@ mod tests {
                 .step_by(64 << 10)
                 .map(|i| Ok(self.0.slice(i..(i + (64 << 10)).min(self.0.len()))))
                 .collect();
+            let gate = self.1.clone();
+            let stream = futures::stream::iter(chunks)
+                .enumerate()
+                .then(move |(i, c)| {
+                    let gate = gate.clone().filter(|_| i == 1);
+                    async move {
+                        if let Some(g) = gate {
+                            g.notified().await;
+                        }
+                        c
+                    }
+                });
             Ok(UpstreamBlob {
                 size: Some(self.0.len() as u64),
-                stream: Box::pin(futures::stream::iter(chunks)),
+                stream: Box::pin(stream),
             })
         }
         async fn blob_size(&self, _: &RepositoryName, _: &Digest) -> Result<u64, UpstreamError> {
@@ -1151,7 +1223,7 @@ mod tests {
 
     fn cache(driver: Arc<Hooked<SlowToStore>>, blob: &Bytes) -> Registry {
         Registry::new(driver, RegistryOptions::new(UploadSecret::new("s")))
-            .with_pull_through(Arc::new(OneBlob(blob.clone())))
+            .with_pull_through(Arc::new(OneBlob(blob.clone(), None)))
     }
 
     /// A cold pull's client gets every byte once the digest matched, while the blob is still
@@ -1208,6 +1280,41 @@ mod tests {
                 .unwrap();
         assert!(r.is_err(), "a wrong blob completed");
         assert_eq!(reg.stat_global_blob(&wrong).await.unwrap(), None);
+    }
+
+    /// What has arrived reaches the clients while the upstream stalls (all but the last byte
+    /// so far, which waits for the digest), not only once the next piece comes.
+    #[tokio::test]
+    async fn a_client_gets_what_arrived_while_the_upstream_stalls() {
+        let blob = Bytes::from(
+            (0..1_000_000u32)
+                .map(|i| (i % 237) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        let digest = Digest::sha256_of(&blob);
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let driver = Arc::new(Hooked::new(SlowToStore(tokio::sync::Semaphore::new(1000))));
+        let reg = Registry::new(driver, RegistryOptions::new(UploadSecret::new("s")))
+            .with_pull_through(Arc::new(OneBlob(blob.clone(), Some(gate.clone()))));
+        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
+        let mut stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
+            PulledBlob::Streaming { stream, .. } => stream,
+            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
+        };
+        let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("nothing reached the client while the upstream stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            first.len(),
+            (64 << 10) - 1,
+            "the first piece but its last byte"
+        );
+        assert_eq!(first, blob.slice(..first.len()));
+        gate.notify_one();
+        let rest: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!([first, rest.concat().into()].concat(), blob);
     }
 
     /// Whether `part` lies in `whole`'s memory (a slice of it, not a copy).
@@ -1292,7 +1399,7 @@ mod tests {
             .unwrap()
             .is_some());
         let reg = Registry::new(driver.clone(), RegistryOptions::new(UploadSecret::new("s")))
-            .with_pull_through(Arc::new(OneBlob(blob.clone())));
+            .with_pull_through(Arc::new(OneBlob(blob.clone(), None)));
         let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
         let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
             PulledBlob::Streaming { stream, .. } => stream,
