@@ -1226,23 +1226,32 @@ mod tests {
             .with_pull_through(Arc::new(OneBlob(blob.clone(), None)))
     }
 
+    /// `len` bytes of a pattern repeating every `period`.
+    fn pattern(len: u32, period: u32) -> Bytes {
+        Bytes::from((0..len).map(|i| (i % period) as u8).collect::<Vec<u8>>())
+    }
+
+    fn alpine() -> RepositoryName {
+        "docker.io/library/alpine".parse().unwrap()
+    }
+
+    /// The stream of a first (cold) pull of `digest` from `reg`'s mirror of docker.io.
+    async fn cold_pull(reg: &Registry, digest: &Digest) -> ByteStream {
+        match reg.pull_blob(&alpine(), digest, false).await.unwrap() {
+            PulledBlob::Streaming { stream, .. } => stream,
+            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
+        }
+    }
+
     /// A cold pull's client gets every byte once the digest matched, while the blob is still
     /// being stored; the blob becomes visible only after that, and a wrong blob never completes.
     #[tokio::test]
     async fn a_cold_pull_ends_when_the_bytes_are_verified_not_when_they_are_stored() {
-        let blob = Bytes::from(
-            (0..3_000_000u32)
-                .map(|i| (i % 251) as u8)
-                .collect::<Vec<u8>>(),
-        );
+        let blob = pattern(3_000_000u32, 251);
         let digest = Digest::sha256_of(&blob);
         let driver = Arc::new(Hooked::new(SlowToStore(tokio::sync::Semaphore::new(0))));
         let reg = cache(driver.clone(), &blob);
-        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
-        let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
-            PulledBlob::Streaming { stream, .. } => stream,
-            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
-        };
+        let stream = cold_pull(&reg, &digest).await;
         let got: Vec<Bytes> = tokio::time::timeout(Duration::from_secs(10), stream.try_collect())
             .await
             .expect("the client waited for the blob to be stored")
@@ -1270,10 +1279,7 @@ mod tests {
         // Bytes that do not match their digest: the client's stream fails, nothing is stored.
         let wrong = Digest::sha256_of(b"something else");
         let reg = cache(driver.clone(), &blob);
-        let stream = match reg.pull_blob(&name, &wrong, false).await.unwrap() {
-            PulledBlob::Streaming { stream, .. } => stream,
-            PulledBlob::Stored(_) => panic!("stored"),
-        };
+        let stream = cold_pull(&reg, &wrong).await;
         let r: std::io::Result<Vec<Bytes>> =
             tokio::time::timeout(Duration::from_secs(10), stream.try_collect())
                 .await
@@ -1286,21 +1292,13 @@ mod tests {
     /// so far, which waits for the digest), not only once the next piece comes.
     #[tokio::test]
     async fn a_client_gets_what_arrived_while_the_upstream_stalls() {
-        let blob = Bytes::from(
-            (0..1_000_000u32)
-                .map(|i| (i % 237) as u8)
-                .collect::<Vec<u8>>(),
-        );
+        let blob = pattern(1_000_000u32, 237);
         let digest = Digest::sha256_of(&blob);
         let gate = Arc::new(tokio::sync::Notify::new());
         let driver = Arc::new(Hooked::new(SlowToStore(tokio::sync::Semaphore::new(1000))));
         let reg = Registry::new(driver, RegistryOptions::new(UploadSecret::new("s")))
             .with_pull_through(Arc::new(OneBlob(blob.clone(), Some(gate.clone()))));
-        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
-        let mut stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
-            PulledBlob::Streaming { stream, .. } => stream,
-            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
-        };
+        let mut stream = cold_pull(&reg, &digest).await;
         let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
             .expect("nothing reached the client while the upstream stalled")
@@ -1328,15 +1326,11 @@ mod tests {
     #[tokio::test]
     async fn a_client_behind_the_fetch_reads_the_spool_then_catches_up() {
         let len = (RECENT_MAX + (3 << 20)) as u32;
-        let blob = Bytes::from((0..len).map(|i| (i % 241) as u8).collect::<Vec<u8>>());
+        let blob = pattern(len, 241);
         let digest = Digest::sha256_of(&blob);
         let driver = Arc::new(Hooked::new(SlowToStore(tokio::sync::Semaphore::new(1000))));
         let reg = cache(driver.clone(), &blob);
-        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
-        let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
-            PulledBlob::Streaming { stream, .. } => stream,
-            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
-        };
+        let stream = cold_pull(&reg, &digest).await;
         // Not read until the fetch is over and the blob stored.
         let stored = async {
             while reg.stat_global_blob(&digest).await.unwrap().is_none() {
@@ -1385,11 +1379,7 @@ mod tests {
     /// client gets the bytes, the blob is stored whole, and no upload or unnamed file is left.
     #[tokio::test]
     async fn on_the_filesystem_a_cold_pull_is_stored_from_its_spool_in_place() {
-        let blob = Bytes::from(
-            (0..5_000_000u32)
-                .map(|i| (i % 253) as u8)
-                .collect::<Vec<u8>>(),
-        );
+        let blob = pattern(5_000_000u32, 253);
         let digest = Digest::sha256_of(&blob);
         let dir = tempfile::tempdir().unwrap();
         let driver = Arc::new(crate::storage::fs::FsDriver::new(dir.path()).unwrap());
@@ -1400,13 +1390,10 @@ mod tests {
             .is_some());
         let reg = Registry::new(driver.clone(), RegistryOptions::new(UploadSecret::new("s")))
             .with_pull_through(Arc::new(OneBlob(blob.clone(), None)));
-        let name: RepositoryName = "docker.io/library/alpine".parse().unwrap();
-        let stream = match reg.pull_blob(&name, &digest, false).await.unwrap() {
-            PulledBlob::Streaming { stream, .. } => stream,
-            PulledBlob::Stored(_) => panic!("a cold blob is stored already"),
-        };
+        let stream = cold_pull(&reg, &digest).await;
         let got: Vec<Bytes> = stream.try_collect().await.unwrap();
         assert_eq!(got.concat(), blob);
+        let name = alpine();
         match reg.pull_blob(&name, &digest, true).await.unwrap() {
             PulledBlob::Stored(n) => assert_eq!(n, blob.len() as u64),
             PulledBlob::Streaming { .. } => panic!("waited, yet streaming"),
