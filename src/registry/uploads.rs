@@ -145,18 +145,7 @@ impl Registry {
                 unconfirmed: true,
             });
         }
-        let started = match self
-            .driver
-            .get_content(&layout::upload_started_at(name, uuid))
-            .await
-        {
-            Ok(b) => std::str::from_utf8(&b)
-                .ok()
-                .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            Err(e) if e.is_not_found() => return Err(RegistryError::BlobUploadUnknown),
-            Err(e) => return Err(e.into()),
-        };
+        let started = self.upload_started(name, uuid).await?;
         let offset = if !with_offset {
             0
         } else {
@@ -174,6 +163,27 @@ impl Registry {
             state_offset,
             unconfirmed: false,
         })
+    }
+
+    /// The upload's start time as its `startedat` file holds it (`None` if unreadable);
+    /// `BlobUploadUnknown` if the file is gone (the upload was cancelled, completed or purged).
+    async fn upload_started(
+        &self,
+        name: &RepositoryName,
+        uuid: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        match self
+            .driver
+            .get_content(&layout::upload_started_at(name, uuid))
+            .await
+        {
+            Ok(b) => Ok(std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+                .map(|t| t.with_timezone(&Utc))),
+            Err(e) if e.is_not_found() => Err(RegistryError::BlobUploadUnknown),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Restores the hash of the first `size` bytes: from the saved state at `size`, else the latest
@@ -290,17 +300,9 @@ impl Registry {
         // So is the check that the upload exists, if it is still to be made (an open writes
         // nothing there; see `resume_upload_for_write`).
         let confirm = async {
-            if !s.unconfirmed {
-                return Ok(());
-            }
-            match self
-                .driver
-                .get_content(&layout::upload_started_at(&s.name, &s.uuid))
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_not_found() => Err(RegistryError::BlobUploadUnknown),
-                Err(e) => Err(e.into()),
+            match s.unconfirmed {
+                true => self.upload_started(&s.name, &s.uuid).await.map(|_| ()),
+                false => Ok(()),
             }
         };
         let (writer, read_ahead, confirmed) =
