@@ -73,24 +73,31 @@ impl Registry {
     /// The links, the data and the tombstone are looked at at once (one round trip on an object
     /// store); the age refresh, a write, follows only when all say the blob is there.
     pub async fn stat_blob_for_push(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
-        let (linked, look) = futures::future::join(
-            self.is_linked_at_once(name, digest),
-            self.look_for_push(digest),
-        )
-        .await;
-        if !linked? {
-            return Err(RegistryError::BlobUnknown(digest.clone()));
-        }
-        let (size, modified) = look?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
-        self.refresh_age(digest, modified).await?;
-        Ok(size)
+        self.present_if(self.is_linked_at_once(name, digest), digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
     /// Whether the blob store has `digest` for a push: its bytes are there and garbage collection
     /// holds no tombstone on it. A blob older than `refresh_after` (and not refreshed since) gets
     /// its `lastused` file rewritten, so a collection that has not tombstoned it yet leaves it.
     pub(crate) async fn present_for_push(&self, digest: &Digest) -> Result<Option<u64>> {
-        let Some((size, modified)) = self.look_for_push(digest).await? else {
+        self.present_if(async { Ok(true) }, digest).await
+    }
+
+    /// [`present_for_push`](Self::present_for_push) if `allowed` (a link check, read beside the
+    /// blob's looks: one round trip on an object store) says yes; the age refresh, a write,
+    /// only after both. A `false` answer wins over a failed look.
+    async fn present_if(
+        &self,
+        allowed: impl std::future::Future<Output = Result<bool>>,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let (allowed, look) = futures::future::join(allowed, self.look_for_push(digest)).await;
+        if !allowed? {
+            return Ok(None);
+        }
+        let Some((size, modified)) = look? else {
             return Ok(None);
         };
         self.refresh_age(digest, modified).await?;
@@ -246,23 +253,9 @@ impl Registry {
         self.refuse_push(name)?;
         // A tombstoned blob is not mounted: the client uploads it, which claims it back.
         let size = match from {
-            // The source's link and the blob's looks at once; the age refresh after both.
             Some(from) => {
-                let (linked, look) = futures::future::join(
-                    self.exists(&layout::layer_link(from, digest)),
-                    self.look_for_push(digest),
-                )
-                .await;
-                match (linked?, look) {
-                    (true, look) => match look? {
-                        Some((size, modified)) => {
-                            self.refresh_age(digest, modified).await?;
-                            Some(size)
-                        }
-                        None => None,
-                    },
-                    (false, _) => None,
-                }
+                let link = layout::layer_link(from, digest);
+                self.present_if(self.exists(&link), digest).await?
             }
             None => self.present_for_push(digest).await?,
         };
