@@ -1231,6 +1231,18 @@ mod tests {
         Bytes::from((0..len).map(|i| (i % period) as u8).collect::<Vec<u8>>())
     }
 
+    /// Waits (10 s at most, else fails with `why`) until `digest` is in the blob store.
+    async fn wait_stored(reg: &Registry, digest: &Digest, why: &str) {
+        let stored = async {
+            while reg.stat_global_blob(digest).await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), stored)
+            .await
+            .expect(why);
+    }
+
     fn alpine() -> RepositoryName {
         "docker.io/library/alpine".parse().unwrap()
     }
@@ -1266,14 +1278,7 @@ mod tests {
         // Not visible until stored.
         assert_eq!(reg.stat_global_blob(&digest).await.unwrap(), None);
         driver.hooks.0.add_permits(1000);
-        let stored = async {
-            while reg.stat_global_blob(&digest).await.unwrap().is_none() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), stored)
-            .await
-            .expect("the fetch stored the blob once let go");
+        wait_stored(&reg, &digest, "the fetch stored the blob once let go").await;
         assert_eq!(read_blob(&reg, &digest).await, blob);
 
         // Bytes that do not match their digest: the client's stream fails, nothing is stored.
@@ -1332,14 +1337,7 @@ mod tests {
         let reg = cache(driver.clone(), &blob);
         let stream = cold_pull(&reg, &digest).await;
         // Not read until the fetch is over and the blob stored.
-        let stored = async {
-            while reg.stat_global_blob(&digest).await.unwrap().is_none() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), stored)
-            .await
-            .expect("the fetch stored the blob");
+        wait_stored(&reg, &digest, "the fetch stored the blob").await;
         let got: Vec<Bytes> = stream.try_collect().await.unwrap();
         assert_eq!(got.concat(), blob);
         let copied: usize = got
