@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::{init_logging, ConfigArg};
+use super::{init_server_logging, ConfigArg};
 use crate::app::{build_server, SecretSource};
 use crate::config::{Config, StorageKind};
 use crate::net::server;
@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let (config, warnings) = args.config.load()?;
-    init_logging(&config);
+    let _log = init_server_logging(&config);
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -58,6 +58,25 @@ impl Process {
         log: &Path,
         cwd: Option<&Path>,
     ) -> Process {
+        let stderr = Stdio::from(std::fs::File::create(log).unwrap());
+        Process::start(wrapper, env, log, cwd, stderr).await
+    }
+
+    /// [`Process::spawn`] with stderr a pipe that nobody reads (it stays open while the returned
+    /// end lives): a log reader that has stopped.
+    pub async fn spawn_unread_stderr(env: &[(&str, &str)]) -> (Process, std::process::ChildStderr) {
+        let mut p = Process::start(None, env, Path::new("/dev/null"), None, Stdio::piped()).await;
+        let pipe = p.child.stderr.take().unwrap();
+        (p, pipe)
+    }
+
+    async fn start(
+        wrapper: Option<&[&str]>,
+        env: &[(&str, &str)],
+        log: &Path,
+        cwd: Option<&Path>,
+        stderr: Stdio,
+    ) -> Process {
         let port = free_port();
         let bin = env!("CARGO_BIN_EXE_image-registry");
         let mut cmd = match wrapper {
@@ -76,17 +95,14 @@ impl Process {
                 cmd.env_remove(k);
             }
         }
+        // NO_COLOR first, so that a test can unset it (an empty value).
         cmd.arg("serve")
-            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"));
+            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
         let p = Process {
             child,
             base: format!("http://127.0.0.1:{port}"),

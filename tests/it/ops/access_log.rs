@@ -170,3 +170,46 @@ async fn log_fields_on_every_line_and_the_access_log_can_be_off() {
     }
     assert!(!text.contains("fields-2"), "an access line: {text}");
 }
+
+/// Colours only on a terminal: with `NO_COLOR` unset and stderr a file, the binary's lines (the
+/// access line among them) carry no escape codes.
+#[tokio::test]
+async fn the_log_is_plain_text_when_stderr_is_no_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = log_of_one_request(dir.path(), &[("NO_COLOR", "")], "plain-1").await;
+    assert!(text.contains("plain-1"), "no access line: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in the log: {text:?}"
+    );
+}
+
+/// A reader of stderr that stops (a stuck log pipe) does not stop the server: lines wait in the
+/// writer thread's queue, not in a `write(2)` on a runtime thread. 3,000 access lines are far
+/// more than a pipe holds (64 KiB), and each request must still be answered promptly.
+#[tokio::test]
+async fn requests_are_answered_while_nobody_reads_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let (p, _unread) = Process::spawn_unread_stderr(&[
+        (
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            root.to_str().unwrap(),
+        ),
+        ("REGISTRY_LOG_LEVEL", "info"),
+    ])
+    .await;
+    let c = client();
+    for i in 0..3000 {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            c.get(format!("{}/v2/", p.base))
+                .header("x-request-id", format!("unread-log-request-{i:05}"))
+                .send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {i} was not answered within 10 s"))
+        .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+}
